@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class StepUpConfig(AppConfig):
+    name = "stepup"
+    verbose_name = "Step-up authentication"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from stepup import checks, signals  # noqa: F401  (registers checks and receivers)

@@ -1,0 +1,107 @@
+"""System checks: misconfiguration is reported by ``manage.py check``, never by a crash at import."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from stepup.conf import DEFAULTS
+
+MIDDLEWARE = "stepup.middleware.StepUpMiddleware"
+REQUIRED_BEFORE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+)
+REQUIRED_APPS = ("django_otp", "simple_history")
+
+
+@register(Tags.security, Tags.compatibility)
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    raw = getattr(settings, "STEPUP", {})
+    if not isinstance(raw, dict):
+        return [Error("settings.STEPUP must be a dict.", id="stepup.E001")]
+    for key in sorted(set(raw) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"Unknown key {key!r} in settings.STEPUP.",
+                hint=f"Allowed keys: {', '.join(sorted(DEFAULTS))}.",
+                id="stepup.E002",
+            )
+        )
+    errors.extend(_check_values(raw))
+    for app in REQUIRED_APPS:
+        if app not in settings.INSTALLED_APPS:
+            errors.append(Error(f"{app!r} must be in INSTALLED_APPS.", id="stepup.E003"))
+    errors.extend(_check_middleware(list(getattr(settings, "MIDDLEWARE", []) or [])))
+    errors.extend(_check_policy_files(raw.get("POLICY_FILES", [])))
+    return errors
+
+
+def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
+    import ipaddress
+
+    errors: list[CheckMessage] = []
+    age = raw.get("DEFAULT_MAX_AGE", DEFAULTS["DEFAULT_MAX_AGE"])
+    if isinstance(age, bool) or not isinstance(age, int) or age < 0:
+        errors.append(
+            Error("STEPUP['DEFAULT_MAX_AGE'] must be a whole number of seconds >= 0.", id="stepup.E004")
+        )
+    proxies = raw.get("TRUSTED_PROXIES", [])
+    if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
+        errors.append(Error("STEPUP['TRUSTED_PROXIES'] must be a list of CIDRs.", id="stepup.E005"))
+    else:
+        for cidr in proxies:
+            try:
+                ipaddress.ip_network(str(cidr))
+            except ValueError as exc:
+                errors.append(
+                    Error(f"STEPUP['TRUSTED_PROXIES']: {cidr!r} is not a CIDR ({exc}).", id="stepup.E005")
+                )
+    return errors
+
+
+def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
+    if MIDDLEWARE not in middleware:
+        return [
+            Warning(
+                f"{MIDDLEWARE!r} is not in MIDDLEWARE: policies that target URL names are not enforced.",
+                hint="Add it after django_otp.middleware.OTPMiddleware.",
+                id="stepup.W001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    position = middleware.index(MIDDLEWARE)
+    for required in REQUIRED_BEFORE:
+        if required not in middleware:
+            errors.append(Error(f"{required!r} must be in MIDDLEWARE for stepup.", id="stepup.E006"))
+        elif middleware.index(required) > position:
+            errors.append(
+                Error(f"{MIDDLEWARE!r} must come after {required!r} in MIDDLEWARE.", id="stepup.E007")
+            )
+    return errors
+
+
+def _check_policy_files(paths: Any) -> list[CheckMessage]:
+    from pathlib import Path
+
+    if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
+        return [Error("STEPUP['POLICY_FILES'] must be a list of paths.", id="stepup.E008")]
+    errors: list[CheckMessage] = []
+    for path in paths:
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            errors.append(
+                Error(
+                    f"Policy file {str(path)!r} can't be read: {exc.strerror or exc}.",
+                    hint="Fix STEPUP['POLICY_FILES'] or create the file.",
+                    id="stepup.E009",
+                )
+            )
+    return errors

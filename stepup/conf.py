@@ -1,0 +1,84 @@
+"""Settings for stepup, read from ``settings.STEPUP`` on every access.
+
+Reading on access (never at import) keeps ``override_settings`` working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "POLICY_FILES": [],
+    "DEFAULT_MAX_AGE": 300,
+    "TRUSTED_PROXIES": [],
+    "RELOAD_INTERVAL": 1.0,
+    "ONE_SHOT_TTL": 300,
+    "CHALLENGE_TTL": 900,
+    "USER_FAILURE_LIMIT": 10,
+    "USER_LOCKOUT_SECONDS": 900,
+    "ENROLL_URL": None,
+    "ACR_VALUES": {},
+    "DECISION_LOG_RETENTION": 90,
+}
+"""Every key ``settings.STEPUP`` may hold, with its default."""
+
+
+class StepUpSettings:
+    @property
+    def raw(self) -> dict[str, Any]:
+        value = getattr(settings, "STEPUP", {})
+        return value if isinstance(value, dict) else {}
+
+    def _get(self, name: str) -> Any:
+        return self.raw.get(name, DEFAULTS[name])
+
+    @property
+    def POLICY_FILES(self) -> list[Path]:
+        return [Path(p) for p in self._get("POLICY_FILES")]
+
+    @property
+    def DEFAULT_MAX_AGE(self) -> int:
+        return int(self._get("DEFAULT_MAX_AGE"))
+
+    @property
+    def TRUSTED_PROXIES(self) -> list[str]:
+        return list(self._get("TRUSTED_PROXIES"))
+
+    @property
+    def RELOAD_INTERVAL(self) -> float:
+        return float(self._get("RELOAD_INTERVAL"))
+
+    @property
+    def ONE_SHOT_TTL(self) -> int:
+        return int(self._get("ONE_SHOT_TTL"))
+
+    @property
+    def CHALLENGE_TTL(self) -> int:
+        return int(self._get("CHALLENGE_TTL"))
+
+    @property
+    def USER_FAILURE_LIMIT(self) -> int:
+        return int(self._get("USER_FAILURE_LIMIT"))
+
+    @property
+    def USER_LOCKOUT_SECONDS(self) -> int:
+        return int(self._get("USER_LOCKOUT_SECONDS"))
+
+    @property
+    def ENROLL_URL(self) -> str | None:
+        value = self._get("ENROLL_URL")
+        return str(value) if value else None
+
+    @property
+    def ACR_VALUES(self) -> dict[str, str]:
+        return dict(self._get("ACR_VALUES"))
+
+    @property
+    def DECISION_LOG_RETENTION(self) -> int:
+        return int(self._get("DECISION_LOG_RETENTION"))
+
+
+conf = StepUpSettings()

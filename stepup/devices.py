@@ -1,0 +1,34 @@
+"""Factor kinds of django-otp devices, and which of a user's devices a decision accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django_otp import devices_for_user
+from django_otp.models import Device
+
+# Model label (app_label.ModelName, lower-case) -> factor kind.
+DEVICE_KINDS: dict[str, str] = {
+    "otp_totp.totpdevice": "totp",
+    "otp_hotp.hotpdevice": "hotp",
+    "otp_static.staticdevice": "static",
+    "otp_email.emaildevice": "email",
+    "django_otp_webauthn.webauthncredential": "webauthn",
+}
+
+
+def device_kind(device: Device) -> str | None:
+    """The factor kind of a django-otp device, or ``None`` for a kind stepup doesn't know."""
+    return DEVICE_KINDS.get(device._meta.label_lower)
+
+
+def acceptable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Device]:
+    """The user's confirmed devices whose kind is in ``factors`` (empty: any known kind)."""
+    wanted = set(factors)
+    found = []
+    for device in devices_for_user(user, confirmed=True):
+        kind = device_kind(device)
+        if kind is not None and (not wanted or kind in wanted):
+            found.append(device)
+    return found

@@ -1,0 +1,241 @@
+"""``manage.py stepup <subcommand>``: validate, test, plan, sync, export, explain, routes."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
+
+from stepup.conf import conf
+from stepup.policy.engine import compile_policies, input_from_dict
+from stepup.policy.loader import load_files, validate_test_input
+from stepup.policy.model import Decision, PolicyFile
+from stepup.policy.suite import run_suite
+
+
+class Command(BaseCommand):
+    help = "Policy-as-code for step-up authentication: validate, test, plan, sync, export, explain, routes."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+
+        def files(p: ArgumentParser) -> None:
+            p.add_argument("files", nargs="*", metavar="FILES",
+                           help="Policy files (default: STEPUP['POLICY_FILES']).")
+
+        def database(p: ArgumentParser) -> None:
+            p.add_argument("--database", default=DEFAULT_DB_ALIAS,
+                           help='The database to use (default: "default").')
+
+        files(sub.add_parser("validate", help="Check files against the schema and the URLconf."))
+        files(sub.add_parser("test", help="Run the files' tests: block."))
+        p = sub.add_parser("plan", help="Show what sync would change; exit 2 when anything would.")
+        files(p)
+        database(p)
+        p = sub.add_parser("sync", help="Make the database equal to the files, atomically.")
+        files(p)
+        database(p)
+        p.add_argument("--reason", help="Change reason recorded in history (default: files and git commit).")
+        p.add_argument("--dry-run", action="store_true", help="Show the plan, change nothing.")
+        p = sub.add_parser("export", help="Write the database's policies as a policy file.")
+        database(p)
+        p.add_argument("-o", "--output", help="File to write (default: standard output).")
+        p.add_argument("--format", choices=["yaml", "json"], default=None,
+                       help="yaml or json (default: by the output's suffix, else yaml).")
+        p = sub.add_parser("explain", help="Trace the decision for one input.")
+        p.add_argument("--input", required=True, metavar="JSON_OR_FILE",
+                       help="A policy-test input as JSON, or a file holding it.")
+        p.add_argument("--policies", nargs="+", metavar="FILE",
+                       help="Decide against these files instead of the policies in the database.")
+        database(p)
+        p = sub.add_parser("routes", help="Every URL route with its action, methods and policies.")
+        files(p)
+        p.add_argument("--format", choices=["text", "json"], default="text")
+        p.add_argument("--require-coverage", nargs="+", metavar="PATTERN", default=[],
+                       help="Exit 1 when a route whose name matches a pattern has no policy.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = int(options.get("verbosity", 1))
+        handler = getattr(self, "do_" + options["subcommand"])
+        handler(**options)
+
+    # -- helpers --
+
+    def say(self, message: str = "", level: int = 1) -> None:
+        if self.verbosity >= level:
+            self.stdout.write(message)
+
+    def paths(self, files: Sequence[str] | None) -> list[Path]:
+        paths = [Path(f) for f in files] if files else conf.POLICY_FILES
+        if not paths:
+            raise CommandError("No policy files: pass FILES or set STEPUP['POLICY_FILES'].")
+        return paths
+
+    def load(self, files: Sequence[str] | None) -> PolicyFile:
+        """Load and fully validate the files (schema and URLconf); exit 1 on any error."""
+        from stepup.routes import check_against_urlconf
+
+        policy_file = load_files(self.paths(files))
+        errors = list(policy_file.errors)
+        if not errors:
+            errors.extend(check_against_urlconf(policy_file))
+        if errors:
+            for error in errors:
+                self.stderr.write(f"error: {error}")
+            self.stderr.write(f"{len(errors)} error(s); nothing was changed.")
+            raise SystemExit(1)
+        return policy_file
+
+    # -- subcommands --
+
+    def do_validate(self, files: Sequence[str], **_: Any) -> None:
+        from stepup.routes import uncovered_actions
+
+        policy_file = self.load(files)
+        for action in uncovered_actions(policy_file):
+            self.stderr.write(
+                f"warning: declared action {action!r} has no policy; "
+                f"it gets the default requirement (max_age {conf.DEFAULT_MAX_AGE}s)."
+            )
+        self.say(
+            f"OK: {len(policy_file.policies)} policies and {len(policy_file.tests)} tests "
+            f"in {', '.join(policy_file.sources)}."
+        )
+
+    def do_test(self, files: Sequence[str], **_: Any) -> None:
+        policy_file = self.load(files)
+        suite = run_suite(policy_file, default_max_age=conf.DEFAULT_MAX_AGE)
+        for result in suite.results:
+            if result.passed:
+                self.say(f"PASS {result.test.name}", 2)
+                continue
+            where = f"{result.test.source}:{result.test.line}" if result.test.line else result.test.source
+            self.stdout.write(f"FAIL {result.test.name} ({where})")
+            for failure in result.failures:
+                self.stdout.write(f"  {failure}")
+            self.stdout.write(format_trace(result.decision, indent="  "))
+        for policy_id in suite.unexercised:
+            self.stdout.write(f"warning: no test exercises policy {policy_id!r}")
+        passed = len(suite.results) - len(suite.failed)
+        self.stdout.write(f"{passed} passed, {len(suite.failed)} failed")
+        if suite.failed:
+            raise SystemExit(1)
+
+    def do_plan(self, files: Sequence[str], database: str, **_: Any) -> None:
+        from stepup.sync import make_plan
+
+        plan = make_plan(self.load(files), using=database)
+        self.write_plan(plan)
+        if not plan.empty:
+            raise SystemExit(2)
+
+    def do_sync(self, files: Sequence[str], database: str, reason: str | None, dry_run: bool,
+                **_: Any) -> None:
+        from stepup.sync import default_reason, git_commit, sync
+
+        paths = self.paths(files)
+        policy_file = self.load(files)
+        commit = git_commit(paths)
+        plan = sync(policy_file, reason=reason or default_reason(paths, commit), commit=commit,
+                    using=database, dry_run=dry_run)
+        self.write_plan(plan)
+        if dry_run:
+            self.say("Dry run: nothing was changed.")
+        elif not plan.empty:
+            self.say(f"Synced: {plan.summary()}.")
+
+    def write_plan(self, plan: Any) -> None:
+        for change in plan.changes:
+            self.say(f"{change.kind} {change.policy_id}" + (f"  ({change.why})" if change.why else ""))
+            for item in change.fields:
+                if change.kind == "create":
+                    self.say(f"    {item.field}: {json.dumps(item.new)}", 2)
+                else:
+                    self.say(f"    {item.field}: {json.dumps(item.old)} -> {json.dumps(item.new)}")
+        if plan.empty:
+            self.say("No changes: the database matches the policy files.")
+        else:
+            self.say(f"Plan: {plan.summary()}.")
+
+    def do_export(self, database: str, output: str | None, format: str | None, **_: Any) -> None:
+        from stepup.sync import export
+
+        fmt = format or ("json" if output and output.endswith(".json") else "yaml")
+        text, broken = export(using=database, fmt=fmt)
+        for policy_id in broken:
+            self.stderr.write(f"warning: stored policy {policy_id!r} is malformed; exported its stand-in")
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+            self.say(f"Wrote {output}.")
+        else:
+            self.stdout.write(text, ending="")
+
+    def do_explain(self, input: str, policies: Sequence[str] | None, database: str,
+                   **_: Any) -> None:
+        data = read_input(input)
+        errors = validate_test_input(data, source="--input")
+        if errors:
+            raise CommandError("invalid --input: " + "; ".join(str(e) for e in errors))
+        if policies:
+            policy_set = compile_policies(self.load(policies).policies,
+                                          default_max_age=conf.DEFAULT_MAX_AGE, version="files")
+        else:
+            from stepup.store import get_policy_set
+
+            policy_set = get_policy_set()
+        decision = policy_set.decide(input_from_dict(data), trace=True)
+        self.stdout.write(format_trace(decision))
+
+    def do_routes(self, files: Sequence[str], format: str, require_coverage: Sequence[str],
+                  **_: Any) -> None:
+        from stepup.routes import collect_routes, uncovered_routes
+
+        policy_file = self.load(files)
+        policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
+        routes = collect_routes(policy_set)
+        if format == "json":
+            self.stdout.write(json.dumps([r.as_dict() for r in routes], indent=2))
+        else:
+            for route in routes:
+                self.stdout.write(route.as_text())
+        if require_coverage:
+            missing = uncovered_routes(routes, require_coverage)
+            for route in missing:
+                self.stderr.write(f"error: route {route.name!r} ({route.pattern}) has no policy that can apply")
+            if missing:
+                raise SystemExit(1)
+
+
+def read_input(value: str) -> Any:
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"--input: {value!r} is neither JSON nor a readable file ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--input is not valid JSON: {exc}") from None
+
+
+def format_trace(decision: Decision, indent: str = "") -> str:
+    lines = [f"{indent}decision: {decision.outcome}"]
+    if decision.max_age is not None:
+        lines.append(f"{indent}max_age: {decision.max_age}")
+    if decision.factors:
+        lines.append(f"{indent}factors: {', '.join(decision.factors)}")
+    lines.append(f"{indent}policies: {', '.join(decision.policies) or '-'}")
+    for reason in decision.reasons:
+        lines.append(f"{indent}reason: {reason}")
+    for trace in decision.trace or ():
+        lines.append(f"{indent}policy {trace.policy}: {trace.effect}")
+        for condition in trace.conditions:
+            mark = "held" if condition.held else "failed"
+            lines.append(f"{indent}  {condition.field}: {mark} — {condition.detail}")
+    return "\n".join(lines)

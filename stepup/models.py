@@ -1,0 +1,174 @@
+"""Stored policies (with history), the policy-set version, per-user step-up state and the decision log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from stepup.policy.model import PolicySpec
+
+
+class Policy(models.Model):
+    """One policy, as synced from a policy file or edited in the admin.
+
+    The columns mirror the policy-file fields so that the history shows a
+    diff field by field. Never write these rows with ``loaddata``,
+    ``bulk_update`` or ``QuerySet.update()``: simple-history records nothing
+    for raw or bulk writes.
+    """
+
+    DECISIONS = [("step_up", "step up"), ("deny", "deny")]
+    MODES = [("enforce", "enforce"), ("shadow", "shadow")]
+
+    policy_id = models.CharField("id", max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    urls = models.JSONField(default=list, blank=True)
+    methods = models.JSONField(default=list, blank=True)
+    when = models.JSONField(default=dict, blank=True)
+    decision = models.CharField(max_length=16, choices=DECISIONS, default="step_up")
+    max_age = models.PositiveIntegerField(null=True, blank=True)
+    factors = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=16, choices=MODES, default="enforce")
+
+    source_file = models.CharField(max_length=500, blank=True)
+    source_commit = models.CharField(max_length=64, blank=True)
+    source_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["policy_id"]
+        verbose_name_plural = "policies"
+        permissions = [("query_decision", "Can query the step-up decision service")]
+
+    def __str__(self) -> str:
+        return self.policy_id
+
+    SPEC_FIELDS = (
+        "description", "actions", "urls", "methods", "when",
+        "decision", "max_age", "factors", "enabled", "mode",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as a policy-file dict (the input of ``loader.validate_policy``)."""
+        data: dict[str, Any] = {"id": self.policy_id, "description": self.description}
+        match = {k: getattr(self, k) for k in ("actions", "urls", "methods") if getattr(self, k)}
+        data["match"] = match
+        if self.when:
+            data["when"] = self.when
+        data["decision"] = self.decision
+        if self.decision == "step_up":
+            data["max_age"] = self.max_age
+            if self.factors:
+                data["factors"] = self.factors
+        data["enabled"] = self.enabled
+        data["mode"] = self.mode
+        return data
+
+    def apply_spec(self, spec: PolicySpec) -> list[str]:
+        """Copy a spec's fields onto the row; return the names of the fields that changed."""
+        changed = []
+        for name, value in spec_fields(spec).items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                changed.append(name)
+        return changed
+
+    @property
+    def source(self) -> str:
+        if self.source_file:
+            return f"{self.source_file}@{self.source_commit}" if self.source_commit else self.source_file
+        if self.source_user_id:
+            return f"admin:{self.source_user}"
+        return "unknown"
+
+
+def spec_fields(spec: PolicySpec) -> dict[str, Any]:
+    """A spec as the values of :class:`Policy`'s columns (JSON-compatible)."""
+    data = spec.to_dict()
+    return {
+        "description": spec.description,
+        "actions": list(spec.actions),
+        "urls": list(spec.urls),
+        "methods": list(spec.methods),
+        "when": data.get("when", {}),
+        "decision": spec.decision,
+        "max_age": spec.max_age if spec.decision == "step_up" else None,
+        "factors": list(spec.factors) if spec.decision == "step_up" else [],
+        "enabled": spec.enabled,
+        "mode": spec.mode,
+    }
+
+
+class PolicySetState(models.Model):
+    """A single row whose ``version`` is bumped in the same transaction as any policy change."""
+
+    version = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"policy set v{self.version}"
+
+
+class UserState(models.Model):
+    """Per-user step-up state that no new session or new IP can reset."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stepup_state"
+    )
+    failures = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    grant_epoch = models.PositiveIntegerField(default=0)
+    """Bumped to invalidate every grant of every session (device removed, password changed)."""
+
+    def __str__(self) -> str:
+        return f"step-up state of {self.user}"
+
+
+class DecisionLog(models.Model):
+    """One challenge, verification, failure, lockout, denial or shadow decision. Never a token."""
+
+    EVENTS = [
+        ("challenged", "challenged"),
+        ("verified", "verified"),
+        ("failed", "verification failed"),
+        ("locked", "locked out"),
+        ("denied", "denied"),
+        ("shadow", "shadow decision"),
+        ("allowed", "allowed"),
+    ]
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    event = models.CharField(max_length=16, choices=EVENTS, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=200, blank=True, db_index=True)
+    url_name = models.CharField(max_length=200, blank=True)
+    path = models.CharField(max_length=500, blank=True)
+    method = models.CharField(max_length=10, blank=True)
+    outcome = models.CharField(max_length=16, blank=True)
+    policies = models.JSONField(default=list, blank=True)
+    policy_version = models.CharField(max_length=64, blank=True)
+    factor = models.CharField(max_length=16, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    roles = models.JSONField(default=list, blank=True)
+    attrs = models.JSONField(default=dict, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.event} {self.username} {self.action or self.url_name}"

@@ -1,0 +1,610 @@
+"""Compile policies into an indexed :class:`PolicySet` and decide on an :class:`Input`.
+
+Semantics (CONTRACT section 3):
+
+- a policy applies when its ``match`` and every ``when`` condition hold;
+- any applying ``deny`` in enforce mode gives ``deny``; otherwise every
+  applying ``step_up`` must be satisfied by a verification of one of its
+  factors within its ``max_age`` (``0``: a single-request grant); all
+  satisfied, or none applying, gives ``allow``;
+- a declared action that no enabled, enforce-mode policy names at all is
+  treated as one implicit ``step_up`` policy with the default ``max_age``;
+- a condition on an unknown fact (missing attribute, wrong type, unknown
+  origin or session age) holds, and is logged: missing data never loosens a
+  rule.
+
+Order never matters: candidates are evaluated as a set and every reduction
+is commutative. Cost does not grow with policies that cannot match: the
+candidates for an (action, URL name) pair are found through exact-name
+dictionaries plus the glob patterns, once, and then cached.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from stepup.policy.model import (
+    ALLOW,
+    DENY,
+    FACTOR_KINDS,
+    STEP_UP,
+    ConditionTrace,
+    Decision,
+    Input,
+    IPAddress,
+    PolicySpec,
+    PolicyTrace,
+)
+
+logger = logging.getLogger("stepup.policy")
+
+DEFAULT_POLICY_ID = "stepup.default"
+"""The id reported for the implicit requirement on an uncovered declared action."""
+
+_ALL_FACTORS = frozenset(FACTOR_KINDS)
+_CACHE_LIMIT = 4096
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+# --- values -----------------------------------------------------------------
+
+
+def as_number(value: Any) -> int | Decimal | None:
+    """``value`` as an exact number, or ``None`` when it is not a number.
+
+    Strings count when they are plain decimals (``"5000"``, ``"12.50"``);
+    booleans, NaN, infinities, exponents and non-ASCII digits do not.
+    Whole numbers come back as ``int`` (the fast path), others as ``Decimal``.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, float):
+        return Decimal(value) if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        try:
+            return Decimal(value)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
+            return None
+    return None
+
+
+def _same(value: Any, operand: Any) -> bool | None:
+    """Equality as the policy language defines it; ``None`` when the types can't be compared."""
+    if isinstance(operand, bool) or isinstance(value, bool):
+        return value is operand if isinstance(value, bool) and isinstance(operand, bool) else None
+    number = as_number(operand)
+    if number is not None:
+        other = as_number(value)
+        return None if other is None else other == number
+    if isinstance(operand, str) and isinstance(value, str):
+        return value == operand
+    return None
+
+
+def _client_ip(address: IPAddress) -> IPAddress:
+    if address.version == 6:
+        mapped = address.ipv4_mapped  # type: ignore[union-attr]
+        if mapped is not None:
+            return mapped
+    return address
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+_SYMBOL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "ne": "!=", "in": "in", "not_in": "not in"}
+
+
+# --- conditions -------------------------------------------------------------
+
+# A condition evaluates to (held, note): ``note`` explains a fail-closed hold.
+Result = tuple[bool, str | None]
+
+
+class Condition:
+    field: str = ""
+
+    def evaluate(self, inp: Input) -> Result:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class RolesCondition(Condition):
+    __slots__ = ("field", "op", "roles")
+
+    def __init__(self, op: str, roles: Iterable[str]) -> None:
+        self.field = f"when.roles.{op}"
+        self.op = op
+        self.roles = frozenset(roles)
+
+    def evaluate(self, inp: Input) -> Result:
+        have = inp.get_roles()
+        if self.op == "any_of":
+            return (not self.roles.isdisjoint(have), None)
+        if self.op == "all_of":
+            return (self.roles <= have, None)
+        return (self.roles.isdisjoint(have), None)
+
+    def describe(self) -> str:
+        return f"roles {self.op.replace('_', ' ')} {sorted(self.roles)}"
+
+
+class OriginCondition(Condition):
+    __slots__ = ("field", "inside", "networks", "cidrs")
+
+    def __init__(self, op: str, cidrs: Iterable[str]) -> None:
+        self.field = f"when.origin.{op}"
+        self.inside = op == "in"
+        self.cidrs = tuple(cidrs)
+        # (version, network as int, netmask as int): membership is one AND and one compare.
+        self.networks = tuple(
+            (net.version, int(net.network_address), int(net.netmask))
+            for net in (ipaddress.ip_network(c, strict=False) for c in self.cidrs)
+        )
+
+    def evaluate(self, inp: Input) -> Result:
+        if inp.origin is None:
+            return (True, "client IP unknown; condition treated as holding")
+        address = _client_ip(inp.origin)
+        version, value = address.version, int(address)
+        found = False
+        for net_version, network, mask in self.networks:
+            if net_version == version and value & mask == network:
+                found = True
+                break
+        return (found is self.inside, None)
+
+    def describe(self) -> str:
+        return f"origin {'in' if self.inside else 'not in'} {list(self.cidrs)}"
+
+
+class NumberCondition(Condition):
+    """``session_age`` and numeric attribute comparisons."""
+
+    __slots__ = ("field", "name", "op", "operand", "compare", "read")
+
+    def __init__(self, field: str, name: str, op: str, operand: Any, read: Callable[[Input], Any]):
+        self.field = field
+        self.name = name
+        self.op = op
+        number = as_number(operand)
+        if number is None:
+            raise ValueError(f"{field}: {operand!r} is not a number")
+        self.operand = int(number) if number == int(number) else number
+        self.compare = _COMPARE[op]
+        self.read = read
+
+    def evaluate(self, inp: Input) -> Result:
+        raw = self.read(inp)
+        if raw is None:
+            return (True, f"{self.name} missing; condition treated as holding")
+        value = as_number(raw)
+        if value is None:
+            return (True, f"{self.name}={raw!r} is not a number; condition treated as holding")
+        return (self.compare(value, self.operand), None)
+
+    def describe(self) -> str:
+        return f"{self.name} {_SYMBOL[self.op]} {self.operand}"
+
+
+class EqualityCondition(Condition):
+    """``eq``/``ne``/``in``/``not_in`` on a transaction attribute."""
+
+    __slots__ = ("field", "name", "op", "operands", "negate")
+
+    def __init__(self, field: str, name: str, op: str, operand: Any):
+        self.field = field
+        self.name = name
+        self.op = op
+        self.operands = tuple(operand) if op in ("in", "not_in") else (operand,)
+        self.negate = op in ("ne", "not_in")
+
+    def evaluate(self, inp: Input) -> Result:
+        raw = inp.attrs.get(self.name)
+        if raw is None:
+            return (True, f"attrs.{self.name} missing; condition treated as holding")
+        results = [_same(raw, operand) for operand in self.operands]
+        if any(results):
+            return (not self.negate, None)
+        if all(r is None for r in results):
+            return (True, f"attrs.{self.name}={raw!r} has the wrong type; condition treated as holding")
+        return (self.negate, None)
+
+    def describe(self) -> str:
+        shown = list(self.operands) if self.op in ("in", "not_in") else self.operands[0]
+        return f"attrs.{self.name} {_SYMBOL[self.op]} {shown!r}"
+
+
+def _attr_reader(name: str) -> Callable[[Input], Any]:
+    return lambda inp: inp.attrs.get(name)
+
+
+def _session_age(inp: Input) -> Any:
+    return inp.session_age
+
+
+def compile_conditions(when: Mapping[str, Any]) -> tuple[Condition, ...]:
+    conditions: list[Condition] = []
+    for op, roles in when.get("roles", {}).items():
+        conditions.append(RolesCondition(op, roles))
+    for op, cidrs in when.get("origin", {}).items():
+        conditions.append(OriginCondition(op, cidrs))
+    for op, operand in when.get("session_age", {}).items():
+        conditions.append(
+            NumberCondition(f"when.session_age.{op}", "session_age", op, operand, _session_age)
+        )
+    for name, ops in when.get("attrs", {}).items():
+        for op, operand in ops.items():
+            field = f"when.attrs.{name}.{op}"
+            if op in _COMPARE:
+                conditions.append(
+                    NumberCondition(field, f"attrs.{name}", op, operand, _attr_reader(name))
+                )
+            else:
+                conditions.append(EqualityCondition(field, name, op, operand))
+    # Cheap conditions first; roles may cost a query, so they go last.
+    conditions.sort(key=lambda c: isinstance(c, RolesCondition))
+    return tuple(conditions)
+
+
+# --- policies ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    spec: PolicySpec
+    id: str
+    methods: frozenset[str] | None
+    conditions: tuple[Condition, ...]
+    deny: bool
+    shadow: bool
+    max_age: int
+    factors: frozenset[str]
+    # Reason strings, built once.
+    satisfied_reason: str
+    denied_reason: str
+    requirement: str
+
+    def method_matches(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+    def satisfied(self, inp: Input) -> tuple[bool, bool]:
+        """(satisfied, by a single-request grant)."""
+        if not self.factors.isdisjoint(inp.one_shot):
+            return (True, self.max_age == 0)
+        if self.max_age > 0:
+            for kind, age in inp.verified.items():
+                if kind in self.factors and 0 <= age <= self.max_age:
+                    return (True, False)
+        return (False, False)
+
+
+def _compile_policy(spec: PolicySpec) -> CompiledPolicy:
+    factors = frozenset(spec.factors) if spec.factors else _ALL_FACTORS
+    max_age = spec.max_age or 0
+    return CompiledPolicy(
+        spec=spec,
+        id=spec.id,
+        methods=frozenset(spec.methods) if spec.methods else None,
+        conditions=compile_conditions(spec.when),
+        deny=spec.decision == DENY,
+        shadow=spec.mode == "shadow",
+        max_age=max_age,
+        factors=factors,
+        satisfied_reason=f"{spec.id}: satisfied",
+        denied_reason=f"{spec.id}: denied",
+        requirement=_requirement(spec.id, factors, max_age),
+    )
+
+
+class _NameIndex:
+    """Exact names in a dict, ``*`` patterns in one list; lookups are memoised by the caller."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, list[CompiledPolicy]] = {}
+        self.globs: list[tuple[re.Pattern[str], CompiledPolicy]] = []
+
+    def add(self, pattern: str, policy: CompiledPolicy) -> None:
+        if "*" in pattern:
+            regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+            self.globs.append((regex, policy))
+        else:
+            self.exact.setdefault(pattern, []).append(policy)
+
+    def lookup(self, name: str) -> list[CompiledPolicy]:
+        found = list(self.exact.get(name, ()))
+        found.extend(p for regex, p in self.globs if regex.fullmatch(name))
+        return found
+
+
+def glob_matches(pattern: str, name: str) -> bool:
+    """Whether an ``actions``/``urls`` pattern (``*`` is the only wildcard) names ``name``."""
+    if "*" not in pattern:
+        return pattern == name
+    return re.fullmatch(".*".join(re.escape(p) for p in pattern.split("*")), name) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    policies: tuple[CompiledPolicy, ...]
+    uncovered: bool  # a declared action that no enabled enforce-mode policy names
+
+
+class PolicySet:
+    """A compiled, immutable set of policies.
+
+    Build it with :func:`compile_policies`; call :meth:`decide`.
+    """
+
+    def __init__(self, specs: Iterable[PolicySpec], *, default_max_age: int, version: str) -> None:
+        self.version = version
+        self.default_max_age = default_max_age
+        self.specs: dict[str, PolicySpec] = {s.id: s for s in sorted(specs, key=lambda s: s.id)}
+        self._actions = _NameIndex()
+        self._urls = _NameIndex()
+        for spec in self.specs.values():
+            if not spec.enabled:
+                continue
+            policy = _compile_policy(spec)
+            for pattern in spec.actions:
+                self._actions.add(pattern, policy)
+            for pattern in spec.urls:
+                self._urls.add(pattern, policy)
+        self._cache: dict[tuple[str | None, str | None], _Candidates] = {}
+        self._default = _compile_policy(
+            PolicySpec(
+                id=DEFAULT_POLICY_ID,
+                description="No policy covers this action; the default requirement applies.",
+                decision="step_up",
+                max_age=default_max_age,
+            )
+        )
+        self._default_note = (
+            "no policy covers action %r; the default requirement "
+            f"(any factor within {default_max_age}s) applies"
+        )
+        self._allow = Decision(ALLOW, reasons=("no policy applies",), version=version)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    # -- lookups --
+
+    def _candidates(self, action: str | None, url: str | None) -> _Candidates:
+        key = (action, url)
+        found = self._cache.get(key)
+        if found is None:
+            by_id: dict[str, CompiledPolicy] = {}
+            uncovered = False
+            if action is not None:
+                named = self._actions.lookup(action)
+                by_id.update((p.id, p) for p in named)
+                uncovered = not any(not p.shadow for p in named)
+            if url is not None:
+                by_id.update((p.id, p) for p in self._urls.lookup(url))
+            found = _Candidates(tuple(by_id[k] for k in sorted(by_id)), uncovered)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+    def covers_action(self, action: str) -> bool:
+        """Whether some enabled, enforce-mode policy's ``match.actions`` names ``action``."""
+        return not self._candidates(action, None).uncovered
+
+    def may_match(self, action: str | None, url: str | None) -> bool:
+        """Whether any policy (or the uncovered-action default) could apply; no facts needed."""
+        found = self._candidates(action, url)
+        return bool(found.policies) or found.uncovered
+
+    def policies_for_url(self, url_name: str) -> tuple[PolicySpec, ...]:
+        """The enabled policies whose ``match.urls`` name ``url_name`` (any method)."""
+        return tuple(p.spec for p in self._candidates(None, url_name).policies)
+
+    def policies_for_action(self, action: str) -> tuple[PolicySpec, ...]:
+        return tuple(p.spec for p in self._candidates(action, None).policies)
+
+    # -- deciding --
+
+    def decide(self, inp: Input, *, trace: bool = False) -> Decision:
+        """The decision for one input; with ``trace=True`` every candidate is explained."""
+        if trace:
+            return self._explain(inp)
+        found = self._candidates(inp.action, inp.url)
+        if not found.policies and not found.uncovered:
+            return self._allow
+        method = inp.method
+        applying: list[CompiledPolicy] = []
+        notes: list[str] = []
+        for policy in found.policies:
+            if policy.methods is not None and method not in policy.methods:
+                continue
+            if self._conditions_hold(policy, inp, notes):
+                applying.append(policy)
+        return self._combine(inp, applying, found.uncovered, notes)
+
+    @staticmethod
+    def _conditions_hold(policy: CompiledPolicy, inp: Input, notes: list[str]) -> bool:
+        for condition in policy.conditions:
+            held, note = condition.evaluate(inp)
+            if note is not None:
+                message = f"{policy.id}: {note}"
+                notes.append(message)
+                logger.warning("fail-closed condition: %s", message)
+            if not held:
+                return False
+        return True
+
+    def _combine(
+        self, inp: Input, applying: list[CompiledPolicy], uncovered: bool, notes: list[str]
+    ) -> Decision:
+        if uncovered:
+            applying.append(self._default)
+            notes.append(self._default_note % (inp.action,))
+        ids: list[str] = []
+        shadow: list[str] = []
+        denied: list[str] = []
+        satisfied: list[str] = []
+        unsatisfied: list[CompiledPolicy] = []
+        used_one_shot = False
+        for policy in applying:
+            if policy.shadow:
+                if self._would_block(policy, inp):
+                    shadow.append(policy.id)
+                continue
+            ids.append(policy.id)
+            if policy.deny:
+                denied.append(policy.denied_reason)
+                continue
+            ok, one_shot = policy.satisfied(inp)
+            if ok:
+                used_one_shot = used_one_shot or one_shot
+                satisfied.append(policy.satisfied_reason)
+            else:
+                unsatisfied.append(policy)
+        if denied:
+            return Decision(DENY, None, (), tuple(ids), (*denied, *notes), tuple(shadow), False, self.version)
+        if not unsatisfied:
+            reasons = (*satisfied, *notes) or ("no policy applies",)
+            return Decision(ALLOW, None, (), tuple(ids), reasons, tuple(shadow), used_one_shot, self.version)
+        return Decision(
+            STEP_UP,
+            min(p.max_age for p in unsatisfied),
+            _acceptable(unsatisfied),
+            tuple(ids),
+            (*(p.requirement for p in unsatisfied), *notes),
+            tuple(shadow),
+            False,
+            self.version,
+        )
+
+    @staticmethod
+    def _would_block(policy: CompiledPolicy, inp: Input) -> bool:
+        return policy.deny or not policy.satisfied(inp)[0]
+
+    # -- explaining --
+
+    def _explain(self, inp: Input) -> Decision:
+        traces: list[PolicyTrace] = []
+        applying: list[CompiledPolicy] = []
+        notes: list[str] = []
+        candidates = {p.id: p for p in self._candidates(inp.action, inp.url).policies}
+        for spec in self.specs.values():
+            named = (inp.action is not None and any(glob_matches(a, inp.action) for a in spec.actions)) or (
+                inp.url is not None and any(glob_matches(u, inp.url) for u in spec.urls)
+            )
+            if not named:
+                continue
+            if not spec.enabled:
+                traces.append(PolicyTrace(spec.id, True, False, (), "disabled"))
+                continue
+            policy = candidates[spec.id]
+            if not policy.method_matches(inp.method):
+                detail = f"method {inp.method} not in {sorted(policy.methods or ())}"
+                traces.append(PolicyTrace(spec.id, False, False, (ConditionTrace("match.methods", False, detail),), "not matched"))
+                continue
+            conditions: list[ConditionTrace] = []
+            held_all = True
+            for condition in policy.conditions:
+                held, note = condition.evaluate(inp)
+                detail = condition.describe() + (f" ({note})" if note else "")
+                conditions.append(ConditionTrace(condition.field, held, detail))
+                if note:
+                    notes.append(f"{policy.id}: {note}")
+                if not held:
+                    held_all = False
+                    break
+            if held_all:
+                applying.append(policy)
+                effect = self._effect(policy, inp)
+            else:
+                effect = "condition failed"
+            traces.append(PolicyTrace(spec.id, True, held_all, tuple(conditions), effect))
+        uncovered = inp.action is not None and not self.covers_action(inp.action)
+        decision = self._combine(inp, applying, uncovered, notes)
+        if uncovered:
+            traces.append(PolicyTrace(DEFAULT_POLICY_ID, True, True, (), self._effect(self._default, inp)))
+        return Decision(
+            decision.outcome, decision.max_age, decision.factors, decision.policies,
+            decision.reasons, decision.shadow, decision.one_shot, decision.version, tuple(traces),
+        )
+
+    @staticmethod
+    def _effect(policy: CompiledPolicy, inp: Input) -> str:
+        if policy.deny:
+            effect = "deny"
+        else:
+            effect = "satisfied" if policy.satisfied(inp)[0] else "unsatisfied"
+        return f"shadow: {effect}" if policy.shadow else effect
+
+
+def _requirement(policy_id: str, factors: frozenset[str], max_age: int) -> str:
+    kinds = "any factor" if factors == _ALL_FACTORS else " or ".join(_ordered(factors))
+    if max_age == 0:
+        return f"{policy_id}: needs {kinds} verified for this request"
+    return f"{policy_id}: needs {kinds} verified within {max_age}s"
+
+
+def _ordered(kinds: Iterable[str]) -> tuple[str, ...]:
+    kinds = set(kinds)
+    return tuple(k for k in FACTOR_KINDS if k in kinds)
+
+
+def _acceptable(unsatisfied: Sequence[CompiledPolicy]) -> tuple[str, ...]:
+    """The factor kinds to offer: those every unsatisfied policy accepts, else all they name.
+
+    Empty means any kind; with no common kind the user verifies one factor at a
+    time and is asked again for the rest.
+    """
+    constrained = [p.factors for p in unsatisfied if p.factors != _ALL_FACTORS]
+    if not constrained:
+        return ()
+    common = frozenset.intersection(*constrained)
+    return _ordered(common or frozenset.union(*constrained))
+
+
+def compile_policies(
+    specs: Iterable[PolicySpec], *, default_max_age: int = 300, version: str = ""
+) -> PolicySet:
+    """Compile validated specs into a :class:`PolicySet`."""
+    return PolicySet(specs, default_max_age=default_max_age, version=version)
+
+
+def input_from_dict(data: Mapping[str, Any]) -> Input:
+    """An :class:`Input` from a policy test's ``input:`` (CONTRACT section 3).
+
+    ``verified: {kind: 0}`` stands for a single-request grant, the only thing
+    that satisfies ``max_age: 0``.
+    """
+    verified = {str(k): float(v) for k, v in (data.get("verified") or {}).items()}
+    origin = data.get("origin")
+    session_age = data.get("session_age")
+    return Input(
+        action=data.get("action"),
+        url=data.get("url"),
+        method=str(data.get("method", "GET")).upper(),
+        roles=frozenset(data.get("roles") or ()),
+        origin=ipaddress.ip_address(origin) if origin else None,
+        session_age=float(session_age) if session_age is not None else None,
+        verified={k: v for k, v in verified.items() if v > 0},
+        one_shot=frozenset(k for k, v in verified.items() if v == 0),
+        attrs=dict(data.get("attrs") or {}),
+    )

@@ -1,0 +1,205 @@
+"""The policy language's data types: parsed policies, evaluation inputs, decisions.
+
+Pure Python: nothing here imports Django, so policy files can be parsed,
+compiled and evaluated (``stepup validate``/``test``, the benchmark, other
+tools) without a configured project.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn")
+"""Every factor kind a policy may name in ``factors:``."""
+
+Outcome = Literal["allow", "step_up", "deny"]
+PolicyDecision = Literal["step_up", "deny"]
+Mode = Literal["enforce", "shadow"]
+
+ALLOW: Outcome = "allow"
+STEP_UP: Outcome = "step_up"
+DENY: Outcome = "deny"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyError:
+    """One problem in a policy file: where it is and what to fix."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One validated policy, in canonical form.
+
+    ``match`` holds ``actions``, ``urls`` and ``methods`` (tuples, methods
+    upper-case); ``when`` holds only the conditions the file gave, with
+    operands normalised (CIDRs as strings, numbers as ``int``/``float``).
+    :meth:`to_dict` gives the form written to files and stored in the
+    database; ``loader.validate_policy`` turns such a dict back into a spec.
+    """
+
+    id: str
+    description: str = ""
+    actions: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    when: Mapping[str, Any] = field(default_factory=dict)
+    decision: PolicyDecision = "step_up"
+    max_age: int | None = None
+    factors: tuple[str, ...] = ()
+    enabled: bool = True
+    mode: Mode = "enforce"
+    # Where the policy was read from; not part of its identity.
+    source: str = field(default="", compare=False)
+    line: int | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical policy-file form of this policy (defaults written out)."""
+        match: dict[str, Any] = {}
+        if self.actions:
+            match["actions"] = list(self.actions)
+        if self.urls:
+            match["urls"] = list(self.urls)
+        if self.methods:
+            match["methods"] = list(self.methods)
+        data: dict[str, Any] = {"id": self.id, "description": self.description, "match": match}
+        if self.when:
+            data["when"] = _plain(self.when)
+        data["decision"] = self.decision
+        if self.decision == "step_up":
+            data["max_age"] = self.max_age
+            if self.factors:
+                data["factors"] = list(self.factors)
+        data["enabled"] = self.enabled
+        data["mode"] = self.mode
+        return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class PolicyTest:
+    """One entry of a file's ``tests:`` block."""
+
+    name: str
+    input: Mapping[str, Any]
+    expect_decision: str
+    expect_policies: tuple[str, ...] | None = None
+    source: str = field(default="", compare=False)
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """The result of reading policy files: policies, tests and every error found."""
+
+    policies: tuple[PolicySpec, ...] = ()
+    tests: tuple[PolicyTest, ...] = ()
+    errors: tuple[PolicyError, ...] = ()
+    sources: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(slots=True)
+class Input:
+    """What the engine decides on: one request, already reduced to facts.
+
+    ``roles`` may be a callable so that group names are only loaded when a
+    candidate policy has a ``roles`` condition. ``verified`` maps a factor
+    kind to seconds since the session last verified that kind.
+    ``one_shot`` holds factor kinds with an unused single-request grant bound
+    to exactly this action/URL and these attributes (what ``max_age: 0``
+    needs). ``None`` for ``origin``/``session_age`` means unknown, and
+    conditions on unknown facts hold (fail closed).
+    """
+
+    action: str | None = None
+    url: str | None = None
+    method: str = "GET"
+    roles: frozenset[str] | Callable[[], frozenset[str]] = frozenset()
+    origin: IPAddress | None = None
+    session_age: float | None = None
+    verified: Mapping[str, float] = field(default_factory=dict)
+    one_shot: frozenset[str] = frozenset()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def get_roles(self) -> frozenset[str]:
+        roles = self.roles
+        if callable(roles):
+            roles = self.roles = frozenset(roles())
+        return roles
+
+
+@dataclass(frozen=True)
+class ConditionTrace:
+    """How one condition of one policy evaluated."""
+
+    field: str
+    held: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PolicyTrace:
+    """How one candidate policy evaluated: matched, which conditions held, and its effect."""
+
+    policy: str
+    matched: bool
+    applied: bool
+    conditions: tuple[ConditionTrace, ...]
+    effect: str
+    """One of ``not matched``, ``condition failed``, ``deny``, ``satisfied``,
+    ``unsatisfied``, ``shadow: <effect>``, ``disabled``."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one request.
+
+    :ivar outcome: ``"allow"``, ``"step_up"`` or ``"deny"``.
+    :ivar max_age: for ``step_up``, the strictest ``max_age`` (seconds since the
+        last verification) that the user must meet; ``None`` otherwise.
+    :ivar factors: for ``step_up``, the factor kinds that would satisfy the
+        unsatisfied policies (empty: any confirmed device).
+    :ivar policies: ids of the enforced policies that applied.
+    :ivar reasons: human-readable explanations.
+    """
+
+    outcome: Outcome
+    max_age: int | None = None
+    factors: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    shadow: tuple[str, ...] = ()
+    """Shadow-mode policies that applied (evaluated and logged, never enforced)."""
+    one_shot: bool = False
+    """True when the outcome relies on a single-request grant, which the caller must consume."""
+    version: str = ""
+    """The policy-set version the decision was made under."""
+    trace: tuple[PolicyTrace, ...] | None = field(default=None, compare=False)
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome == ALLOW

@@ -1,0 +1,186 @@
+"""Plan, sync and export: keeping the database equal to the policy files.
+
+The database is what is enforced; the files are the source of truth. A plan
+is the field-by-field difference between them; ``sync`` applies a plan in one
+transaction, under a lock, with a history row (and its reason) for every
+change. Writes go through ``save()``/``delete()`` one row at a time, never
+bulk, so django-simple-history records each of them.
+"""
+
+from __future__ import annotations
+
+import subprocess  # noqa: S404 - only `git` with fixed arguments
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import connections, transaction
+
+from stepup.models import Policy, PolicySetState, spec_fields
+from stepup.policy.loader import dump_policies, load_files
+from stepup.policy.model import PolicyFile, PolicySpec
+from stepup.signals import batched_policy_changes
+from stepup.store import spec_from_row
+
+ADVISORY_LOCK_KEY = 0x5735_7570  # "stepup": serialises syncs on PostgreSQL
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str  # create | update | disable | enable | delete
+    policy_id: str
+    fields: tuple[FieldChange, ...] = ()
+    spec: PolicySpec | None = None
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    unchanged: tuple[str, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def count(self, kind: str) -> int:
+        return sum(1 for c in self.changes if c.kind == kind)
+
+    def summary(self) -> str:
+        kinds = ("create", "update", "enable", "disable", "delete")
+        return ", ".join(f"{self.count(k)} to {k}" for k in kinds) + f", {len(self.unchanged)} unchanged"
+
+
+def make_plan(policy_file: PolicyFile, using: str = "default") -> Plan:
+    """The changes that would make the database equal to ``policy_file``."""
+    rows = {row.policy_id: row for row in Policy.objects.using(using).all()}
+    wanted = {spec.id: spec for spec in policy_file.policies}
+    changes: list[Change] = []
+    unchanged: list[str] = []
+    for policy_id in sorted(wanted.keys() | rows.keys()):
+        spec, row = wanted.get(policy_id), rows.get(policy_id)
+        if row is None:
+            assert spec is not None
+            changes.append(Change("create", policy_id, _diff({}, spec_fields(spec)), spec,
+                                  f"new in {spec.source}"))
+        elif spec is None:
+            changes.append(Change("delete", policy_id, why="no longer in the policy files"))
+        else:
+            diff = _diff(_row_fields(row), spec_fields(spec))
+            if not diff:
+                unchanged.append(policy_id)
+                continue
+            kind = "update"
+            if [d.field for d in diff] == ["enabled"]:
+                kind = "enable" if spec.enabled else "disable"
+            changes.append(Change(kind, policy_id, diff, spec, f"differs from {spec.source}"))
+    return Plan(tuple(changes), tuple(unchanged))
+
+
+def _row_fields(row: Policy) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in Policy.SPEC_FIELDS}
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
+    return tuple(
+        FieldChange(name, old.get(name), new[name])
+        for name in Policy.SPEC_FIELDS
+        if old.get(name) != new[name]
+    )
+
+
+def _lock(using: str) -> None:
+    """Serialise concurrent syncs for the rest of this transaction."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+    # Everywhere: write the state row first. SQLite then holds its write lock,
+    # other databases a row lock, until commit.
+    PolicySetState.objects.using(using).get_or_create(pk=1)
+    list(PolicySetState.objects.using(using).select_for_update().filter(pk=1))
+
+
+def sync(policy_file: PolicyFile, *, reason: str, commit: str = "", using: str = "default",
+         dry_run: bool = False) -> Plan:
+    """Make the database equal to ``policy_file`` in one transaction; return what changed.
+
+    Raises ``ValueError`` (and changes nothing) when the file has errors.
+    """
+    if policy_file.errors:
+        raise ValueError("the policy files have errors; nothing was changed")
+    with transaction.atomic(using=using):
+        _lock(using)
+        plan = make_plan(policy_file, using)
+        if dry_run or plan.empty:
+            return plan
+        rows = {row.policy_id: row for row in Policy.objects.using(using).select_for_update()}
+        with batched_policy_changes(using):
+            _apply(plan, rows, reason=reason, commit=commit, using=using)
+    return plan
+
+
+def _apply(plan: Plan, rows: dict[str, Policy], *, reason: str, commit: str, using: str) -> None:
+    for change in plan.changes:
+        row = rows.get(change.policy_id) or Policy(policy_id=change.policy_id)
+        row._change_reason = f"{reason} ({change.kind}: {change.why})"  # type: ignore[attr-defined]
+        if change.kind == "delete":
+            row.delete(using=using)
+            continue
+        assert change.spec is not None
+        row.apply_spec(change.spec)
+        row.source_file = change.spec.source
+        row.source_commit = commit
+        row.source_user = None
+        row.save(using=using)
+
+
+def export(using: str = "default", fmt: str = "yaml") -> tuple[str, list[str]]:
+    """The database's policies as a policy file; also the ids of rows that no longer validate."""
+    specs: list[PolicySpec] = []
+    broken: list[str] = []
+    for row in Policy.objects.using(using).all():
+        spec = spec_from_row(row.policy_id, row.to_dict())
+        if spec is None or spec.description.startswith("Stored policy is malformed"):
+            broken.append(row.policy_id)
+        if spec is not None:
+            specs.append(spec)
+    return dump_policies(specs, fmt=fmt), broken  # type: ignore[arg-type]
+
+
+def load(paths: Sequence[str | Path]) -> PolicyFile:
+    return load_files(paths)
+
+
+def git_commit(paths: Sequence[str | Path]) -> str:
+    """The git commit the files are at (``<sha>-dirty`` if they have uncommitted changes), or ``""``."""
+    if not paths:
+        return ""
+    folder = Path(paths[0]).resolve().parent
+    try:
+        sha = _git(folder, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(folder, "status", "--porcelain", "--", *(str(Path(p).resolve()) for p in paths))
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}-dirty" if dirty else sha
+
+
+def _git(folder: Path, *args: str) -> str:
+    result = subprocess.run(  # noqa: S603
+        ["git", "-C", str(folder), *args],  # noqa: S607
+        capture_output=True, text=True, timeout=10, check=True,
+    )
+    return result.stdout.strip()
+
+
+def default_reason(paths: Sequence[str | Path], commit: str) -> str:
+    names = ", ".join(str(p) for p in paths)
+    return f"stepup sync from {names}" + (f" at {commit}" if commit else "")
