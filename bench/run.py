@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stepup.policy.engine import compile_policies  # noqa: E402
-from stepup.policy.model import Input, PolicySpec  # noqa: E402
+from stepup.policy.engine import compile_policies
+from stepup.policy.model import Input, PolicySpec
 
 SIZES = (10, 100, 1_000, 10_000)
 BATCH = 2_000
@@ -79,15 +79,28 @@ def main() -> None:
         assert policy_set.decide(late).outcome == "allow", policy_set.decide(late)
         assert policy_set.decide(Input(action="nothing.here")).outcome == "step_up"
         policy_set.decide(Input(url="demo:home"))
-        rows.append((n, median_us(policy_set.decide, late), median_us(policy_set.decide, Input(url="demo:home"))))
+        rows.append(
+            (
+                n,
+                median_us(policy_set.decide, late),
+                median_us(policy_set.decide, Input(url="demo:home")),
+            )
+        )
         del none
     base_late, base_none = rows[0][1], rows[0][2]
-    print(f"stepup decision latency (median of {REPEATS} batches of {BATCH}; Python {sys.version.split()[0]})")
+    print(
+        f"stepup decision latency (median of {REPEATS} batches of {BATCH}; Python {sys.version.split()[0]})"
+    )
     print(f"{'policies':>9} {'late match µs':>14} {'x size 10':>10} {'no match µs':>12} {'x size 10':>10}")
     for n, late_us, none_us in rows:
-        print(f"{n:>9} {late_us:>14.2f} {late_us / base_late:>10.2f} {none_us:>12.2f} {none_us / base_none:>10.2f}")
+        print(
+            f"{n:>9} {late_us:>14.2f} {late_us / base_late:>10.2f} "
+            f"{none_us:>12.2f} {none_us / base_none:>10.2f}"
+        )
     worst = max(max(r[1], r[2]) for r in rows)
-    print(f"target: median < 5 µs at every size -> {'met' if worst < 5 else 'NOT met'} (worst {worst:.2f} µs)")
+    print(
+        f"target: median < 5 µs at every size -> {'met' if worst < 5 else 'NOT met'} (worst {worst:.2f} µs)"
+    )
 
 
 if __name__ == "__main__":

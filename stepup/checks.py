@@ -21,7 +21,9 @@ REQUIRED_APPS = ("django_otp", "simple_history")
 
 
 @register(Tags.security, Tags.compatibility)
-def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     raw = getattr(settings, "STEPUP", {})
     if not isinstance(raw, dict):
@@ -50,7 +52,10 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
     age = raw.get("DEFAULT_MAX_AGE", DEFAULTS["DEFAULT_MAX_AGE"])
     if isinstance(age, bool) or not isinstance(age, int) or age < 0:
         errors.append(
-            Error("STEPUP['DEFAULT_MAX_AGE'] must be a whole number of seconds >= 0.", id="stepup.E004")
+            Error(
+                "STEPUP['DEFAULT_MAX_AGE'] must be a whole number of seconds >= 0.",
+                id="stepup.E004",
+            )
         )
     proxies = raw.get("TRUSTED_PROXIES", [])
     if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
@@ -61,7 +66,10 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
                 ipaddress.ip_network(str(cidr))
             except ValueError as exc:
                 errors.append(
-                    Error(f"STEPUP['TRUSTED_PROXIES']: {cidr!r} is not a CIDR ({exc}).", id="stepup.E005")
+                    Error(
+                        f"STEPUP['TRUSTED_PROXIES']: {cidr!r} is not a CIDR ({exc}).",
+                        id="stepup.E005",
+                    )
                 )
     return errors
 
@@ -79,10 +87,14 @@ def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
     position = middleware.index(MIDDLEWARE)
     for required in REQUIRED_BEFORE:
         if required not in middleware:
-            errors.append(Error(f"{required!r} must be in MIDDLEWARE for stepup.", id="stepup.E006"))
+            errors.append(
+                Error(f"{required!r} must be in MIDDLEWARE for stepup.", id="stepup.E006")
+            )
         elif middleware.index(required) > position:
             errors.append(
-                Error(f"{MIDDLEWARE!r} must come after {required!r} in MIDDLEWARE.", id="stepup.E007")
+                Error(
+                    f"{MIDDLEWARE!r} must come after {required!r} in MIDDLEWARE.", id="stepup.E007"
+                )
             )
     return errors
 

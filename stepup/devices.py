@@ -23,7 +23,9 @@ def device_kind(device: Device) -> str | None:
     return DEVICE_KINDS.get(device._meta.label_lower)
 
 
-def acceptable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Device]:
+def acceptable_devices(
+    user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()
+) -> list[Device]:
     """The user's confirmed devices whose kind is in ``factors`` (empty: any known kind)."""
     wanted = set(factors)
     found = []

@@ -51,7 +51,7 @@ def grant_epoch(user: AbstractBaseUser) -> int:
     """The user's current grant epoch (one query)."""
     from stepup.models import UserState
 
-    epoch = UserState.objects.filter(user=user).values_list("grant_epoch", flat=True).first()
+    epoch = UserState.objects.filter(user_id=user.pk).values_list("grant_epoch", flat=True).first()
     return int(epoch or 0)
 
 
@@ -59,10 +59,16 @@ def _auth_hash(user: AbstractBaseUser) -> str:
     return user.get_session_auth_hash()
 
 
-def attributes_digest(action: str | None, url_name: str | None, attributes: Mapping[str, Any]) -> str:
+def attributes_digest(
+    action: str | None, url_name: str | None, attributes: Mapping[str, Any]
+) -> str:
     """A stable digest of what one request does; single-request grants are bound to it."""
     canonical = json.dumps(
-        {"action": action, "url": url_name, "attrs": {str(k): str(v) for k, v in attributes.items()}},
+        {
+            "action": action,
+            "url": url_name,
+            "attrs": {str(k): str(v) for k, v in attributes.items()},
+        },
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -107,7 +113,9 @@ def one_shot_kinds(request: HttpRequest, user: AbstractBaseUser, digest: str) ->
     """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``."""
     grants = _valid_grants(request, user).get("one_shot") or []
     t = now()
-    return frozenset(g["kind"] for g in grants if g.get("digest") == digest and g.get("expires", 0) > t)
+    return frozenset(
+        g["kind"] for g in grants if g.get("digest") == digest and g.get("expires", 0) > t
+    )
 
 
 def consume_one_shot(request: HttpRequest, digest: str) -> None:
@@ -153,7 +161,7 @@ def revoke_all(user: AbstractBaseUser) -> None:
 
     from stepup.models import UserState
 
-    state, _ = UserState.objects.get_or_create(user=user)
+    state, _ = UserState.objects.get_or_create(user_id=user.pk)
     UserState.objects.filter(pk=state.pk).update(grant_epoch=F("grant_epoch") + 1)
 
 

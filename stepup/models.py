@@ -53,8 +53,16 @@ class Policy(models.Model):
         return self.policy_id
 
     SPEC_FIELDS = (
-        "description", "actions", "urls", "methods", "when",
-        "decision", "max_age", "factors", "enabled", "mode",
+        "description",
+        "actions",
+        "urls",
+        "methods",
+        "when",
+        "decision",
+        "max_age",
+        "factors",
+        "enabled",
+        "mode",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +93,11 @@ class Policy(models.Model):
     @property
     def source(self) -> str:
         if self.source_file:
-            return f"{self.source_file}@{self.source_commit}" if self.source_commit else self.source_file
+            return (
+                f"{self.source_file}@{self.source_commit}"
+                if self.source_commit
+                else self.source_file
+            )
         if self.source_user_id:
             return f"admin:{self.source_user}"
         return "unknown"
@@ -171,4 +183,5 @@ class DecisionLog(models.Model):
         indexes = [models.Index(fields=["user", "created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.event} {self.username} {self.action or self.url_name}"
+        target = self.action or self.url_name
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.event} {self.username} {target}"

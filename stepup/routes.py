@@ -37,10 +37,15 @@ class Route:
         methods = ",".join(self.methods) or "*"
         action = self.action or "-"
         policies = ",".join(self.policies) or "-"
-        return f"/{self.pattern}  name={self.name or '-'}  view={self.view}  methods={methods}  action={action}  policies={policies}"
+        return (
+            f"/{self.pattern}  name={self.name or '-'}  view={self.view}  "
+            f"methods={methods}  action={action}  policies={policies}"
+        )
 
 
-def _walk(patterns: Sequence[Any], prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str, Callable[..., Any]]]:
+def _walk(
+    patterns: Sequence[Any], prefix: str = "", namespace: str = ""
+) -> Iterator[tuple[str, str, Callable[..., Any]]]:
     for entry in patterns:
         if isinstance(entry, URLResolver):
             ns = namespace
@@ -82,12 +87,14 @@ def collect_routes(policy_set: PolicySet, urlconf: str | None = None) -> list[Ro
     routes = []
     for pattern, name, callback in _walk(get_resolver(urlconf).url_patterns):
         action = declared_action(callback)
-        ids = set()
+        ids: set[str] = set()
         if name:
             ids.update(p.id for p in policy_set.policies_for_url(name))
         if action:
             ids.update(p.id for p in policy_set.policies_for_action(action))
-        routes.append(Route(pattern, name, _view_path(callback), _methods(callback), action, tuple(sorted(ids))))
+        routes.append(
+            Route(pattern, name, _view_path(callback), _methods(callback), action, tuple(sorted(ids)))
+        )
     return routes
 
 
@@ -102,12 +109,20 @@ def check_against_urlconf(policy_file: PolicyFile, urlconf: str | None = None) -
     for index, spec in enumerate(policy_file.policies):
         for pattern in spec.urls:
             if not any(glob_matches(pattern, name) for name in names):
-                errors.append(PolicyError(spec.source, spec.line, f"policies[{index}].match.urls",
-                                          _unknown_url(pattern, names)))
+                errors.append(
+                    PolicyError(
+                        spec.source,
+                        spec.line,
+                        f"policies[{index}].match.urls",
+                        _unknown_url(pattern, names),
+                    )
+                )
     for index, test in enumerate(policy_file.tests):
         url = test.input.get("url")
         if url and url not in names:
-            errors.append(PolicyError(test.source, test.line, f"tests[{index}].input.url", _unknown_url(url, names)))
+            errors.append(
+                PolicyError(test.source, test.line, f"tests[{index}].input.url", _unknown_url(url, names))
+            )
     return errors
 
 
@@ -128,6 +143,7 @@ def uncovered_actions(policy_file: PolicyFile, urlconf: str | None = None) -> li
 def uncovered_routes(routes: Sequence[Route], patterns: Sequence[str]) -> list[Route]:
     """Routes named like one of ``patterns`` that no policy can apply to."""
     return [
-        r for r in routes
+        r
+        for r in routes
         if r.name and any(fnmatch.fnmatchcase(r.name, p) for p in patterns) and not r.policies
     ]

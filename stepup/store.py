@@ -48,7 +48,11 @@ class _Store:
     def get(self) -> PolicySet:
         now = time.monotonic()
         current = self._set
-        if current is not None and self._version is not None and now - self._checked_at < conf.RELOAD_INTERVAL:
+        if (
+            current is not None
+            and self._version is not None
+            and now - self._checked_at < conf.RELOAD_INTERVAL
+        ):
             return current
         with self._lock:
             try:
@@ -90,7 +94,8 @@ def spec_from_row(policy_id: str, data: dict[str, Any]) -> PolicySpec | None:
         return spec
     logger.error(
         "stored policy %r is malformed; enforcing a stricter stand-in: %s",
-        policy_id, "; ".join(str(e) for e in errors),
+        policy_id,
+        "; ".join(str(e) for e in errors),
     )
     return stand_in(policy_id, data)
 
@@ -99,9 +104,15 @@ def stand_in(policy_id: str, data: dict[str, Any]) -> PolicySpec | None:
     """The fail-closed replacement of a malformed row: same targets, no conditions, strictest effect."""
     match = data.get("match") if isinstance(data.get("match"), dict) else {}
     assert isinstance(match, dict)
-    names = {key: tuple(v for v in match.get(key) or () if isinstance(v, str) and v) for key in ("actions", "urls")}
+    names = {
+        key: tuple(v for v in match.get(key) or () if isinstance(v, str) and v)
+        for key in ("actions", "urls")
+    }
     if not names["actions"] and not names["urls"]:
-        logger.critical("stored policy %r names no action or URL that can be read; it cannot be enforced", policy_id)
+        logger.critical(
+            "stored policy %r names no action or URL that can be read; it cannot be enforced",
+            policy_id,
+        )
         return None
     deny = data.get("decision") == "deny"
     return PolicySpec(

@@ -9,7 +9,7 @@ bulk, so django-simple-history records each of them.
 
 from __future__ import annotations
 
-import subprocess  # noqa: S404 - only `git` with fixed arguments
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +56,10 @@ class Plan:
 
     def summary(self) -> str:
         kinds = ("create", "update", "enable", "disable", "delete")
-        return ", ".join(f"{self.count(k)} to {k}" for k in kinds) + f", {len(self.unchanged)} unchanged"
+        return (
+            ", ".join(f"{self.count(k)} to {k}" for k in kinds)
+            + f", {len(self.unchanged)} unchanged"
+        )
 
 
 def make_plan(policy_file: PolicyFile, using: str = "default") -> Plan:
@@ -69,8 +72,11 @@ def make_plan(policy_file: PolicyFile, using: str = "default") -> Plan:
         spec, row = wanted.get(policy_id), rows.get(policy_id)
         if row is None:
             assert spec is not None
-            changes.append(Change("create", policy_id, _diff({}, spec_fields(spec)), spec,
-                                  f"new in {spec.source}"))
+            changes.append(
+                Change(
+                    "create", policy_id, _diff({}, spec_fields(spec)), spec, f"new in {spec.source}"
+                )
+            )
         elif spec is None:
             changes.append(Change("delete", policy_id, why="no longer in the policy files"))
         else:
@@ -109,8 +115,14 @@ def _lock(using: str) -> None:
     list(PolicySetState.objects.using(using).select_for_update().filter(pk=1))
 
 
-def sync(policy_file: PolicyFile, *, reason: str, commit: str = "", using: str = "default",
-         dry_run: bool = False) -> Plan:
+def sync(
+    policy_file: PolicyFile,
+    *,
+    reason: str,
+    commit: str = "",
+    using: str = "default",
+    dry_run: bool = False,
+) -> Plan:
     """Make the database equal to ``policy_file`` in one transaction; return what changed.
 
     Raises ``ValueError`` (and changes nothing) when the file has errors.
@@ -167,7 +179,9 @@ def git_commit(paths: Sequence[str | Path]) -> str:
     folder = Path(paths[0]).resolve().parent
     try:
         sha = _git(folder, "rev-parse", "--short=12", "HEAD")
-        dirty = _git(folder, "status", "--porcelain", "--", *(str(Path(p).resolve()) for p in paths))
+        dirty = _git(
+            folder, "status", "--porcelain", "--", *(str(Path(p).resolve()) for p in paths)
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{sha}-dirty" if dirty else sha
@@ -176,7 +190,10 @@ def git_commit(paths: Sequence[str | Path]) -> str:
 def _git(folder: Path, *args: str) -> str:
     result = subprocess.run(  # noqa: S603
         ["git", "-C", str(folder), *args],  # noqa: S607
-        capture_output=True, text=True, timeout=10, check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
     )
     return result.stdout.strip()
 

@@ -21,6 +21,7 @@ dictionaries plus the glob patterns, once, and then cached.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -96,7 +97,7 @@ def _same(value: Any, operand: Any) -> bool | None:
 
 def _client_ip(address: IPAddress) -> IPAddress:
     if address.version == 6:
-        mapped = address.ipv4_mapped  # type: ignore[union-attr]
+        mapped = address.ipv4_mapped
         if mapped is not None:
             return mapped
     return address
@@ -108,7 +109,16 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "lt": lambda a, b: a < b,
     "lte": lambda a, b: a <= b,
 }
-_SYMBOL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "ne": "!=", "in": "in", "not_in": "not in"}
+_SYMBOL = {
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "eq": "==",
+    "ne": "!=",
+    "in": "in",
+    "not_in": "not in",
+}
 
 
 # --- conditions -------------------------------------------------------------
@@ -148,7 +158,7 @@ class RolesCondition(Condition):
 
 
 class OriginCondition(Condition):
-    __slots__ = ("field", "inside", "networks", "cidrs")
+    __slots__ = ("cidrs", "field", "inside", "networks")
 
     def __init__(self, op: str, cidrs: Iterable[str]) -> None:
         self.field = f"when.origin.{op}"
@@ -179,7 +189,7 @@ class OriginCondition(Condition):
 class NumberCondition(Condition):
     """``session_age`` and numeric attribute comparisons."""
 
-    __slots__ = ("field", "name", "op", "operand", "compare", "read")
+    __slots__ = ("compare", "field", "name", "op", "operand", "read")
 
     def __init__(self, field: str, name: str, op: str, operand: Any, read: Callable[[Input], Any]):
         self.field = field
@@ -208,7 +218,7 @@ class NumberCondition(Condition):
 class EqualityCondition(Condition):
     """``eq``/``ne``/``in``/``not_in`` on a transaction attribute."""
 
-    __slots__ = ("field", "name", "op", "operands", "negate")
+    __slots__ = ("field", "name", "negate", "op", "operands")
 
     def __init__(self, field: str, name: str, op: str, operand: Any):
         self.field = field
@@ -225,7 +235,10 @@ class EqualityCondition(Condition):
         if any(results):
             return (not self.negate, None)
         if all(r is None for r in results):
-            return (True, f"attrs.{self.name}={raw!r} has the wrong type; condition treated as holding")
+            return (
+                True,
+                f"attrs.{self.name}={raw!r} has the wrong type; condition treated as holding",
+            )
         return (self.negate, None)
 
     def describe(self) -> str:
@@ -324,8 +337,7 @@ class _NameIndex:
 
     def add(self, pattern: str, policy: CompiledPolicy) -> None:
         if "*" in pattern:
-            regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
-            self.globs.append((regex, policy))
+            self.globs.append((glob_regex(pattern), policy))
         else:
             self.exact.setdefault(pattern, []).append(policy)
 
@@ -335,11 +347,17 @@ class _NameIndex:
         return found
 
 
+@functools.lru_cache(maxsize=1024)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """The regex of an ``actions``/``urls`` pattern: ``*`` matches anything, nothing else is special."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+
+
 def glob_matches(pattern: str, name: str) -> bool:
-    """Whether an ``actions``/``urls`` pattern (``*`` is the only wildcard) names ``name``."""
+    """Whether an ``actions``/``urls`` pattern names ``name``."""
     if "*" not in pattern:
         return pattern == name
-    return re.fullmatch(".*".join(re.escape(p) for p in pattern.split("*")), name) is not None
+    return glob_regex(pattern).fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,10 +499,14 @@ class PolicySet:
             else:
                 unsatisfied.append(policy)
         if denied:
-            return Decision(DENY, None, (), tuple(ids), (*denied, *notes), tuple(shadow), False, self.version)
+            return Decision(
+                DENY, None, (), tuple(ids), (*denied, *notes), tuple(shadow), False, self.version
+            )
         if not unsatisfied:
             reasons = (*satisfied, *notes) or ("no policy applies",)
-            return Decision(ALLOW, None, (), tuple(ids), reasons, tuple(shadow), used_one_shot, self.version)
+            return Decision(
+                ALLOW, None, (), tuple(ids), reasons, tuple(shadow), used_one_shot, self.version
+            )
         return Decision(
             STEP_UP,
             min(p.max_age for p in unsatisfied),
@@ -508,9 +530,9 @@ class PolicySet:
         notes: list[str] = []
         candidates = {p.id: p for p in self._candidates(inp.action, inp.url).policies}
         for spec in self.specs.values():
-            named = (inp.action is not None and any(glob_matches(a, inp.action) for a in spec.actions)) or (
-                inp.url is not None and any(glob_matches(u, inp.url) for u in spec.urls)
-            )
+            named = (
+                inp.action is not None and any(glob_matches(a, inp.action) for a in spec.actions)
+            ) or (inp.url is not None and any(glob_matches(u, inp.url) for u in spec.urls))
             if not named:
                 continue
             if not spec.enabled:
@@ -519,7 +541,15 @@ class PolicySet:
             policy = candidates[spec.id]
             if not policy.method_matches(inp.method):
                 detail = f"method {inp.method} not in {sorted(policy.methods or ())}"
-                traces.append(PolicyTrace(spec.id, False, False, (ConditionTrace("match.methods", False, detail),), "not matched"))
+                traces.append(
+                    PolicyTrace(
+                        spec.id,
+                        False,
+                        False,
+                        (ConditionTrace("match.methods", False, detail),),
+                        "not matched",
+                    )
+                )
                 continue
             conditions: list[ConditionTrace] = []
             held_all = True
@@ -541,18 +571,25 @@ class PolicySet:
         uncovered = inp.action is not None and not self.covers_action(inp.action)
         decision = self._combine(inp, applying, uncovered, notes)
         if uncovered:
-            traces.append(PolicyTrace(DEFAULT_POLICY_ID, True, True, (), self._effect(self._default, inp)))
+            traces.append(
+                PolicyTrace(DEFAULT_POLICY_ID, True, True, (), self._effect(self._default, inp))
+            )
         return Decision(
-            decision.outcome, decision.max_age, decision.factors, decision.policies,
-            decision.reasons, decision.shadow, decision.one_shot, decision.version, tuple(traces),
+            decision.outcome,
+            decision.max_age,
+            decision.factors,
+            decision.policies,
+            decision.reasons,
+            decision.shadow,
+            decision.one_shot,
+            decision.version,
+            tuple(traces),
         )
 
     @staticmethod
     def _effect(policy: CompiledPolicy, inp: Input) -> str:
-        if policy.deny:
-            effect = "deny"
-        else:
-            effect = "satisfied" if policy.satisfied(inp)[0] else "unsatisfied"
+        satisfied = policy.satisfied(inp)[0]
+        effect = "deny" if policy.deny else ("satisfied" if satisfied else "unsatisfied")
         return f"shadow: {effect}" if policy.shadow else effect
 
 

@@ -47,10 +47,7 @@ def run_suite(policy_file: PolicyFile, *, default_max_age: int = 300) -> SuiteRe
     policy_set = compile_policies(policy_file.policies, default_max_age=default_max_age)
     results = tuple(run_test(policy_set, test) for test in policy_file.tests)
     applied = {
-        trace.policy
-        for result in results
-        for trace in result.decision.trace or ()
-        if trace.applied
+        trace.policy for result in results for trace in result.decision.trace or () if trace.applied
     }
     unexercised = tuple(sorted(set(policy_set.specs) - applied))
     return SuiteResult(results, unexercised)

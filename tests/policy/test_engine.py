@@ -89,7 +89,13 @@ def test_origin_operators(op, ip, applies):
 
 @pytest.mark.parametrize(
     ("op", "age", "applies"),
-    [("gt", 3601, True), ("gt", 3600, False), ("gte", 3600, True), ("lt", 3600, False), ("lte", 3600, True)],
+    [
+        ("gt", 3601, True),
+        ("gt", 3600, False),
+        ("gte", 3600, True),
+        ("lt", 3600, False),
+        ("lte", 3600, True),
+    ],
 )
 def test_session_age_operators(op, age, applies):
     d = decide([policy(when={"session_age": {op: 3600}})], session_age=age)
@@ -171,7 +177,10 @@ def test_url_only_requests_have_no_fallback():
 
 
 def test_glob_actions_and_urls():
-    specs = [policy("a", actions=("billing.*",)), policy("u", actions=(), urls=("admin:auth_user_*",))]
+    specs = [
+        policy("a", actions=("billing.*",)),
+        policy("u", actions=(), urls=("admin:auth_user_*",)),
+    ]
     ps = compile_policies(specs)
     assert ps.decide(Input(action="billing.refund")).policies == ("a",)
     assert ps.decide(Input(action="billingxrefund")).policies == (DEFAULT_POLICY_ID,)
@@ -201,11 +210,24 @@ def test_shadow_policies_are_reported_but_never_enforced():
 @pytest.mark.parametrize(
     ("value", "applies"),
     [
-        (5000, True), ("5000", True), ("12.50", False), ("1000.01", True), (Decimal("1000.0001"), True),
-        (1000, False), ("1000", False), (999.99, False), (" 5000", True),  # padded: not a number -> holds
+        (5000, True),
+        ("5000", True),
+        ("12.50", False),
+        ("1000.01", True),
+        (Decimal("1000.0001"), True),
+        (1000, False),
+        ("1000", False),
+        (999.99, False),
+        (" 5000", True),  # padded: not a number -> holds
         ("５０００", True),  # full-width digits are not a number -> holds
-        ("1e9", True), ("NaN", True), (float("nan"), True), (float("inf"), True),
-        (True, True), ([5000], True), ({"a": 1}, True), (None, True),
+        ("1e9", True),
+        ("NaN", True),
+        (float("nan"), True),
+        (float("inf"), True),
+        (True, True),
+        ([5000], True),
+        ({"a": 1}, True),
+        (None, True),
     ],
 )
 def test_numeric_comparison_and_fail_closed(value, applies):
@@ -252,7 +274,10 @@ def test_as_number():
 
 
 def test_unknown_origin_and_session_age_hold():
-    specs = [policy("o", when={"origin": {"in": ["10.0.0.0/8"]}}), policy("s", when={"session_age": {"gt": 99}})]
+    specs = [
+        policy("o", when={"origin": {"in": ["10.0.0.0/8"]}}),
+        policy("s", when={"session_age": {"gt": 99}}),
+    ]
     d = decide(specs)
     assert set(d.policies) == {"o", "s"}
 
@@ -267,7 +292,9 @@ def test_trace_explains_every_candidate():
         policy("c", enabled=False),
         policy("d", actions=("other",)),
     ]
-    d = compile_policies(specs).decide(input_from_dict({"action": "billing.update", "roles": ["sales"]}), trace=True)
+    d = compile_policies(specs).decide(
+        input_from_dict({"action": "billing.update", "roles": ["sales"]}), trace=True
+    )
     by_id = {t.policy: t for t in d.trace}
     assert set(by_id) == {"a", "b", "c"}
     assert by_id["a"].effect == "condition failed"
@@ -275,7 +302,12 @@ def test_trace_explains_every_candidate():
     assert by_id["a"].conditions[0].held is False
     assert by_id["b"].effect == "not matched"
     assert by_id["c"].effect == "disabled"
-    assert d.outcome == compile_policies(specs).decide(input_from_dict({"action": "billing.update", "roles": ["sales"]})).outcome
+    assert (
+        d.outcome
+        == compile_policies(specs)
+        .decide(input_from_dict({"action": "billing.update", "roles": ["sales"]}))
+        .outcome
+    )
 
 
 def test_roles_are_loaded_lazily_and_once():
@@ -355,7 +387,9 @@ def test_order_never_changes_a_decision(specs, inp, rnd):
 @settings(max_examples=300, deadline=None)
 @given(policy_lists, inputs, policies)
 def test_adding_a_deny_never_loosens(specs, inp, extra):
-    extra = PolicySpec(**{**extra.__dict__, "id": "zz-extra", "decision": "deny", "max_age": None, "factors": ()})
+    extra = PolicySpec(
+        **{**extra.__dict__, "id": "zz-extra", "decision": "deny", "max_age": None, "factors": ()}
+    )
     before = compile_policies(specs).decide(inp)
     after = compile_policies([*specs, extra]).decide(inp).outcome
     if before.outcome == "deny":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from argparse import ArgumentParser
+from argparse import SUPPRESS, ArgumentParser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from stepup.conf import conf
 from stepup.policy.engine import compile_policies, input_from_dict
-from stepup.policy.loader import load_files, validate_test_input
+from stepup.policy.loader import load_files, validate_test
 from stepup.policy.model import Decision, PolicyFile
 from stepup.policy.suite import run_suite
 
@@ -23,14 +23,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+        add_parser = sub.add_parser
+
+        def subcommand(name: str, **kwargs: Any) -> ArgumentParser:
+            p = add_parser(name, **kwargs)
+            # Accept `stepup test -v 2` as well as `stepup -v 2 test`.
+            p.add_argument("-v", "--verbosity", type=int, choices=[0, 1, 2, 3], default=SUPPRESS)
+            return p
+
+        sub.add_parser = subcommand  # type: ignore[method-assign,assignment]
 
         def files(p: ArgumentParser) -> None:
-            p.add_argument("files", nargs="*", metavar="FILES",
-                           help="Policy files (default: STEPUP['POLICY_FILES']).")
+            p.add_argument(
+                "files",
+                nargs="*",
+                metavar="FILES",
+                help="Policy files (default: STEPUP['POLICY_FILES']).",
+            )
 
         def database(p: ArgumentParser) -> None:
-            p.add_argument("--database", default=DEFAULT_DB_ALIAS,
-                           help='The database to use (default: "default").')
+            p.add_argument(
+                "--database",
+                default=DEFAULT_DB_ALIAS,
+                help='The database to use (default: "default").',
+            )
 
         files(sub.add_parser("validate", help="Check files against the schema and the URLconf."))
         files(sub.add_parser("test", help="Run the files' tests: block."))
@@ -45,19 +61,36 @@ class Command(BaseCommand):
         p = sub.add_parser("export", help="Write the database's policies as a policy file.")
         database(p)
         p.add_argument("-o", "--output", help="File to write (default: standard output).")
-        p.add_argument("--format", choices=["yaml", "json"], default=None,
-                       help="yaml or json (default: by the output's suffix, else yaml).")
+        p.add_argument(
+            "--format",
+            choices=["yaml", "json"],
+            default=None,
+            help="yaml or json (default: by the output's suffix, else yaml).",
+        )
         p = sub.add_parser("explain", help="Trace the decision for one input.")
-        p.add_argument("--input", required=True, metavar="JSON_OR_FILE",
-                       help="A policy-test input as JSON, or a file holding it.")
-        p.add_argument("--policies", nargs="+", metavar="FILE",
-                       help="Decide against these files instead of the policies in the database.")
+        p.add_argument(
+            "--input",
+            required=True,
+            metavar="JSON_OR_FILE",
+            help="A policy-test input as JSON, or a file holding it.",
+        )
+        p.add_argument(
+            "--policies",
+            nargs="+",
+            metavar="FILE",
+            help="Decide against these files instead of the policies in the database.",
+        )
         database(p)
         p = sub.add_parser("routes", help="Every URL route with its action, methods and policies.")
         files(p)
         p.add_argument("--format", choices=["text", "json"], default="text")
-        p.add_argument("--require-coverage", nargs="+", metavar="PATTERN", default=[],
-                       help="Exit 1 when a route whose name matches a pattern has no policy.")
+        p.add_argument(
+            "--require-coverage",
+            nargs="+",
+            metavar="PATTERN",
+            default=[],
+            help="Exit 1 when a route whose name matches a pattern has no policy.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
@@ -134,15 +167,21 @@ class Command(BaseCommand):
         if not plan.empty:
             raise SystemExit(2)
 
-    def do_sync(self, files: Sequence[str], database: str, reason: str | None, dry_run: bool,
-                **_: Any) -> None:
+    def do_sync(
+        self, files: Sequence[str], database: str, reason: str | None, dry_run: bool, **_: Any
+    ) -> None:
         from stepup.sync import default_reason, git_commit, sync
 
         paths = self.paths(files)
         policy_file = self.load(files)
         commit = git_commit(paths)
-        plan = sync(policy_file, reason=reason or default_reason(paths, commit), commit=commit,
-                    using=database, dry_run=dry_run)
+        plan = sync(
+            policy_file,
+            reason=reason or default_reason(paths, commit),
+            commit=commit,
+            using=database,
+            dry_run=dry_run,
+        )
         self.write_plan(plan)
         if dry_run:
             self.say("Dry run: nothing was changed.")
@@ -175,15 +214,18 @@ class Command(BaseCommand):
         else:
             self.stdout.write(text, ending="")
 
-    def do_explain(self, input: str, policies: Sequence[str] | None, database: str,
-                   **_: Any) -> None:
+    def do_explain(self, input: str, policies: Sequence[str] | None, database: str, **_: Any) -> None:
         data = read_input(input)
-        errors = validate_test_input(data, source="--input")
-        if errors:
+        checked, errors = validate_test(
+            {"name": "explain", "input": data, "expect": {"decision": "allow"}}, source="--input"
+        )
+        if checked is None:
             raise CommandError("invalid --input: " + "; ".join(str(e) for e in errors))
+        data = dict(checked.input)
         if policies:
-            policy_set = compile_policies(self.load(policies).policies,
-                                          default_max_age=conf.DEFAULT_MAX_AGE, version="files")
+            policy_set = compile_policies(
+                self.load(policies).policies, default_max_age=conf.DEFAULT_MAX_AGE, version="files"
+            )
         else:
             from stepup.store import get_policy_set
 
@@ -191,8 +233,7 @@ class Command(BaseCommand):
         decision = policy_set.decide(input_from_dict(data), trace=True)
         self.stdout.write(format_trace(decision))
 
-    def do_routes(self, files: Sequence[str], format: str, require_coverage: Sequence[str],
-                  **_: Any) -> None:
+    def do_routes(self, files: Sequence[str], format: str, require_coverage: Sequence[str], **_: Any) -> None:
         from stepup.routes import collect_routes, uncovered_routes
 
         policy_file = self.load(files)
@@ -206,7 +247,9 @@ class Command(BaseCommand):
         if require_coverage:
             missing = uncovered_routes(routes, require_coverage)
             for route in missing:
-                self.stderr.write(f"error: route {route.name!r} ({route.pattern}) has no policy that can apply")
+                self.stderr.write(
+                    f"error: route {route.name!r} ({route.pattern}) has no policy that can apply"
+                )
             if missing:
                 raise SystemExit(1)
 

@@ -1,0 +1,272 @@
+"""`manage.py stepup` subcommands and their exit codes (CONTRACT section 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stepup.models import Policy
+
+from .conftest import GOOD
+
+pytestmark = [pytest.mark.urls("tests.commands.urls"), pytest.mark.django_db]
+
+BROKEN = """\
+version: 1
+policies:
+  - id: billing-update
+    match: {actions: [billing.update]}
+    decision: step_up
+    max_age: -5
+  - id: billing-update
+    match: {actions: [billing.update]}
+    decision: deny
+"""
+
+
+# --- validate ------------------------------------------------------------------------------
+
+
+def test_validate_ok(run, good):
+    result = run("validate", good)
+    assert result.code == 0
+    assert "OK: 2 policies and 2 tests" in result.out
+
+
+def test_validate_reports_every_error_with_line(run, write):
+    path = write(BROKEN)
+    result = run("validate", path)
+    assert result.code == 1
+    assert f"{path}:6" in result.err  # max_age: -5
+    assert f"{path}:7" in result.err  # duplicate id
+    assert "nothing was changed" in result.err
+
+
+def test_validate_checks_url_names_against_the_urlconf(run, write):
+    path = write(GOOD.replace("admin:auth_user_*", "admin:auth_usr_change"))
+    result = run("validate", path)
+    assert result.code == 1
+    assert "admin:auth_usr_change" in result.err
+    assert "did you mean 'admin:auth_user_change'" in result.err
+
+
+def test_validate_reports_declared_actions_without_policy(run, good):
+    result = run("validate", good)
+    assert result.code == 0
+    assert "'brand.new' has no policy" in result.err
+
+
+def test_validate_uses_settings_files_by_default(run, good, settings):
+    settings.STEPUP = {"POLICY_FILES": [good]}
+    assert run("validate").code == 0
+
+
+# --- test ----------------------------------------------------------------------------------
+
+
+def test_test_passes_and_lists_unexercised_policies(run, good):
+    result = run("test", good)
+    assert result.code == 0
+    assert "2 passed, 0 failed" in result.out
+    assert "warning: no test exercises" not in result.out
+
+
+def test_test_failure_shows_expected_actual_and_trace(run, write):
+    path = write(GOOD.replace("expect: {decision: allow}", "expect: {decision: deny}"))
+    result = run("test", path)
+    assert result.code == 1
+    assert "FAIL admin post with fresh factor" in result.out
+    assert "decision: expected deny, got allow" in result.out
+    assert "policy admin-users: satisfied" in result.out
+    assert "1 passed, 1 failed" in result.out
+
+
+def test_test_reports_policy_no_test_exercises(run, write):
+    path = write(
+        GOOD.replace(
+            '    input: {url: "admin:auth_user_change", method: POST, verified: {totp: 5}}',
+            '    input: {url: "admin:auth_user_change", method: GET}',
+        )
+    )
+    result = run("test", path)
+    assert "warning: no test exercises policy 'admin-users'" in result.out
+
+
+def test_demo_policies_pass_their_own_tests(run, settings):
+    result = run("test", str(settings.BASE_DIR / "fixtures" / "stepup" / "policies.yaml"))
+    assert result.code == 0, result.out + result.err
+    assert "0 failed" in result.out
+    assert "warning" not in result.out
+
+
+# --- plan / sync / export ------------------------------------------------------------------
+
+
+def test_plan_then_sync_then_plan(run, good):
+    plan = run("plan", good)
+    assert plan.code == 2
+    assert "create admin-users" in plan.out
+    assert "create billing-update" in plan.out
+    assert run("sync", good).code == 0
+    assert Policy.objects.count() == 2
+    again = run("plan", good)
+    assert again.code == 0
+    assert "No changes" in again.out
+
+
+def test_sync_records_history_with_reason_and_source(run, good):
+    run("sync", good, "--reason", "PR #42: tighten billing")
+    row = Policy.objects.get(policy_id="billing-update")
+    assert row.source_file == good
+    record = row.history.get()
+    assert record.history_type == "+"
+    assert record.history_change_reason.startswith("PR #42: tighten billing")
+
+
+def test_sync_default_reason_names_files(run, good):
+    run("sync", good)
+    reason = Policy.objects.get(policy_id="billing-update").history.get().history_change_reason
+    assert good in reason
+
+
+def test_shell_edit_is_drift_that_plan_shows_field_by_field(run, good):
+    run("sync", good)
+    row = Policy.objects.get(policy_id="billing-update")
+    row.max_age = 3600
+    row.save()
+    result = run("plan", good)
+    assert result.code == 2
+    assert "update billing-update" in result.out
+    assert "max_age: 3600 -> 300" in result.out
+
+
+def test_sync_updates_disables_and_deletes(run, good, write):
+    run("sync", good)
+    changed = GOOD.replace("max_age: 300", "max_age: 120").replace(
+        "    max_age: 60\n", "    max_age: 60\n    enabled: false\n"
+    )
+    path = write(changed, "changed.yaml")
+    result = run("sync", path)
+    assert result.code == 0
+    assert "update billing-update" in result.out
+    assert "disable admin-users" in result.out
+    assert Policy.objects.get(policy_id="billing-update").max_age == 120
+    assert Policy.objects.get(policy_id="admin-users").enabled is False
+
+    only_one = write(GOOD.split("  - id: admin-users")[0], "one.yaml")
+    result = run("sync", only_one)
+    assert "delete admin-users" in result.out
+    assert not Policy.objects.filter(policy_id="admin-users").exists()
+    deleted = Policy.history.filter(policy_id="admin-users", history_type="-").get()
+    assert "no longer in the policy files" in deleted.history_change_reason
+
+
+def test_sync_of_broken_file_changes_nothing(run, good, write):
+    run("sync", good)
+    before = list(Policy.history.values_list("history_id", flat=True))
+    rows = list(Policy.objects.values())
+    result = run("sync", write(BROKEN, "broken.yaml"))
+    assert result.code == 1
+    assert list(Policy.history.values_list("history_id", flat=True)) == before
+    assert list(Policy.objects.values()) == rows
+
+
+def test_sync_dry_run_changes_nothing(run, good):
+    result = run("sync", good, "--dry-run")
+    assert result.code == 0
+    assert "create billing-update" in result.out
+    assert Policy.objects.count() == 0
+
+
+def test_second_sync_is_a_no_op(run, good):
+    run("sync", good)
+    count = Policy.history.count()
+    assert run("sync", good).code == 0
+    assert Policy.history.count() == count
+
+
+def test_export_round_trips_through_sync(run, good, tmp_path):
+    run("sync", good)
+    out = tmp_path / "exported.yaml"
+    assert run("export", "-o", str(out)).code == 0
+    assert run("validate", str(out)).code == 0
+    count = Policy.history.count()
+    assert run("plan", str(out)).code == 0
+    assert run("sync", str(out)).code == 0
+    assert Policy.history.count() == count
+
+
+def test_export_json_to_stdout(run, good):
+    run("sync", good)
+    result = run("export", "--format", "json")
+    data = json.loads(result.out)
+    assert [p["id"] for p in data["policies"]] == ["admin-users", "billing-update"]
+
+
+def test_sync_bumps_the_policy_version_once(run, good):
+    from stepup.store import current_version
+
+    before = current_version()
+    run("sync", good)
+    assert current_version() == before + 1
+
+
+def test_synced_policies_are_enforced_at_once(run, good):
+    from stepup.policy.model import Input
+    from stepup.store import get_policy_set
+
+    assert get_policy_set().decide(Input(action="billing.update", method="POST")).policies == (
+        "stepup.default",
+    )
+    run("sync", good)
+    assert get_policy_set().decide(Input(action="billing.update", method="POST")).policies == (
+        "billing-update",
+    )
+
+
+# --- explain / routes ----------------------------------------------------------------------
+
+
+def test_explain_traces_every_condition(run, good):
+    run("sync", good)
+    result = run(
+        "explain",
+        "--input",
+        '{"action": "billing.update", "method": "POST", "verified": {"totp": 900}}',
+    )
+    assert result.code == 0
+    assert "decision: step_up" in result.out
+    assert "policy billing-update: unsatisfied" in result.out
+
+
+def test_explain_against_files_and_from_a_file(run, good, tmp_path):
+    data = tmp_path / "input.json"
+    data.write_text('{"url": "admin:auth_user_change", "method": "POST"}')
+    result = run("explain", "--input", str(data), "--policies", good)
+    assert "decision: step_up" in result.out
+    assert "policy admin-users: unsatisfied" in result.out
+
+
+def test_explain_rejects_bad_input(run):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError):
+        run("explain", "--input", '{"action": 5}')
+
+
+def test_routes_lists_actions_and_policies(run, good):
+    result = run("routes", good, "--format", "json")
+    routes = {r["name"]: r for r in json.loads(result.out)}
+    assert routes["billing-update"]["action"] == "billing.update"
+    assert routes["billing-update"]["policies"] == ["billing-update"]
+    assert routes["admin:auth_user_change"]["policies"] == ["admin-users"]
+    assert routes["plain"]["policies"] == []
+
+
+def test_routes_require_coverage(run, good):
+    assert run("routes", good, "--require-coverage", "admin:auth_user_*").code == 0
+    result = run("routes", good, "--require-coverage", "admin:auth_group_*", "*-delete")
+    assert result.code == 1
+    assert "admin:auth_group_change" in result.err
+    assert "thing-delete" in result.err
