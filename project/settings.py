@@ -88,6 +88,7 @@ STEPUP = {
     "POLICY_FILES": [BASE_DIR / "fixtures" / "stepup" / "policies.yaml"],
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
+    "ENROLL_URL": "demo:security",  # where step-up sends a user who has no second factor yet
 }
 
 LOGGING = {

@@ -1,0 +1,75 @@
+"""The cards on the home page: each sensitive moment and the policy that guards it.
+
+The policy text is a plain-language summary of ``fixtures/stepup/policies.yaml``;
+keep the two in step when either changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Card:
+    title: str
+    url_name: str
+    summary: str
+    guard: str | None  # the action or URL names the policies match; None when nothing is guarded
+    policy: str
+    staff_only: bool = False
+
+
+CARDS = (
+    Card(
+        "Billing details",
+        "demo:billing",
+        "Company name, billing e-mail, card and address.",
+        "billing.update",
+        "Anyone signed in can look. Changing them needs a second factor from the last "
+        "5 minutes; auditors may never change them.",
+    ),
+    Card(
+        "Transfers",
+        "demo:transfer",
+        "Send money to a supplier's account.",
+        "payments.transfer",
+        "Every transfer needs a second factor from the last 5 minutes. Over €1,000, a fresh "
+        "authenticator code every time, bound to that amount and account.",
+    ),
+    Card(
+        "Reports",
+        "demo:reports",
+        "Export invoices as CSV.",
+        "reports.download",
+        "Over 1,000 rows: a second factor from the last 15 minutes. Smaller exports: one "
+        "from the last hour, unless you are on the office network.",
+    ),
+    Card(
+        "Team access",
+        "demo:access",
+        "Who is in finance, auditor and admins.",
+        "access.modify",
+        "Only admins can change memberships, and each change needs an authenticator code "
+        "from the last 5 minutes.",
+    ),
+    Card(
+        "Security",
+        "demo:security",
+        "Authenticator app and backup codes.",
+        "security.devices",
+        "Once you have a second factor, adding or removing one needs a recent code. "
+        "Step-up sends you here when you have none yet.",
+    ),
+    Card(
+        "Admin",
+        "admin:index",
+        "Policies, their history and the decision log.",
+        "admin:auth_user_*",
+        "Changing users or groups in the admin needs a second factor from the last 5 minutes.",
+        staff_only=True,
+    ),
+)
+
+
+def cards_for(is_staff: bool) -> list[Card]:
+    return [card for card in CARDS if is_staff or not card.staff_only]

@@ -1,0 +1,50 @@
+"""``manage.py demo_totp USERNAME``: print the code a demo user's authenticator app would show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from project.demo.security import current_totp_code
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the current TOTP code of a user's confirmed authenticator device. "
+        "A code is accepted once per 30-second step; --offset 1 prints the next step's code, "
+        "which the device also accepts now."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username")
+        parser.add_argument(
+            "--offset",
+            type=int,
+            default=0,
+            choices=[0, 1],
+            help="Time steps ahead (0 or 1).",
+        )
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        device = self._device(options["username"], options["database"])
+        self.stdout.write(current_totp_code(device, offset=options["offset"]))
+
+    def _device(self, username: str, using: str) -> TOTPDevice:
+        users = get_user_model()._default_manager.db_manager(using)
+        try:
+            user = users.get_by_natural_key(username)
+        except get_user_model().DoesNotExist:
+            raise CommandError(
+                f"No user {username!r}. Run 'python manage.py seed_demo' first."
+            ) from None
+        device = TOTPDevice.objects.using(using).filter(user=user, confirmed=True).first()
+        if device is None:
+            raise CommandError(
+                f"{username} has no confirmed TOTP device; enroll one on the Security page."
+            )
+        return device

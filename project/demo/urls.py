@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from project.demo import views
+
+app_name = "demo"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("billing/", views.billing, name="billing"),
+    path("billing/edit/", views.billing_update, name="billing-update"),
+    path("transfers/", views.transfer, name="transfer"),
+    path("reports/", views.reports_index, name="reports"),
+    path("reports/invoices.csv", views.report, name="report"),
+    path("team/", views.AccessView.as_view(), name="access"),
+    path("security/", views.security_page, name="security"),
+    path("security/totp/enroll/", views.totp_enroll, name="totp-enroll"),
+    path("security/totp/confirm/", views.totp_confirm, name="totp-confirm"),
+    path("security/backup-codes/", views.backup_codes, name="backup-codes"),
+    path("security/devices/remove/", views.device_remove, name="device-remove"),
+]

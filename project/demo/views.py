@@ -1,0 +1,267 @@
+"""Acme Billing's pages. Thin: the flows live in ``security``, ``teams`` and ``reports``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.forms import ModelForm
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.generic import TemplateView
+
+from project.demo import dashboard, reports, security, teams
+from project.demo.forms import BillingProfileForm, MembershipForm, TokenForm, TransferForm
+from project.demo.models import BillingProfile, Transfer
+from stepup import StepUpRequiredMixin, enforce, require_stepup
+
+RECENT_TRANSFERS = 20
+DEVICES_ACTION = "security.devices"
+NO_SECOND_FACTOR_WARNING = (
+    "You have no second factor now. Sensitive actions will ask you to set one up."
+)
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a view behind ``login_required``, for the type checker."""
+
+    user: User
+
+
+@login_required
+@require_GET
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
+    context = {
+        "cards": dashboard.cards_for(request.user.is_staff),
+        "has_second_factor": security.has_confirmed_device(request.user),
+    }
+    return render(request, "demo/home.html", context)
+
+
+# Billing -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def billing(request: AuthenticatedHttpRequest) -> HttpResponse:
+    profile = BillingProfile.objects.filter(user=request.user).first()
+    return render(request, "demo/billing.html", {"profile": profile})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@require_stepup("billing.update")
+def billing_update(request: AuthenticatedHttpRequest) -> HttpResponse:
+    profile = BillingProfile.objects.filter(user=request.user).first()
+    form = BillingProfileForm(request.POST or None, instance=profile)
+    if _save_for_user(request, form):
+        messages.success(request, "Billing details updated.")
+        return redirect("demo:billing")
+    return render(request, "demo/billing_form.html", {"form": form})
+
+
+def _save_for_user(request: AuthenticatedHttpRequest, form: ModelForm) -> bool:
+    """On a valid POST, save ``form``'s object as the signed-in user's; return whether it saved."""
+    if request.method != "POST" or not form.is_valid():
+        return False
+    obj = form.save(commit=False)
+    obj.user = request.user
+    obj.save()
+    return True
+
+
+# Transfers -----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@require_stepup(
+    "payments.transfer",
+    attributes=lambda request, *a, **kw: {
+        "amount": request.POST.get("amount"),
+        "account": request.POST.get("account"),
+    },
+)
+def transfer(request: AuthenticatedHttpRequest) -> HttpResponse:
+    form = TransferForm(request.POST or None)
+    if _save_for_user(request, form):
+        sent = form.instance
+        messages.success(request, f"Sent €{sent.amount:,.2f} to {sent.account_display}.")
+        return redirect("demo:transfer")
+    transfers = Transfer.objects.filter(user=request.user)[:RECENT_TRANSFERS]
+    return render(request, "demo/transfer.html", {"form": form, "transfers": transfers})
+
+
+# Reports -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def reports_index(request: AuthenticatedHttpRequest) -> HttpResponse:
+    context = {"max_rows": reports.MAX_ROWS, "default_rows": reports.DEFAULT_ROWS}
+    return render(request, "demo/reports.html", context)
+
+
+@login_required
+@require_GET
+@require_stepup(
+    "reports.download",
+    attributes=lambda request, *a, **kw: {"rows": request.GET.get("rows", "100")},
+)
+def report(request: AuthenticatedHttpRequest) -> HttpResponseBase:
+    rows = reports.parse_rows(request.GET.get("rows"))
+    if rows is None:
+        messages.error(request, "Enter the number of rows as a whole number above zero.")
+        return redirect("demo:reports")
+    response = StreamingHttpResponse(reports.csv_lines(rows), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="acme-invoices-{rows}.csv"'
+    return response
+
+
+# Team access ---------------------------------------------------------------------------
+
+
+class AccessAdminRequiredMixin:
+    """Everyone signed in may look; only access admins may change anything."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method == "POST" and not teams.can_manage_access(request.user):
+            raise PermissionDenied("Only admins can change team access.")
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+class AccessView(LoginRequiredMixin, AccessAdminRequiredMixin, StepUpRequiredMixin, TemplateView):
+    # Signed in first, then the admin check, then step-up: a non-admin gets a plain 403
+    # instead of being asked for a code for a change they may not make anyway.
+    template_name = "demo/access.html"
+    http_method_names = ["get", "post"]
+    stepup_action = "access.modify"
+
+    def get_stepup_attributes(self) -> dict[str, Any]:
+        if self.request.method != "POST":
+            return {}
+        post = self.request.POST
+        return {"target_user": post.get("user", ""), "group": post.get("group", "")}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(
+            rows=teams.membership_table(),
+            groups=teams.MANAGED_GROUPS,
+            can_manage=teams.can_manage_access(self.request.user),
+            **kwargs,
+        )
+
+    def post(self, request: AuthenticatedHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = MembershipForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "That change could not be made: unknown user or group.")
+            return redirect("demo:access")
+        user, group = form.cleaned_data["user"], form.cleaned_data["group"]
+        grant = form.cleaned_data["op"] == "grant"
+        if teams.set_membership(user, group, grant):
+            verb = "added to" if grant else "removed from"
+            messages.success(request, f"{user.get_username()} {verb} {group.name}.")
+        else:
+            messages.info(request, "Nothing to change.")
+        return redirect("demo:access")
+
+
+# Security ------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def security_page(request: AuthenticatedHttpRequest) -> HttpResponse:
+    return _render_security(request, TokenForm())
+
+
+def _render_security(request: AuthenticatedHttpRequest, confirm_form: TokenForm) -> HttpResponse:
+    context = {
+        "devices": security.list_devices(request.user),
+        "pending": security.pending_enrollment(request.user),
+        "confirm_form": confirm_form,
+        "next": _next_url(request),
+    }
+    return render(request, "demo/security.html", context)
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where to go once enrolled (stepup sends users here with ``next``), when it is safe."""
+    url = request.POST.get("next") or request.GET.get("next") or ""
+    safe = url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return url if safe else ""
+
+
+def _security_url(request: HttpRequest, fragment: str = "") -> str:
+    next_url = _next_url(request)
+    query = f"?{urlencode({'next': next_url})}" if next_url else ""
+    return f"{reverse('demo:security')}{query}{fragment}"
+
+
+def _guard_devices(request: AuthenticatedHttpRequest, operation: str, **attrs: str) -> None:
+    """Changing second factors needs step-up once the user has one.
+
+    Otherwise a stolen session could enroll the thief's own phone and then pass
+    every other step-up. A user with no factor yet can't step up: nothing to guard.
+    ``enforce`` raises; stepup's middleware turns that into the challenge.
+    """
+    if security.has_confirmed_device(request.user):
+        enforce(request, DEVICES_ACTION, {"operation": operation, **attrs})
+
+
+@login_required
+@require_POST
+def totp_enroll(request: AuthenticatedHttpRequest) -> HttpResponse:
+    _guard_devices(request, "add an authenticator app")
+    security.start_totp_enrollment(request.user)
+    return redirect(_security_url(request, "#enroll"))
+
+
+@login_required
+@require_POST
+def totp_confirm(request: AuthenticatedHttpRequest) -> HttpResponse:
+    if security.pending_device(request.user) is None:
+        messages.error(request, "There is no authenticator waiting to be confirmed. Start again.")
+        return redirect(_security_url(request))
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _render_security(request, form)
+    if not security.confirm_totp_enrollment(request.user, form.cleaned_data["token"]):
+        form.add_error("token", "That code did not match. Enter the newest code your app shows.")
+        return _render_security(request, form)
+    messages.success(request, "Your authenticator app is set up.")
+    return redirect(_next_url(request) or _security_url(request))
+
+
+@login_required
+@require_POST
+@never_cache
+def backup_codes(request: AuthenticatedHttpRequest) -> HttpResponse:
+    _guard_devices(request, "make new backup codes")
+    codes = security.replace_backup_codes(request.user)
+    return render(request, "demo/backup_codes.html", {"codes": codes})
+
+
+@login_required
+@require_POST
+def device_remove(request: AuthenticatedHttpRequest) -> HttpResponse:
+    device = security.find_own_device(request.user, request.POST.get("device", ""))
+    if device is None:
+        raise Http404("No such device.")
+    _guard_devices(request, "remove a second factor", device=device.name)
+    device.delete()
+    messages.success(request, f"Removed {device.name}.")
+    if not security.has_confirmed_device(request.user):
+        messages.warning(request, NO_SECOND_FACTOR_WARNING)
+    return redirect("demo:security")
