@@ -58,3 +58,51 @@ def batched_policy_changes(using: str = "default") -> Iterator[None]:
 def _policy_changed(sender: Any, using: str = "default", **kwargs: Any) -> None:
     if not _batched.get():
         bump_policy_version(using)
+
+
+# --- receivers that keep grants honest (enforcement) ---------------------------
+
+
+def _record_login(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    """A login starts a fresh step-up state: the login time, and no grants."""
+    from stepup import grants
+
+    if request is not None and hasattr(request, "session"):
+        grants.record_login(request)
+
+
+def _device_deleted(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
+    """Removing a second-factor device voids every grant of its user, in every session.
+
+    Done after commit, and only while the user exists: deleting a user
+    cascades to their devices, and a grant epoch row created for a user being
+    deleted would break that deletion.
+    """
+    from django_otp.models import Device
+
+    if not isinstance(instance, Device):
+        return
+    user_id = getattr(instance, "user_id", None)
+    if user_id is None:
+        return
+
+    def revoke() -> None:
+        from django.contrib.auth import get_user_model
+
+        from stepup import grants
+
+        user = get_user_model()._default_manager.using(using).filter(pk=user_id).first()
+        if user is not None:
+            grants.revoke_all(user)
+
+    transaction.on_commit(revoke, using=using)
+
+
+def _connect_enforcement_receivers() -> None:
+    from django.contrib.auth.signals import user_logged_in
+
+    user_logged_in.connect(_record_login, dispatch_uid="stepup.record_login")
+    post_delete.connect(_device_deleted, dispatch_uid="stepup.device_deleted")
+
+
+_connect_enforcement_receivers()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Build the wheel, install it into a fresh venv, and check that a project set up
+# exactly as CONTRACT section 1 says passes `manage.py check`, migrates, and runs
+# `stepup validate` / `stepup sync` — the wheel must carry migrations, templates,
+# the JSON Schema and py.typed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+python="${PYTHON:-$root/.venv/bin/python}"
+
+"$python" -m build --wheel --outdir "$work/dist" "$root" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+wheel="$(ls "$work"/dist/django_stepup-*.whl)"
+for member in stepup/migrations/0001_initial.py stepup/templates/stepup/verify.html stepup/policy.schema.json stepup/py.typed; do
+  unzip -l "$wheel" | grep -q " $member\$" || { echo "wheel lacks $member"; exit 1; }
+done
+if unzip -l "$wheel" | grep -qE " (tests|project|fixtures)/"; then echo "wheel carries non-package files"; exit 1; fi
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet "$wheel"
+
+mkdir -p "$work/site/site" "$work/site/fixtures/stepup"
+cp "$root/tests/packaging/site_settings.py" "$work/site/site/settings.py"
+cp "$root/tests/packaging/site_urls.py" "$work/site/site/urls.py"
+touch "$work/site/site/__init__.py"
+cat >"$work/site/fixtures/stepup/policies.yaml" <<'YAML'
+version: 1
+policies:
+  - id: admin-users
+    match: {urls: ["admin:auth_user_change"], methods: [POST]}
+    decision: step_up
+    max_age: 300
+YAML
+cd "$work/site"
+export DJANGO_SETTINGS_MODULE=site.settings PYTHONPATH="$work/site"
+"$work/venv/bin/django-admin" check --fail-level WARNING
+"$work/venv/bin/django-admin" migrate --noinput -v 0
+"$work/venv/bin/django-admin" stepup validate
+"$work/venv/bin/django-admin" stepup sync --reason "wheel check"
+"$work/venv/bin/django-admin" stepup plan
+echo "wheel OK: $(basename "$wheel")"

@@ -1,0 +1,279 @@
+"""Turning a request into the facts the policy engine decides on.
+
+The facts that do not depend on the action (user, URL name, method, client
+IP, roles, session age, verification ages) are gathered once per request and
+cached on it; :meth:`RequestContext.input` then adds the action, attributes
+and single-request grants of one decision.
+
+Nothing here touches the database or the session until a fact is needed:
+roles and verification ages are loaded lazily, at most once per request, so
+a request that no policy can match costs no query at all.
+
+Client IP (``origin`` conditions)
+---------------------------------
+
+The client IP is ``REMOTE_ADDR``, unless ``REMOTE_ADDR`` is inside one of
+``STEPUP["TRUSTED_PROXIES"]``: then it is the rightmost ``X-Forwarded-For``
+address that is not itself a trusted proxy. A header sent by any other peer
+is ignored, so spoofing it changes nothing.
+
+When a trusted proxy sends no usable header (missing, empty, a malformed
+entry before the first untrusted hop, or only trusted hops) the IP is
+*unknown* (``None``), never the proxy's own address. The engine treats every
+``origin`` condition on an unknown IP as holding, which is the strict choice
+for both forms: ``origin: {not_in: [office]}`` (an office exemption) still
+demands step-up, and ``origin: {in: [...]}`` still applies. Falling back to the
+proxy's address would instead place the client *inside* the network the
+proxy lives in — typically the very office range an exemption names.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
+from django.urls import Resolver404, resolve
+
+from stepup import grants
+from stepup.conf import conf
+from stepup.policy.model import Decision, Input, IPAddress
+
+CONTEXT_ATTR = "_stepup_context"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def http_request(request: Any) -> HttpRequest:
+    """The Django request behind ``request`` (a DRF ``Request`` wraps one in ``_request``)."""
+    if isinstance(request, HttpRequest):
+        return request
+    inner = getattr(request, "_request", None)
+    if isinstance(inner, HttpRequest):
+        return inner
+    raise TypeError(f"expected an HttpRequest, got {type(request).__name__}")
+
+
+# --- URL name -----------------------------------------------------------------
+
+
+def url_name(request: HttpRequest) -> str | None:
+    """The namespaced URL name of the request's route (``admin:auth_user_change``), or ``None``.
+
+    Taken from ``request.resolver_match``, which Django resolves from
+    ``request.path_info``; without one (a view called directly), the path is
+    resolved here. Unnamed routes have no name: their dotted view path is
+    never used as one.
+    """
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
+        except Resolver404:
+            return None
+    if not match.url_name:
+        return None
+    return ":".join([*match.namespaces, match.url_name])
+
+
+def matching_method(request: HttpRequest) -> str:
+    """The method policies are matched on: the real one, with ``HEAD`` treated as ``GET``.
+
+    Django serves ``HEAD`` with the ``GET`` view, so a policy on ``GET`` covers
+    it. Override headers (``X-HTTP-Method-Override``, ``_method``) are ignored.
+    """
+    method = (request.method or "GET").upper()
+    return "GET" if method == "HEAD" else method
+
+
+# --- client IP ---------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPAddress, proxies: tuple[str, ...]) -> bool:
+    return any(address in net for net in _networks(proxies) if net.version == address.version)
+
+
+def client_ip(request: HttpRequest) -> IPAddress | None:
+    """The client IP as the policies see it; ``None`` when unknown (see the module doc)."""
+    peer = _parse_ip(str(request.META.get("REMOTE_ADDR") or ""))
+    proxies = tuple(str(p) for p in conf.TRUSTED_PROXIES)
+    if peer is None or not proxies or not _trusted(peer, proxies):
+        return peer
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR") or "")
+    for entry in reversed(forwarded.split(",")):
+        hop = _parse_ip(entry)
+        if hop is None:
+            return None
+        if not _trusted(hop, proxies):
+            return hop
+    return None
+
+
+# --- lazy facts ---------------------------------------------------------------
+
+
+class LazyMapping(Mapping[str, float]):
+    """A read-only mapping computed by ``load`` on first access."""
+
+    def __init__(self, load: Callable[[], Mapping[str, float]]) -> None:
+        self._load: Callable[[], Mapping[str, float]] | None = load
+        self._data: Mapping[str, float] = {}
+
+    def _get(self) -> Mapping[str, float]:
+        if self._load is not None:
+            self._data, self._load = self._load(), None
+        return self._data
+
+    @property
+    def loaded(self) -> bool:
+        return self._load is None
+
+    def __getitem__(self, key: str) -> float:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def user_roles(user: AnyUser) -> frozenset[str]:
+    """Group names plus ``authenticated``, ``staff`` and ``superuser`` from the user's flags."""
+    if not user.is_authenticated:
+        return frozenset()
+    roles = {"authenticated"}
+    if getattr(user, "is_staff", False):
+        roles.add("staff")
+    if getattr(user, "is_superuser", False):
+        roles.add("superuser")
+    groups = getattr(user, "groups", None)
+    if groups is not None:
+        roles.update(groups.values_list("name", flat=True))
+    return frozenset(roles)
+
+
+class _Once:
+    """A callable that calls ``load`` the first time and returns that result ever after."""
+
+    def __init__(self, load: Callable[[], frozenset[str]]) -> None:
+        self._load = load
+        self._value: frozenset[str] | None = None
+        self.calls = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def __call__(self) -> frozenset[str]:
+        if self._value is None:
+            self.calls += 1
+            self._value = self._load()
+        return self._value
+
+
+# --- the per-request context ---------------------------------------------------
+
+
+@dataclass
+class RequestContext:
+    """The action-independent facts of one request."""
+
+    request: HttpRequest
+    user: AnyUser
+    url_name: str | None
+    method: str
+    origin: IPAddress | None
+    session_age: float | None
+    roles: _Once
+    verified: Mapping[str, float]
+    allowed: dict[str, Decision] = field(default_factory=dict)
+    """Decisions already allowed in this request, by the digest of action and attributes."""
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.user.is_authenticated)
+
+    def one_shot(self, digest: str) -> frozenset[str]:
+        """Factor kinds holding an unused single-request grant for ``digest``."""
+        if not self.authenticated or not _has_one_shot_grants(self.request):
+            return frozenset()
+        assert isinstance(self.user, AbstractBaseUser)
+        return grants.one_shot_kinds(self.request, self.user, digest)
+
+    def input(
+        self, action: str | None, url: str | None, attrs: Mapping[str, Any], digest: str
+    ) -> Input:
+        """The engine input for one decision on this request."""
+        return Input(
+            action=action,
+            url=url,
+            method=self.method,
+            roles=self.roles,
+            origin=self.origin,
+            session_age=self.session_age,
+            verified=self.verified,
+            one_shot=self.one_shot(digest),
+            attrs=dict(attrs),
+        )
+
+
+def _has_one_shot_grants(request: HttpRequest) -> bool:
+    state = request.session.get(grants.SESSION_KEY)
+    return isinstance(state, dict) and bool(state.get("one_shot"))
+
+
+def _verification_ages(request: HttpRequest, user: AnyUser) -> Mapping[str, float]:
+    if not isinstance(user, AbstractBaseUser) or not user.is_authenticated:
+        return {}
+    return grants.verification_ages(request, user)
+
+
+def request_user(request: Any) -> AnyUser:
+    user = getattr(request, "user", None)
+    return user if user is not None else AnonymousUser()
+
+
+def get_context(request: Any) -> RequestContext:
+    """The context of ``request``, built on first use and cached on the request.
+
+    It is rebuilt when ``request.user`` changed since (a login inside the request).
+    """
+    http = http_request(request)
+    user = request_user(request)
+    cached = getattr(http, CONTEXT_ATTR, None)
+    if isinstance(cached, RequestContext) and cached.user is user:
+        return cached
+    context = RequestContext(
+        request=http,
+        user=user,
+        url_name=url_name(http),
+        method=matching_method(http),
+        origin=client_ip(http),
+        session_age=grants.session_age(http) if user.is_authenticated else None,
+        roles=_Once(lambda: user_roles(user)),
+        verified=LazyMapping(lambda: _verification_ages(http, user)),
+    )
+    setattr(http, CONTEXT_ATTR, context)
+    return context

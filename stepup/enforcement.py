@@ -1,0 +1,313 @@
+"""``decide()`` and ``enforce()``: the one place every enforcement point calls.
+
+The decorator, the mixin, the middleware, the DRF permission and the status
+API all come here, so a request is decided the same way wherever it is
+checked, and never challenged twice for the same thing:
+
+- a decision on a declared action includes the policies that target the
+  request's URL name, and the URL name is then marked as enforced on the
+  request so that later calls (and the middleware) leave it out;
+- a decision already allowed in this request is not made again.
+
+A request that no policy can match is answered from the compiled policy set
+alone: no session, user, group or grant is read, so it costs no query.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.shortcuts import resolve_url
+from django.urls import NoReverseMatch
+
+from stepup import grants, signals, store
+from stepup.audit import record_event
+from stepup.conf import conf
+from stepup.context import (
+    SAFE_METHODS,
+    RequestContext,
+    get_context,
+    http_request,
+    matching_method,
+    request_user,
+    url_name,
+)
+from stepup.exceptions import StepUpRequired
+from stepup.policy.engine import PolicySet, compile_policies
+from stepup.policy.model import ALLOW, DENY, Decision, Input
+from stepup.store import PolicyStoreUnavailable
+
+logger = logging.getLogger("stepup")
+
+URL_ENFORCED_ATTR = "_stepup_url_enforced"
+CONSUMED_ATTR = "_stepup_one_shot_before"
+EXEMPT_NAMESPACE = "stepup"
+"""URL names in this namespace (the verification views) are never subject to URL policies."""
+
+
+class StepUpDenied(PermissionDenied):
+    """A ``deny`` decision (a ``PermissionDenied``, so Django answers it with 403)."""
+
+    def __init__(self, decision: Decision, action: str | None, url_name: str | None) -> None:
+        self.decision = decision
+        self.action = action
+        self.url_name = url_name
+        super().__init__("; ".join(decision.reasons) or "denied by policy")
+
+
+# --- which policies a call covers ------------------------------------------------
+
+
+def _route(http: HttpRequest) -> str | None:
+    """The URL name URL policies match on, or ``None`` (no name, or a verification view)."""
+    name = url_name(http)
+    if name is None or name.split(":", 1)[0] == EXEMPT_NAMESPACE:
+        return None
+    return name
+
+
+def _url_for(http: HttpRequest) -> str | None:
+    """The URL name to include in a decision, unless this request already enforced it."""
+    name = _route(http)
+    return None if name is None or getattr(http, URL_ENFORCED_ATTR, None) == name else name
+
+
+@lru_cache(maxsize=8)
+def _fallback_set(default_max_age: int) -> PolicySet:
+    return compile_policies([], default_max_age=default_max_age, version="unavailable")
+
+
+def _policy_set(http: HttpRequest, action: str | None) -> PolicySet:
+    """The policies in force; when none can be loaded, fail closed.
+
+    A declared action then meets the default requirement (any factor within
+    ``DEFAULT_MAX_AGE``); a URL-only decision on a safe method is allowed and
+    on any other method re-raises :class:`PolicyStoreUnavailable` (503).
+    """
+    try:
+        return store.get_policy_set()
+    except PolicyStoreUnavailable:
+        logger.error(
+            "stepup policy store unavailable: %s %s (action=%s); failing closed",
+            http.method,
+            http.path,
+            action or "-",
+        )
+        if action is None and matching_method(http) not in SAFE_METHODS:
+            raise
+        return _fallback_set(conf.DEFAULT_MAX_AGE)
+
+
+# --- deciding ---------------------------------------------------------------------
+
+
+class _Subject:
+    """What one decision is about, and the digest a single-request grant is bound to."""
+
+    __slots__ = ("action", "attrs", "url")
+
+    def __init__(self, action: str | None, url: str | None, attrs: Mapping[str, Any]) -> None:
+        self.action = action
+        self.url = url
+        self.attrs = dict(attrs)
+
+    @property
+    def digest(self) -> str:
+        return grants.attributes_digest(self.action, self.url, self.attrs)
+
+    @property
+    def key(self) -> str:
+        """Identifies the action and attributes, whether or not URL policies were included.
+
+        A decision that included the URL policies covers the same call made
+        later in the request, when they are left out as already enforced.
+        """
+        return grants.attributes_digest(self.action, None, self.attrs)
+
+
+def _evaluate(
+    request: Any, action: str | None, attributes: Mapping[str, Any] | None, *, url: str | None
+) -> tuple[Decision, _Subject, RequestContext | None]:
+    http = http_request(request)
+    subject = _Subject(action, url, attributes or {})
+    if action is None and url is None:
+        return Decision(ALLOW, reasons=("no policy applies",)), subject, None
+    policies = _policy_set(http, action)
+    if not policies.may_match(action, url):
+        return policies.decide(Input(action=action, url=url)), subject, None
+    context = get_context(request)
+    digest = subject.digest
+    earlier = context.allowed.get(subject.key)
+    if earlier is not None:
+        return earlier, subject, context
+    return policies.decide(context.input(action, url, subject.attrs, digest)), subject, context
+
+
+def decide(
+    request: Any, action: str | None, attributes: Mapping[str, Any] | None = None
+) -> Decision:
+    """The :class:`~stepup.Decision` for ``action`` on ``request``, without enforcing it.
+
+    The policies targeting the request's URL name are included unless this
+    request already enforced them. Nothing is recorded and no grant is used.
+
+    :param request: the current request (a DRF ``Request`` works too).
+    :param action: the declared action, e.g. ``"billing.update"``.
+    :param attributes: transaction attributes for ``attrs`` conditions.
+    """
+    http = http_request(request)
+    return _evaluate(request, action, attributes, url=_url_for(http))[0]
+
+
+def decide_url(request: Any) -> Decision:
+    """The decision of the URL-name policies alone (what the middleware enforces).
+
+    :raises PolicyStoreUnavailable: when no policy set can be loaded and the
+        method is not safe.
+    """
+    http = http_request(request)
+    return _evaluate(request, None, None, url=_url_for(http))[0]
+
+
+def enforce(
+    request: Any, action: str | None, attributes: Mapping[str, Any] | None = None
+) -> Decision:
+    """Enforce the decision for ``action``; return it when the request may proceed.
+
+    Challenges and denials are recorded (signal, decision log, ``stepup``
+    logger); a single-request grant the decision relied on is used up.
+
+    :raises stepup.StepUpRequired: the user must verify a second factor first.
+    :raises django.core.exceptions.PermissionDenied: a policy denies the request.
+    """
+    http = http_request(request)
+    return _enforce(request, action, attributes, url=_url_for(http))
+
+
+def enforce_url(request: Any) -> Decision:
+    """Enforce the URL-name policies alone (the middleware's part).
+
+    :raises PolicyStoreUnavailable: see :func:`decide_url`.
+    """
+    http = http_request(request)
+    return _enforce(request, None, None, url=_url_for(http))
+
+
+def _enforce(
+    request: Any, action: str | None, attributes: Mapping[str, Any] | None, *, url: str | None
+) -> Decision:
+    http = http_request(request)
+    decision, subject, context = _evaluate(request, action, attributes, url=url)
+    if context is None or subject.key in context.allowed:
+        return decision  # no policy could match, or already allowed in this request
+    if decision.shadow:
+        _record(request, "shadow", decision, subject)
+    if decision.outcome == ALLOW:
+        _allowed(http, context, decision, subject)
+        return decision
+    if decision.outcome == DENY:
+        _record(request, "denied", decision, subject)
+        signals.stepup_denied.send(
+            sender=_sender(http),
+            request=request,
+            user=context.user,
+            decision=decision,
+            action=action,
+            attributes=subject.attrs,
+        )
+        raise StepUpDenied(decision, action, subject.url)
+    if not context.authenticated and action is None and _is_login_page(http):
+        logger.warning("stepup: URL policies %s match the login page", ",".join(decision.policies))
+        return Decision(ALLOW, reasons=("the login page: nobody can step up before logging in",))
+    _restore_one_shot(http)
+    if context.authenticated:
+        _record(request, "challenged", decision, subject)
+        signals.stepup_challenged.send(
+            sender=_sender(http),
+            request=request,
+            user=context.user,
+            decision=decision,
+            action=action,
+            attributes=subject.attrs,
+        )
+    raise StepUpRequired(decision, action, subject.attrs, url_name=subject.url)
+
+
+def _allowed(
+    http: HttpRequest, context: RequestContext, decision: Decision, subject: _Subject
+) -> None:
+    digest = subject.digest
+    if decision.one_shot:
+        _consume_one_shot(http, digest)
+    context.allowed[subject.key] = decision
+    if subject.url is not None:
+        setattr(http, URL_ENFORCED_ATTR, subject.url)
+
+
+def _is_login_page(http: HttpRequest) -> bool:
+    """Whether this is ``settings.LOGIN_URL`` (a URL policy there would loop anonymous users)."""
+    try:
+        login = urlsplit(resolve_url(settings.LOGIN_URL))
+    except NoReverseMatch:
+        return False
+    return not login.netloc and login.path == http.path_info
+
+
+# --- single-request grants ---------------------------------------------------------
+#
+# A grant authorizes one request. When a request uses one grant and is then
+# challenged for something else (a URL policy passed in the middleware, then
+# the view's own action), the request did not go through: the grant it used is
+# put back, or the user could never satisfy both at once. The session is only
+# written when the response is sent, so this is the same as consuming grants
+# at the end of a request that was not challenged.
+
+
+def _consume_one_shot(http: HttpRequest, digest: str) -> None:
+    if not hasattr(http, CONSUMED_ATTR):
+        state = http.session.get(grants.SESSION_KEY)
+        before = list(state.get("one_shot") or []) if isinstance(state, dict) else []
+        setattr(http, CONSUMED_ATTR, before)
+    grants.consume_one_shot(http, digest)
+
+
+def _restore_one_shot(http: HttpRequest) -> None:
+    before = getattr(http, CONSUMED_ATTR, None)
+    if before is None:
+        return
+    delattr(http, CONSUMED_ATTR)
+    state = http.session.get(grants.SESSION_KEY)
+    if isinstance(state, dict):
+        state["one_shot"] = before
+        http.session[grants.SESSION_KEY] = state
+        http.session.modified = True
+
+
+# --- recording ---------------------------------------------------------------------
+
+
+def _sender(http: HttpRequest) -> Any:
+    """The view being enforced, when known; else this module."""
+    match = getattr(http, "resolver_match", None)
+    return match.func if match is not None else sys.modules[__name__]
+
+
+def _record(request: Any, event: str, decision: Decision, subject: _Subject) -> None:
+    record_event(
+        request,
+        event,
+        user=request_user(request),
+        action=subject.action,
+        url_name=subject.url or url_name(http_request(request)),
+        decision=decision,
+        attrs=subject.attrs,
+        detail="; ".join(decision.reasons),
+    )

@@ -1,0 +1,1 @@
+"""The logic behind stepup's views; the views only parse requests and render results."""

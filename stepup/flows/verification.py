@@ -1,0 +1,500 @@
+"""The verification flow: prove a second factor, for a pending challenge or generically.
+
+The HTML form (:func:`stepup.views.verify`) and the JSON API
+(:func:`stepup.views.api_verify`) both call :func:`verify`; nothing about
+checking a code lives in the views.
+
+What a verification authorizes is always read from the server-side
+challenge (:func:`stepup.grants.get_challenge`), never from the request: the
+client only names the challenge by its random id. Without a valid challenge
+id the verification is generic (any factor) and records verification ages
+only, never a single-request grant.
+
+Devices are looked up only among the user's own confirmed devices of a kind
+the challenge accepts, and each code is checked against the one chosen
+device (``verify_is_allowed()`` then ``verify_token()``), never against all
+of them: ``django_otp.match_token`` would spend a guess, and a throttle
+increment, on every device.
+
+Signals (sender: :func:`verify`): ``stepup_verified(request, user, factor,
+device)`` after each success; ``stepup_failed(request, user, factor, device,
+locked)`` after every refused attempt — ``factor`` and ``device`` are
+``None`` when no device was chosen yet, ``locked`` is true while the per-user
+lockout is in force (including the failure that started it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import django_otp
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest
+from django.shortcuts import resolve_url
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django_otp.models import Device
+
+from stepup import audit, grants, throttling
+from stepup.devices import acceptable_devices, device_kind
+from stepup.signals import stepup_failed, stepup_verified
+from stepup.throttling import Throttle
+
+TOKEN_KINDS: frozenset[str] = frozenset({"totp", "hotp", "static"})
+"""Factor kinds whose devices verify a typed code without a prior challenge.
+
+``email`` (needs a code sent first) and ``webauthn`` (a browser ceremony) are
+not offered by the code form.
+"""
+
+KIND_LABELS: dict[str, str] = {
+    "totp": "Authenticator app",
+    "hotp": "Hardware token",
+    "static": "Backup code",
+    "email": "Email code",
+    "webauthn": "Security key",
+}
+
+MAX_TOKEN_LENGTH = 64
+_TOKEN = re.compile(rf"[!-~]{{1,{MAX_TOKEN_LENGTH}}}")  # printable ASCII, no spaces
+_CHALLENGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_DEVICE_ID = 200
+_MAX_RAW_TOKEN = 1024
+_UNUSABLE_DEVICE = "That device can't be used here. Choose another."
+
+VERIFIED = "verified"
+INVALID = "invalid"
+FAILED = "failed"
+THROTTLED = "throttled"
+LOCKED = "locked"
+
+
+# --- what is being authorized ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a verification authorizes: a pending challenge, or nothing in particular.
+
+    :ivar id: the challenge id, ``None`` for a generic verification.
+    :ivar challenge: the challenge dict saved by enforcement (see
+        ``docs/briefs``: the challenge hand-off), ``None`` for a generic one.
+    """
+
+    id: str | None = None
+    challenge: Mapping[str, Any] | None = None
+
+    def _get(self, key: str) -> Any:
+        return self.challenge.get(key) if self.challenge is not None else None
+
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """Acceptable factor kinds; empty means any kind."""
+        return _strings(self._get("factors"))
+
+    @property
+    def descriptions(self) -> tuple[str, ...]:
+        return tuple(d for d in _strings(self._get("descriptions")) if d.strip())
+
+    @property
+    def attributes(self) -> tuple[tuple[str, str], ...]:
+        attrs = self._get("attrs")
+        if not isinstance(attrs, Mapping):
+            return ()
+        return tuple((str(k), str(v)) for k, v in attrs.items())
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        return _strings(self._get("policies"))
+
+    @property
+    def action(self) -> str | None:
+        return _string(self._get("action"))
+
+    @property
+    def url_name(self) -> str | None:
+        return _string(self._get("url_name"))
+
+    @property
+    def path(self) -> str | None:
+        return _string(self._get("path"))
+
+    @property
+    def next(self) -> str | None:
+        return _string(self._get("next"))
+
+    @property
+    def one_shot_digest(self) -> str | None:
+        """The digest to bind a single-request grant to, when the challenge needs one."""
+        if self._get("one_shot") is not True:
+            return None
+        return _string(self._get("digest"))
+
+    @property
+    def post(self) -> dict[str, list[str]] | None:
+        """The fields of an interrupted POST, to present again after verification."""
+        post = self._get("post")
+        if not isinstance(post, Mapping):
+            return None
+        return {
+            str(k): [str(v) for v in values]
+            for k, values in post.items()
+            if isinstance(values, list)
+        }
+
+    def audit_fields(self) -> dict[str, Any]:
+        """The decision-log fields that say what was being authorized."""
+        fields: dict[str, Any] = {
+            "action": self.action,
+            "policies": list(self.policies),
+            "attrs": dict(self.attributes),
+        }
+        if self.url_name is not None:
+            fields["url_name"] = self.url_name
+        return fields
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(v for v in value if isinstance(v, str))
+
+
+def load_target(request: HttpRequest, challenge_id: object) -> Target:
+    """The :class:`Target` named by ``challenge_id``; generic when it is unknown or expired."""
+    if not isinstance(challenge_id, str) or not _CHALLENGE_ID.fullmatch(challenge_id):
+        return Target()
+    challenge = grants.get_challenge(request, challenge_id)
+    return Target(challenge_id, challenge) if challenge is not None else Target()
+
+
+# --- devices --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """One device as the form offers it."""
+
+    persistent_id: str
+    kind: str
+    name: str
+
+    @property
+    def label(self) -> str:
+        kind = KIND_LABELS.get(self.kind, self.kind)
+        return f"{kind}: {self.name}" if self.name else kind
+
+
+def usable_devices(user: AbstractBaseUser, factors: tuple[str, ...]) -> list[Device]:
+    """The user's confirmed devices that ``factors`` accept and that verify a typed code."""
+    return [d for d in acceptable_devices(user, factors) if device_kind(d) in TOKEN_KINDS]
+
+
+def device_choices(devices: list[Device]) -> list[DeviceChoice]:
+    return [DeviceChoice(d.persistent_id, device_kind(d) or "", str(d.name or "")) for d in devices]
+
+
+def input_mode(choices: list[DeviceChoice]) -> str:
+    """``numeric`` for the code field unless a backup code (letters and digits) may be typed."""
+    return "numeric" if all(c.kind in ("totp", "hotp") for c in choices) else "text"
+
+
+# --- the attempt ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one verification attempt.
+
+    :ivar status: ``verified``, ``invalid`` (the input was unusable; no code
+        was checked), ``failed`` (a code was checked and rejected),
+        ``throttled`` (django-otp's throttle on the device) or ``locked``
+        (the per-user lockout).
+    :ivar code: a machine-readable code for the API: ``verified``,
+        ``no_device``, ``invalid_device``, ``invalid_token``, ``throttled``, ``locked``.
+    :ivar message: a sentence for the user.
+    :ivar field: the form field the message belongs to (``device``, ``token``), if any.
+    :ivar device: the device the attempt used, once one was chosen.
+    :ivar throttle: for ``throttled`` and ``locked``, until when.
+    :ivar checked: ``True`` when a code was actually checked by the device.
+    """
+
+    status: str
+    code: str
+    message: str = ""
+    field: str | None = None
+    device: Device | None = None
+    throttle: Throttle | None = None
+    checked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == VERIFIED
+
+    @property
+    def factor(self) -> str | None:
+        return device_kind(self.device) if self.device is not None else None
+
+
+class _Invalid(Exception):
+    def __init__(self, code: str, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def normalize_token(raw: object) -> str | None:
+    """The code as a device may see it, or ``None`` when it can't be one.
+
+    Surrounding whitespace and inner spaces (``"123 456"``) are removed;
+    anything else that is not printable ASCII (full-width digits, control
+    characters) or is longer than :data:`MAX_TOKEN_LENGTH` is refused before
+    it reaches a device.
+    """
+    if not isinstance(raw, str) or len(raw) > _MAX_RAW_TOKEN:
+        return None
+    token = raw.strip().replace(" ", "")
+    return token if _TOKEN.fullmatch(token) else None
+
+
+def authenticated_user(request: HttpRequest) -> AbstractBaseUser:
+    """``request.user``, or ``PermissionDenied`` for an anonymous request (fail closed)."""
+    user = getattr(request, "user", None)
+    if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
+        raise PermissionDenied("authentication required")
+    return user
+
+
+def verify(request: HttpRequest, target: Target, device_id: object, token: object) -> Result:
+    """Check ``token`` on the chosen device and, on success, record the verification.
+
+    The attempt runs in one transaction with the user's
+    :class:`~stepup.models.UserState` row locked, so parallel attempts are
+    serialised and counted exactly. On success: the verification is recorded
+    (:func:`stepup.grants.record_verification`, which rotates the session
+    key; with a single-request grant when the challenge needs one), the
+    device is logged in with django-otp, the per-user failure count is reset,
+    a ``verified`` event is logged, ``stepup_verified`` is sent and the
+    challenge is dropped. Otherwise a ``failed`` (and, on lockout, a
+    ``locked``) event is logged and ``stepup_failed`` is sent.
+
+    :param device_id: the chosen device's ``persistent_id``; may be empty when
+        the user has exactly one usable device.
+    :param token: the code as typed.
+    """
+    user = authenticated_user(request)
+    with transaction.atomic():
+        result = _attempt(user, target, device_id, token)
+    if result.ok:
+        _succeeded(request, user, target, result)
+    else:
+        _failed(request, user, target, result)
+    return result
+
+
+def _attempt(
+    user: AbstractBaseUser, target: Target, device_id: object, raw_token: object
+) -> Result:
+    state = throttling.lock_user(user)
+    lockout = throttling.user_lockout(state)
+    if lockout is not None:
+        return Result(LOCKED, "locked", retry_message(lockout), throttle=lockout)
+    try:
+        device = _select_device(user, target, device_id)
+        token = _require_token(raw_token)
+    except _Invalid as exc:
+        return Result(INVALID, exc.code, exc.message, field=exc.field)
+    throttle = throttling.device_throttle(device)
+    if throttle is not None:
+        return Result(
+            THROTTLED, "throttled", retry_message(throttle), device=device, throttle=throttle
+        )
+    if device.verify_token(token):
+        throttling.record_success(state)
+        return Result(VERIFIED, "verified", device=device, checked=True)
+    lockout = throttling.record_failure(state)
+    if lockout is not None:
+        return Result(
+            LOCKED, "locked", retry_message(lockout), device=device, throttle=lockout, checked=True
+        )
+    message = "That code is not valid. Check it and try again."
+    return Result(FAILED, "invalid_token", message, field="token", device=device, checked=True)
+
+
+def _select_device(user: AbstractBaseUser, target: Target, device_id: object) -> Device:
+    """The chosen device, loaded for update, if it is one of the user's usable devices."""
+    devices = usable_devices(user, target.factors)
+    if not devices:
+        raise _Invalid("no_device", "You have no device that can confirm this.", None)
+    if device_id is None or device_id == "":
+        if len(devices) != 1:
+            raise _Invalid("invalid_device", "Choose the device you want to use.", "device")
+        chosen = devices[0]
+    else:
+        wanted = (
+            device_id if isinstance(device_id, str) and len(device_id) <= _MAX_DEVICE_ID else None
+        )
+        chosen = next((d for d in devices if d.persistent_id == wanted), None)
+        if chosen is None:
+            raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
+    # Reload with SELECT ... FOR UPDATE so that two parallel uses of one code can't both succeed.
+    device = Device.from_persistent_id(chosen.persistent_id, for_verify=True)
+    if device is None or device.user_id != user.pk or not device.confirmed:
+        raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
+    return device
+
+
+def _require_token(raw: object) -> str:
+    token = normalize_token(raw)
+    if token is None:
+        message = "Enter the code shown by your device (digits and letters only)."
+        raise _Invalid("invalid_token", message, "token")
+    return token
+
+
+def retry_message(throttle: Throttle) -> str:
+    """When the user may try again, in words."""
+    what = (
+        "Too many failed attempts: verification is locked."
+        if throttle.locked
+        else "Too many failed attempts with this device."
+    )
+    seconds = throttle.retry_after()
+    if seconds is None or throttle.until is None:
+        return f"{what} Try again later."
+    until = throttle.until.astimezone(UTC) if timezone.is_aware(throttle.until) else throttle.until
+    return f"{what} Try again in {_duration(seconds)} (after {until:%H:%M:%S} UTC)."
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = (seconds + 59) // 60
+    return f"{minutes} minutes"
+
+
+def _succeeded(
+    request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result
+) -> None:
+    factor = result.factor or ""
+    grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
+    django_otp.login(request, result.device)
+    audit.record_event(
+        request, "verified", factor=factor, outcome="verified", **target.audit_fields()
+    )
+    stepup_verified.send(
+        sender=verify, request=request, user=user, factor=factor, device=result.device
+    )
+    if target.id is not None:
+        grants.drop_challenge(request, target.id)
+
+
+def _failed(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> None:
+    fields = {"factor": result.factor or "", **target.audit_fields()}
+    if result.checked or result.status != LOCKED:
+        outcome = "invalid_token" if result.checked else result.code
+        audit.record_event(request, "failed", outcome=outcome, detail=result.message, **fields)
+    if result.status == LOCKED:
+        detail = "lockout started" if result.checked else "attempt during lockout"
+        audit.record_event(request, "locked", outcome="locked", detail=detail, **fields)
+    stepup_failed.send(
+        sender=verify,
+        request=request,
+        user=user,
+        factor=result.factor,
+        device=result.device,
+        locked=result.status == LOCKED,
+    )
+
+
+# --- where to go next -----------------------------------------------------------
+
+
+def is_safe_url(request: HttpRequest, url: str) -> bool:
+    """Whether redirecting to ``url`` keeps the user on this site.
+
+    Stricter than Django's check alone: the URL must be path-absolute
+    (``/…``) or an ``http(s)`` URL of this host, must not carry control
+    characters, backslashes or surrounding whitespace, and its path must stay
+    safe once percent-decoded (``%2F%2Fevil.com``, ``/%09/evil.com``), in
+    case something on the way decodes it.
+    """
+    if not url or url != url.strip() or len(url) > 2000 or _odd_characters(url):
+        return False
+    decoded = unquote(re.split(r"[?#]", url, maxsplit=1)[0])
+    if _odd_characters(decoded):
+        return False
+    hosts = {request.get_host(), *_exact_hosts()}
+    secure = request.is_secure()
+    if not all(
+        url_has_allowed_host_and_scheme(candidate, allowed_hosts=hosts, require_https=secure)
+        for candidate in (url, decoded)
+    ):
+        return False
+    parts = urlsplit(url)
+    return url.startswith("/") or (parts.scheme in ("http", "https") and bool(parts.netloc))
+
+
+def _odd_characters(text: str) -> bool:
+    """Backslashes and control characters: browsers and proxies read them in surprising ways."""
+    return "\\" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def _exact_hosts() -> set[str]:
+    """``ALLOWED_HOSTS`` entries that name one host (no wildcard, no subdomain pattern)."""
+    return {h for h in settings.ALLOWED_HOSTS if h and "*" not in h and not h.startswith(".")}
+
+
+def success_url(request: HttpRequest, next_url: object) -> str:
+    """``next_url`` when it is safe, else ``settings.LOGIN_REDIRECT_URL``."""
+    if isinstance(next_url, str) and is_safe_url(request, next_url):
+        return next_url
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+# --- presenting an interrupted POST again -------------------------------------
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """An interrupted POST to present for one click: where it goes and what it sends.
+
+    :ivar fields: ``(name, value)`` pairs, in order, for the hidden inputs.
+    :ivar shown: the same pairs as displayed, with secret-looking fields masked.
+    """
+
+    path: str
+    fields: tuple[tuple[str, str], ...]
+    shown: tuple[tuple[str, str], ...]
+
+
+def confirmation(request: HttpRequest, target: Target) -> Confirmation | None:
+    """The confirmation for ``target``'s interrupted POST, or ``None`` when there is none.
+
+    The POST goes only to the challenge's own path, and only when that path
+    is local; it is never replayed without the user's click.
+    """
+    post, path = target.post, target.path
+    if post is None or path is None or not path.startswith("/") or not is_safe_url(request, path):
+        return None
+    fields = tuple((name, value) for name, values in post.items() for value in values)
+    shown = tuple((name, _shown(name, value)) for name, value in fields)
+    return Confirmation(path, fields, shown)
+
+
+def _shown(name: str, value: str) -> str:
+    return audit.REDACTED if audit.is_secret_name(name) else value

@@ -1,0 +1,100 @@
+"""``StepUpMiddleware``: enforce URL-name policies, and answer ``StepUpRequired`` raised in views.
+
+Install it after ``SessionMiddleware``, ``AuthenticationMiddleware`` and
+``django_otp.middleware.OTPMiddleware`` (system checks say so otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponse
+
+from stepup.decorators import ENFORCED_ATTR
+from stepup.enforcement import StepUpDenied, enforce_url
+from stepup.exceptions import StepUpRequired
+from stepup.responses import refusal_response, view_class
+from stepup.store import PolicyStoreUnavailable
+
+PERMISSION_PATH = "stepup.permissions.StepUpPermission"
+
+
+def _is_stepup_permission(permission: Any) -> bool:
+    """Whether a DRF ``permission_classes`` entry always runs ``StepUpPermission``.
+
+    A class (or subclass) does; ``A & B`` does when either side does; ``A | B``
+    and ``~A`` may skip it, so they don't count. DRF is never imported.
+    """
+    mro = getattr(permission, "__mro__", None)
+    if mro is not None:
+        return any(f"{k.__module__}.{k.__qualname__}" == PERMISSION_PATH for k in mro)
+    operator = getattr(getattr(permission, "operator_class", None), "__name__", "")
+    if operator == "AND":
+        return _is_stepup_permission(
+            getattr(permission, "op1_class", None)
+        ) or _is_stepup_permission(getattr(permission, "op2_class", None))
+    return False
+
+
+def declares_action(view_func: Callable[..., Any]) -> bool:
+    """Whether the view enforces its own action (decorator, mixin or DRF permission)."""
+    if getattr(view_func, ENFORCED_ATTR, False):
+        return True
+    cls = view_class(view_func)
+    if cls is None:
+        return False
+    if getattr(cls, ENFORCED_ATTR, False):
+        return True
+    return any(_is_stepup_permission(p) for p in getattr(cls, "permission_classes", None) or ())
+
+
+class StepUpMiddleware:
+    """Enforce the policies that target URL names, for views that declare no action.
+
+    A view that declares an action (``@require_stepup``, ``StepUpRequiredMixin``,
+    ``StepUpPermission``) has the URL-name policies included in its own
+    decision, so the middleware stays out and nothing is challenged twice.
+    ``StepUpRequired`` raised by ``enforce()`` inside a view is turned into
+    the challenge response here. Sync and async capable.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+    ) -> None:
+        self.get_response = get_response
+        self._is_async = iscoroutinefunction(get_response)
+        if self._is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self._is_async:
+            return self.__acall__(request)
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        return await self.get_response(request)  # type: ignore[misc]
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        if declares_action(view_func):
+            return None
+        try:
+            enforce_url(request)
+        except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
+            return refusal_response(request, exc)
+        return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, PolicyStoreUnavailable):
+            return None  # raised by the view's own code: a server error, not ours to reword
+        return refusal_response(request, exception)

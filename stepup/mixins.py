@@ -1,0 +1,72 @@
+"""``StepUpRequiredMixin``: enforce a declared action before a class-based view's handler runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+
+from stepup.decorators import guard, validate_action
+
+
+class StepUpRequiredMixin:
+    """Require the policies for :attr:`stepup_action` before ``dispatch`` calls the handler.
+
+    Put it first among the bases so it runs before any other ``dispatch``::
+
+        class AccessSettingsView(StepUpRequiredMixin, UpdateView):
+            stepup_action = "access.modify"
+
+            def get_stepup_attributes(self):
+                return {"team": self.kwargs["team"]}
+
+    Async views (every handler ``async def``) are supported.
+    """
+
+    stepup_action: str | None = None
+    _stepup_enforced = True  # read by the middleware through ``view_func.view_class``
+
+    request: HttpRequest
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a class where ``View`` comes first: its ``dispatch`` would skip ours."""
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        if View in mro and mro.index(View) < mro.index(StepUpRequiredMixin):
+            raise ImproperlyConfigured(
+                f"{cls.__name__}: put StepUpRequiredMixin before the view classes in its bases, "
+                "or its dispatch() never runs"
+            )
+
+    def get_stepup_action(self) -> str:
+        """The action to enforce; defaults to :attr:`stepup_action`."""
+        if self.stepup_action is None:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} needs stepup_action or get_stepup_action()"
+            )
+        return validate_action(self.stepup_action, "stepup_action")
+
+    def get_stepup_attributes(self) -> Mapping[str, Any]:
+        """Transaction attributes for ``attrs`` conditions; ``{}`` by default."""
+        return {}
+
+    def _stepup_guard(self, request: HttpRequest) -> HttpResponse | None:
+        return guard(request, self.get_stepup_action(), self.get_stepup_attributes())
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "view_is_async", False):
+            return self._adispatch(request, *args, **kwargs)
+        refused = self._stepup_guard(request)
+        if refused is not None:
+            return refused
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+    async def _adispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        refused = await sync_to_async(self._stepup_guard)(request)
+        if refused is not None:
+            return refused
+        return await super().dispatch(request, *args, **kwargs)  # type: ignore[misc]

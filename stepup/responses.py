@@ -1,0 +1,263 @@
+"""The one place that turns a refusal into an HTTP response.
+
+- :class:`~stepup.StepUpRequired` → a pending challenge is saved and the
+  browser is sent to ``stepup:verify`` (``302``), or an API client gets the
+  RFC 9470 ``401``; an anonymous user gets the usual login redirect (or a
+  plain ``401`` from an API); a user with no acceptable device is sent to
+  ``STEPUP["ENROLL_URL"]`` or shown a ``403`` page that says how to enrol.
+- a ``deny`` → ``403`` through Django's ``handler403`` (JSON for an API).
+- the policy store unreachable on an unsafe URL-only request → ``503``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.handlers.exception import response_for_exception
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render, resolve_url
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+
+from stepup import devices, grants, store
+from stepup.audit import display_attrs
+from stepup.conf import conf
+from stepup.context import http_request, request_user
+from stepup.enforcement import StepUpDenied
+from stepup.exceptions import StepUpRequired
+from stepup.policy.model import Decision
+from stepup.store import PolicyStoreUnavailable
+
+ENROLL_TEMPLATE = "stepup/enroll_required.html"
+MAX_SAVED_FIELDS = 200
+MAX_SAVED_BYTES = 64 * 1024
+_DESCRIPTION_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 error_description
+
+
+# --- is this an API request? ---------------------------------------------------------
+
+
+def _class_path(cls: object) -> str:
+    return f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', '')}"
+
+
+def view_class(view: Any) -> type | None:
+    """The class behind a view function (Django's ``view_class``, DRF's ``cls``)."""
+    cls = getattr(view, "view_class", None) or getattr(view, "cls", None)
+    return cls if isinstance(cls, type) else None
+
+
+def is_drf_view(view: Any) -> bool:
+    """Whether ``view`` is a Django REST framework view (checked without importing DRF)."""
+    cls = view_class(view)
+    return cls is not None and any(
+        _class_path(k) == "rest_framework.views.APIView" for k in cls.__mro__
+    )
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    """Whether the client wants JSON rather than a page.
+
+    True for a DRF view, a request whose ``Accept`` prefers ``application/json``
+    over ``text/html``, a JSON body, or ``X-Requested-With: XMLHttpRequest``.
+    """
+    match = getattr(request, "resolver_match", None)
+    if match is not None and is_drf_view(match.func):
+        return True
+    if request.headers.get("x-requested-with") == "XMLHttpRequest":
+        return True
+    content_type = (request.content_type or "").lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return True
+    if not request.headers.get("accept"):
+        return False
+    return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
+
+
+# --- step-up -------------------------------------------------------------------------
+
+
+def stepup_response(request: Any, exc: StepUpRequired) -> HttpResponse:
+    """The response for a request that needs step-up (see the module doc)."""
+    http = http_request(request)
+    user = request_user(request)
+    api = is_api_request(http)
+    if not user.is_authenticated:
+        return _login_required(http, api)
+    decision = exc.decision
+    if not devices.acceptable_devices(user, decision.factors):
+        return _enroll_required(http, decision, api)
+    challenge = build_challenge(http, exc, include_post=not api)
+    challenge_id = grants.save_challenge(http, challenge)
+    verify_url = (
+        reverse("stepup:verify")
+        + "?"
+        + urlencode({"next": challenge["next"], "challenge": challenge_id})
+    )
+    response: HttpResponse
+    if api:
+        max_age = challenge["max_age"]
+        response = JsonResponse(
+            {
+                "code": "stepup_required",
+                "max_age": max_age,
+                "factors": challenge["factors"],
+                "verify_url": verify_url,
+            },
+            status=401,
+        )
+        response["WWW-Authenticate"] = www_authenticate(max_age)
+    else:
+        response = HttpResponseRedirect(verify_url)
+    add_never_cache_headers(response)
+    return response
+
+
+def www_authenticate(max_age: int, description: str | None = None) -> str:
+    """The RFC 9470 challenge: ``Bearer error="insufficient_user_authentication", …, max_age=N``."""
+    if description is None:
+        description = (
+            "A fresh second-factor verification is required for this request"
+            if max_age == 0
+            else f"A second factor verified within the last {max_age} seconds is required"
+        )
+    text = _DESCRIPTION_UNSAFE.sub(" ", description)
+    return (
+        'Bearer error="insufficient_user_authentication", '
+        f'error_description="{text}", max_age={int(max_age)}'
+    )
+
+
+def build_challenge(
+    http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True
+) -> dict[str, Any]:
+    """The pending-challenge dict handed to the verification views (the shared interface)."""
+    decision = exc.decision
+    max_age = decision.max_age if decision.max_age is not None else conf.DEFAULT_MAX_AGE
+    path = http.get_full_path()
+    return {
+        "action": exc.action,
+        "url_name": exc.url_name,
+        "method": http.method or "GET",
+        "path": path,
+        "attrs": display_attrs(exc.attributes),
+        "digest": grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
+        "policies": list(decision.policies),
+        "descriptions": _descriptions(decision),
+        "max_age": int(max_age),
+        "factors": list(decision.factors),
+        "one_shot": max_age == 0,
+        "post": _saved_post(http) if include_post else None,
+        "next": path,
+    }
+
+
+def _descriptions(decision: Decision) -> list[str]:
+    try:
+        specs = store.get_policy_set().specs
+    except PolicyStoreUnavailable:
+        return []
+    found = (specs[p].description for p in decision.policies if p in specs)
+    return [d for d in dict.fromkeys(found) if d]
+
+
+def _saved_post(http: HttpRequest) -> dict[str, list[str]] | None:
+    """An interrupted form POST, to present again after verification (too big: not kept)."""
+    if http.method != "POST":
+        return None
+    try:
+        fields = {k: v for k, v in http.POST.lists() if k != "csrfmiddlewaretoken"}
+    except Exception:
+        return None
+    size = sum(len(k) + sum(len(v) for v in values) for k, values in fields.items())
+    if len(fields) > MAX_SAVED_FIELDS or size > MAX_SAVED_BYTES:
+        return None
+    return fields
+
+
+def _login_required(http: HttpRequest, api: bool) -> HttpResponse:
+    if not api:
+        return redirect_to_login(http.get_full_path())
+    response = JsonResponse(
+        {"code": "not_authenticated", "detail": "Authentication credentials were not provided."},
+        status=401,
+    )
+    response["WWW-Authenticate"] = 'Session realm="api"'
+    add_never_cache_headers(response)
+    return response
+
+
+def _enroll_required(http: HttpRequest, decision: Decision, api: bool) -> HttpResponse:
+    factors = list(decision.factors)
+    enroll_url = resolve_url(conf.ENROLL_URL) if conf.ENROLL_URL else None
+    detail = "This action needs a second factor, and you have no device that can provide it."
+    response: HttpResponse
+    if api:
+        response = JsonResponse(
+            {
+                "code": "stepup_enroll_required",
+                "detail": detail,
+                "factors": factors,
+                "enroll_url": enroll_url,
+            },
+            status=403,
+        )
+    elif enroll_url:
+        messages.warning(http, f"{detail} Set one up to continue.", fail_silently=True)
+        response = HttpResponseRedirect(enroll_url)
+    else:
+        context = {
+            "factors": factors,
+            "descriptions": _descriptions(decision),
+            "next": _local(http.get_full_path()),
+        }
+        response = render(http, ENROLL_TEMPLATE, context, status=403)
+    add_never_cache_headers(response)
+    return response
+
+
+def _local(path: str) -> str:
+    """``path`` when it can only mean this site (no ``//host`` or ``/\\host``), else ``/``."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+
+# --- deny, unavailable -----------------------------------------------------------------
+
+
+def denied_response(request: Any, exc: StepUpDenied) -> HttpResponse:
+    """``403``: JSON for an API client, else Django's ``handler403`` page."""
+    http = http_request(request)
+    if is_api_request(http):
+        return JsonResponse(
+            {"code": "stepup_denied", "detail": "This request is denied by policy."}, status=403
+        )
+    return response_for_exception(http, exc)
+
+
+def unavailable_response(request: Any) -> HttpResponse:
+    """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
+    http = http_request(request)
+    detail = "Security policies are temporarily unavailable; try again shortly."
+    response: HttpResponse
+    if is_api_request(http):
+        response = JsonResponse({"code": "stepup_unavailable", "detail": detail}, status=503)
+    else:
+        response = HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "30"
+    add_never_cache_headers(response)
+    return response
+
+
+def refusal_response(request: Any, exc: BaseException) -> HttpResponse | None:
+    """The response for one of stepup's refusals, or ``None`` for any other exception."""
+    if isinstance(exc, StepUpRequired):
+        return stepup_response(request, exc)
+    if isinstance(exc, StepUpDenied):
+        return denied_response(request, exc)
+    if isinstance(exc, PolicyStoreUnavailable):
+        return unavailable_response(request)
+    return None

@@ -1,0 +1,129 @@
+"""Helpers for your own test suite: prove sensitive views can't be reached without step-up.
+
+::
+
+    from stepup.testing import assert_requires_stepup, stepup_verified
+
+    def test_transfer_needs_stepup(client, user):
+        client.force_login(user)
+        assert_requires_stepup(client, "post", "/transfer/", {"amount": "5000"})
+
+    def test_transfer_when_verified(client, user):
+        client.force_login(user)
+        with stepup_verified(client, user):
+            assert client.post("/transfer/", {"amount": "5000"}).status_code == 302
+
+With pytest, the ``stepup_verified`` fixture (installed by the ``stepup``
+pytest plugin) returns the same context manager.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.urls import reverse
+
+from stepup import grants
+
+_RFC9470 = re.compile(r'^Bearer\s.*\berror="insufficient_user_authentication".*\bmax_age=\d+', re.S)
+
+
+def assert_requires_stepup(
+    client: Client, method: str, url: str, data: Any = None, **extra: Any
+) -> HttpResponse:
+    """Fail unless the request is challenged for step-up; return the response.
+
+    Challenged means a ``302`` to ``stepup:verify`` carrying ``next`` and
+    ``challenge``, or an RFC 9470 ``401`` (``WWW-Authenticate: Bearer
+    error="insufficient_user_authentication" … max_age=N``).
+
+    Only the response is visible here, so "the protected view did not run"
+    rests on how stepup works: a challenge response is produced *instead of*
+    calling the view. When the view has side effects, assert in your test
+    that they did not happen, too.
+
+    :param client: a Django test client, usually logged in.
+    :param method: ``"get"``, ``"post"``, … (any case).
+    :param extra: passed to the client (``content_type=``, ``headers=`` …).
+    """
+    send = getattr(client, method.lower(), None)
+    if send is None:
+        raise AssertionError(f"the test client has no method {method!r}")
+    response: HttpResponse = send(url, data, **extra) if data is not None else send(url, **extra)
+    problem = _challenge_problem(response)
+    if problem:
+        raise AssertionError(f"{method.upper()} {url} was not challenged for step-up: {problem}")
+    return response
+
+
+def _challenge_problem(response: HttpResponse) -> str | None:
+    if response.status_code == 401:
+        header = response.headers.get("WWW-Authenticate", "")
+        return None if _RFC9470.match(header) else f"401 without an RFC 9470 challenge ({header!r})"
+    if response.status_code != 302:
+        return f"status {response.status_code}, expected a 302 to stepup:verify or an RFC 9470 401"
+    location = urlsplit(response.headers.get("Location", ""))
+    if location.path != reverse("stepup:verify"):
+        return f"redirected to {response.headers.get('Location')!r}, not to stepup:verify"
+    query = parse_qs(location.query)
+    if not query.get("challenge") or not query.get("next"):
+        return "the redirect to stepup:verify carries no challenge or next"
+    return None
+
+
+@contextmanager
+def stepup_verified(
+    client: Client,
+    user: AbstractBaseUser,
+    factor: str = "totp",
+    *,
+    action: str | None = None,
+    url_name: str | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Make the client's session freshly verified with ``factor`` while the block runs.
+
+    The grants are written into ``client.session`` exactly as a successful
+    verification writes them (so the session key rotates, as in real life);
+    they are removed again on exit. For a ``max_age: 0`` policy, also give the
+    ``action`` (or ``url_name``) and ``attributes`` of the one request it
+    authorizes.
+    """
+    request = _session_request(client)
+    digest = None
+    if action is not None or url_name is not None:
+        digest = grants.attributes_digest(action, url_name, attributes or {})
+    grants.record_verification(request, user, factor, one_shot_digest=digest)
+    _store(client, request)
+    try:
+        yield
+    finally:
+        request = _session_request(client)
+        grants.clear(request)
+        _store(client, request)
+
+
+def _session_request(client: Client) -> HttpRequest:
+    request = HttpRequest()
+    request.session = client.session
+    return request
+
+
+def _store(client: Client, request: HttpRequest) -> None:
+    request.session.save()
+    name = settings.SESSION_COOKIE_NAME
+    client.cookies[name] = request.session.session_key or ""
+    morsel = client.cookies[name]
+    morsel["path"] = "/"
+    if settings.SESSION_COOKIE_DOMAIN:
+        morsel["domain"] = settings.SESSION_COOKIE_DOMAIN
+    if settings.SESSION_COOKIE_SECURE:
+        morsel["secure"] = True

@@ -1,0 +1,148 @@
+"""Fixtures for the enforcement tests: users, devices, policies, requests, grants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest
+from django.test import Client, RequestFactory
+from django.urls import resolve
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from stepup import grants, signals, store
+from stepup.models import Policy
+from stepup.pytest_plugin import stepup_verified  # noqa: F401  (the plugin's fixture)
+from tests.enforcement import views
+
+VERIFY = "/stepup/verify/"
+
+
+@pytest.fixture(autouse=True)
+def _fresh(settings: Any) -> Iterator[None]:
+    """A clean policy cache and call log for every test, and the demo's STEPUP defaults."""
+    settings.STEPUP = {"DEFAULT_MAX_AGE": 300, "TRUSTED_PROXIES": [], "RELOAD_INTERVAL": 3600}
+    store.invalidate()
+    views.CALLS.clear()
+    yield
+    store.invalidate()
+    views.CALLS.clear()
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", password="old-password-1")
+
+
+@pytest.fixture
+def other_user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("bob", password="pw")
+
+
+@pytest.fixture
+def totp(user: Any) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+
+
+@pytest.fixture
+def backup(user: Any) -> StaticDevice:
+    return StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
+
+
+@pytest.fixture
+def logged_in(client: Client, user: Any, totp: TOTPDevice) -> Client:
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def policy() -> Callable[..., Policy]:
+    """``policy("id", actions=[...], max_age=300, ...)``: store a policy row (the version bumps)."""
+
+    def make(policy_id: str, **fields: Any) -> Policy:
+        fields.setdefault("decision", "step_up")
+        if fields["decision"] == "step_up":
+            fields.setdefault("max_age", 300)
+        return Policy.objects.create(policy_id=policy_id, **fields)
+
+    return make
+
+
+@pytest.fixture
+def rf_request(user: Any) -> Callable[..., HttpRequest]:
+    """``rf_request("post", "/billing/", data, as_user=..., **extra)``: session and user set."""
+    factory = RequestFactory()
+
+    def make(
+        method: str, path: str, data: Any = None, *, as_user: Any = user, **extra: Any
+    ) -> HttpRequest:
+        send = getattr(factory, method.lower())
+        request: HttpRequest = (
+            send(path, data, **extra) if data is not None else send(path, **extra)
+        )
+        SessionMiddleware(lambda r: None).process_request(request)  # type: ignore[arg-type]
+        request.user = as_user if as_user is not None else AnonymousUser()
+        if as_user is not None:
+            grants.record_login(request)
+        return request
+
+    return make
+
+
+def resolved(request: HttpRequest) -> HttpRequest:
+    """Set ``resolver_match`` as Django's handler does before ``process_view``."""
+    request.resolver_match = resolve(request.path_info)
+    return request
+
+
+def challenge_of(client: Client, response: Any) -> dict[str, Any]:
+    """The pending challenge a step-up response points at."""
+    from urllib.parse import parse_qs, urlsplit
+
+    location = response.headers.get("Location") or response.json()["verify_url"]
+    challenge_id = parse_qs(urlsplit(location).query)["challenge"][0]
+    request = HttpRequest()
+    request.session = client.session
+    found = grants.get_challenge(request, challenge_id)
+    assert found is not None
+    return found
+
+
+def complete(client: Client, user: Any, challenge: dict[str, Any], kind: str = "totp") -> None:
+    """Do what the verify view does on success (record the verification, rotate the key)."""
+    from django.conf import settings
+
+    request = HttpRequest()
+    request.session = client.session
+    digest = challenge["digest"] if challenge["one_shot"] else None
+    grants.record_verification(request, user, kind, one_shot_digest=digest)
+    request.session.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = request.session.session_key or ""
+
+
+class Recorder:
+    """Counts ``stepup_challenged`` and ``stepup_denied`` signals."""
+
+    def __init__(self) -> None:
+        self.challenged: list[dict[str, Any]] = []
+        self.denied: list[dict[str, Any]] = []
+
+    def on_challenged(self, sender: Any, **kwargs: Any) -> None:
+        self.challenged.append(kwargs)
+
+    def on_denied(self, sender: Any, **kwargs: Any) -> None:
+        self.denied.append(kwargs)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    found = Recorder()
+    signals.stepup_challenged.connect(found.on_challenged)
+    signals.stepup_denied.connect(found.on_denied)
+    yield found
+    signals.stepup_challenged.disconnect(found.on_challenged)
+    signals.stepup_denied.disconnect(found.on_denied)
