@@ -60,10 +60,7 @@ def is_secret_name(name: str) -> bool:
 
 def display_attrs(attributes: Mapping[str, Any] | None) -> dict[str, str]:
     """Attributes as ``str -> str``, secrets redacted: what is shown to users and logged."""
-    return {
-        str(k): REDACTED if is_secret_name(str(k)) else str(v)
-        for k, v in (attributes or {}).items()
-    }
+    return {str(k): REDACTED if is_secret_name(str(k)) else str(v) for k, v in (attributes or {}).items()}
 
 
 def _field(value: object, limit: int) -> str:
@@ -124,9 +121,7 @@ def record_event(
         url_name=_field(url_name, 200),
         path=_field(http.path, 500),
         method=_field(http.method, 10),
-        outcome=_field(
-            outcome if outcome is not None else (decision.outcome if decision else ""), 16
-        ),
+        outcome=_field(outcome if outcome is not None else (decision.outcome if decision else ""), 16),
         policies=policy_ids,
         policy_version=_field(decision.version if decision else "", 64),
         factor=_field(factor, 16),
@@ -153,9 +148,7 @@ def record_event(
 def _save(row: Any) -> None:
     try:
         if transaction.get_connection().in_atomic_block:
-            with (
-                transaction.atomic()
-            ):  # a savepoint: a failed insert can't break the caller's transaction
+            with transaction.atomic():  # a savepoint: a failed insert can't break the caller's transaction
                 row.save()
         else:
             row.save()

@@ -33,7 +33,7 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -219,12 +219,9 @@ class RequestContext:
         """Factor kinds holding an unused single-request grant for ``digest``."""
         if not self.authenticated or not _has_one_shot_grants(self.request):
             return frozenset()
-        assert isinstance(self.user, AbstractBaseUser)
-        return grants.one_shot_kinds(self.request, self.user, digest)
+        return grants.one_shot_kinds(self.request, cast(AbstractBaseUser, self.user), digest)
 
-    def input(
-        self, action: str | None, url: str | None, attrs: Mapping[str, Any], digest: str
-    ) -> Input:
+    def input(self, action: str | None, url: str | None, attrs: Mapping[str, Any], digest: str) -> Input:
         """The engine input for one decision on this request."""
         return Input(
             action=action,

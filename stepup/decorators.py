@@ -22,9 +22,7 @@ ENFORCED_ATTR = "_stepup_enforced"
 """Set on views and view classes that enforce their own action; the middleware skips them."""
 
 
-def guard(
-    request: HttpRequest, action: str, attributes: Mapping[str, Any] | None
-) -> HttpResponse | None:
+def guard(request: HttpRequest, action: str, attributes: Mapping[str, Any] | None) -> HttpResponse | None:
     """Enforce ``action``; ``None`` when the view may run, else the response to send instead."""
     try:
         enforce(request, action, attributes)
@@ -60,13 +58,9 @@ def require_stepup(action: str, attributes: Attributes | None = None) -> Callabl
     """
     action = validate_action(action, "require_stepup")
     if attributes is not None and not callable(attributes):
-        raise TypeError(
-            "require_stepup: attributes must be a callable (request, *args, **kwargs) -> dict."
-        )
+        raise TypeError("require_stepup: attributes must be a callable (request, *args, **kwargs) -> dict.")
 
-    def check(
-        request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> HttpResponse | None:
+    def check(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpResponse | None:
         attrs = attributes(request, *args, **kwargs) if attributes is not None else {}
         return guard(request, action, attrs)
 

@@ -151,9 +151,7 @@ def _evaluate(
     return policies.decide(context.input(action, url, subject.attrs, digest)), subject, context
 
 
-def decide(
-    request: Any, action: str | None, attributes: Mapping[str, Any] | None = None
-) -> Decision:
+def decide(request: Any, action: str | None, attributes: Mapping[str, Any] | None = None) -> Decision:
     """The :class:`~stepup.Decision` for ``action`` on ``request``, without enforcing it.
 
     The policies targeting the request's URL name are included unless this
@@ -177,9 +175,7 @@ def decide_url(request: Any) -> Decision:
     return _evaluate(request, None, None, url=_url_for(http))[0]
 
 
-def enforce(
-    request: Any, action: str | None, attributes: Mapping[str, Any] | None = None
-) -> Decision:
+def enforce(request: Any, action: str | None, attributes: Mapping[str, Any] | None = None) -> Decision:
     """Enforce the decision for ``action``; return it when the request may proceed.
 
     Challenges and denials are recorded (signal, decision log, ``stepup``
@@ -241,9 +237,7 @@ def _enforce(
     raise StepUpRequired(decision, action, subject.attrs, url_name=subject.url)
 
 
-def _allowed(
-    http: HttpRequest, context: RequestContext, decision: Decision, subject: _Subject
-) -> None:
+def _allowed(http: HttpRequest, context: RequestContext, decision: Decision, subject: _Subject) -> None:
     digest = subject.digest
     if decision.one_shot:
         _consume_one_shot(http, digest)

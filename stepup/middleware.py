@@ -32,9 +32,9 @@ def _is_stepup_permission(permission: Any) -> bool:
         return any(f"{k.__module__}.{k.__qualname__}" == PERMISSION_PATH for k in mro)
     operator = getattr(getattr(permission, "operator_class", None), "__name__", "")
     if operator == "AND":
-        return _is_stepup_permission(
-            getattr(permission, "op1_class", None)
-        ) or _is_stepup_permission(getattr(permission, "op2_class", None))
+        return _is_stepup_permission(getattr(permission, "op1_class", None)) or _is_stepup_permission(
+            getattr(permission, "op2_class", None)
+        )
     return False
 
 
@@ -63,9 +63,7 @@ class StepUpMiddleware:
     sync_capable = True
     async_capable = True
 
-    def __init__(
-        self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
-    ) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]) -> None:
         self.get_response = get_response
         self._is_async = iscoroutinefunction(get_response)
         if self._is_async:

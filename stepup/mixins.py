@@ -45,9 +45,7 @@ class StepUpRequiredMixin:
     def get_stepup_action(self) -> str:
         """The action to enforce; defaults to :attr:`stepup_action`."""
         if self.stepup_action is None:
-            raise ImproperlyConfigured(
-                f"{type(self).__name__} needs stepup_action or get_stepup_action()"
-            )
+            raise ImproperlyConfigured(f"{type(self).__name__} needs stepup_action or get_stepup_action()")
         return validate_action(self.stepup_action, "stepup_action")
 
     def get_stepup_attributes(self) -> Mapping[str, Any]:

@@ -54,9 +54,7 @@ def view_class(view: Any) -> type | None:
 def is_drf_view(view: Any) -> bool:
     """Whether ``view`` is a Django REST framework view (checked without importing DRF)."""
     cls = view_class(view)
-    return cls is not None and any(
-        _class_path(k) == "rest_framework.views.APIView" for k in cls.__mro__
-    )
+    return cls is not None and any(_class_path(k) == "rest_framework.views.APIView" for k in cls.__mro__)
 
 
 def is_api_request(request: HttpRequest) -> bool:
@@ -94,9 +92,7 @@ def stepup_response(request: Any, exc: StepUpRequired) -> HttpResponse:
     challenge = build_challenge(http, exc, include_post=not api)
     challenge_id = grants.save_challenge(http, challenge)
     verify_url = (
-        reverse("stepup:verify")
-        + "?"
-        + urlencode({"next": challenge["next"], "challenge": challenge_id})
+        reverse("stepup:verify") + "?" + urlencode({"next": challenge["next"], "challenge": challenge_id})
     )
     response: HttpResponse
     if api:
@@ -127,14 +123,11 @@ def www_authenticate(max_age: int, description: str | None = None) -> str:
         )
     text = _DESCRIPTION_UNSAFE.sub(" ", description)
     return (
-        'Bearer error="insufficient_user_authentication", '
-        f'error_description="{text}", max_age={int(max_age)}'
+        f'Bearer error="insufficient_user_authentication", error_description="{text}", max_age={int(max_age)}'
     )
 
 
-def build_challenge(
-    http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True
-) -> dict[str, Any]:
+def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True) -> dict[str, Any]:
     """The pending-challenge dict handed to the verification views (the shared interface)."""
     decision = exc.decision
     max_age = decision.max_age if decision.max_age is not None else conf.DEFAULT_MAX_AGE

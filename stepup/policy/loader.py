@@ -378,10 +378,10 @@ class _Ctx:
         if any(path[:n] in self.quiet for n in range(len(path) + 1)):
             return
         line = self.lines.line(path) if line is None else line
-        self.errors.append(PolicyError(self.source, line, field_name(path), message))
+        self.errors.append(PolicyError(self.source, line, _field_name(path), message))
 
 
-def field_name(path: FieldPath) -> str:
+def _field_name(path: FieldPath) -> str:
     """``("policies", 2, "when")`` -> ``"policies[2].when"``."""
     text = ""
     for part in path:
@@ -423,6 +423,20 @@ def _mapping(ctx: _Ctx, path: FieldPath, value: object, example: str) -> Mapping
         return value
     ctx.error(path, f"expected a mapping, e.g. {example}; got {_describe(value)}")
     return None
+
+
+def _filled_mapping(
+    ctx: _Ctx, path: FieldPath, value: object, example: str, choices: Collection[str]
+) -> Mapping[str, Any] | None:
+    """A mapping that must hold something: ``roles: {}`` or an empty ``when:`` is an error."""
+    data = _mapping(ctx, path, value, example)
+    if data is not None and not data:
+        ctx.error(
+            path,
+            f"{path[-1]} is empty; give {' / '.join(choices)} (e.g. {example}) or remove it",
+        )
+        return None
+    return data
 
 
 def _keys(
@@ -644,15 +658,8 @@ class _Condition:
     example: str
 
     def __call__(self, ctx: _Ctx, path: FieldPath, value: object) -> dict[str, Any] | None:
-        data = _mapping(ctx, path, value, self.example)
+        data = _filled_mapping(ctx, path, value, self.example, self.operators)
         if data is None:
-            return None
-        if not data:
-            ctx.error(
-                path,
-                f"empty condition; give at least one of {', '.join(self.operators)} "
-                f"(e.g. {self.example}) or remove it",
-            )
             return None
         result: dict[str, Any] = {}
         for op, operand in data.items():
@@ -680,27 +687,18 @@ _ATTR = _Condition(
 
 
 def _attrs(ctx: _Ctx, path: FieldPath, value: object) -> dict[str, Any] | None:
-    data = _mapping(ctx, path, value, "{amount: {gt: 1000}}")
+    data = _filled_mapping(ctx, path, value, "{amount: {gt: 1000}}", ["an attribute"])
     if data is None:
-        return None
-    if not data:
-        ctx.error(path, "empty attrs; name an attribute (e.g. amount: {gt: 1000}) or remove it")
         return None
     result: dict[str, Any] = {}
     for name, condition in data.items():
-        if not _ATTR_NAME.fullmatch(name):
+        if _ATTR_NAME.fullmatch(name):
+            result[name] = _ATTR(ctx, (*path, name), condition)
+        else:
             ctx.error(
                 (*path, name),
                 f"attribute name {name!r} must match {_ATTR_NAME.pattern} (e.g. amount, order.total)",
             )
-        elif not isinstance(condition, Mapping):
-            ctx.error(
-                (*path, name),
-                f"expected a mapping of operators, e.g. {name}: {{gt: 1000}} or {name}: "
-                f"{{eq: EUR}}; got {_describe(condition)}",
-            )
-        else:
-            result[name] = _ATTR(ctx, (*path, name), condition)
     return result
 
 
@@ -713,11 +711,8 @@ _WHEN: dict[str, Check] = {
 
 
 def _when(ctx: _Ctx, path: FieldPath, value: object) -> dict[str, Any] | None:
-    data = _mapping(ctx, path, value, "{roles: {any_of: [finance]}}")
+    data = _filled_mapping(ctx, path, value, "{roles: {any_of: [finance]}}", _WHEN)
     if data is None:
-        return None
-    if not data:
-        ctx.error(path, f"empty when; give a condition ({', '.join(_WHEN)}) or remove it")
         return None
     result: dict[str, Any] = {}
     for key, condition in data.items():
@@ -1009,6 +1004,7 @@ def _merge(files: Sequence[_Parsed], sources: Sequence[str]) -> PolicyFile:
     """Cross-file checks (duplicate ids, ``expect.policies``) and the combined result."""
     first: dict[str, tuple[_Ctx, FieldPath]] = {}
     policies: list[PolicySpec] = []
+    seen: set[str] = set()
     for parsed in files:
         for policy_id, path in parsed.ids:
             if policy_id in first:
@@ -1016,14 +1012,15 @@ def _merge(files: Sequence[_Parsed], sources: Sequence[str]) -> PolicyFile:
                 parsed.ctx.error(
                     path,
                     f"duplicate policy id {policy_id!r}: already defined at "
-                    f"{where.source}:{where.lines.line(at)} ({field_name(at)}); "
+                    f"{where.source}:{where.lines.line(at)} ({_field_name(at)}); "
                     "policy ids must be unique across all policy files — rename one",
                 )
             else:
                 first[policy_id] = (parsed.ctx, path)
     for parsed in files:
         for spec in parsed.policies:
-            if spec.id not in {p.id for p in policies}:
+            if spec.id not in seen:  # a duplicate id is reported above; keep the first
+                seen.add(spec.id)
                 policies.append(spec)
         _check_refs(parsed.ctx, parsed.refs, first)
     errors = [

@@ -77,13 +77,9 @@ def rf_request(user: Any) -> Callable[..., HttpRequest]:
     """``rf_request("post", "/billing/", data, as_user=..., **extra)``: session and user set."""
     factory = RequestFactory()
 
-    def make(
-        method: str, path: str, data: Any = None, *, as_user: Any = user, **extra: Any
-    ) -> HttpRequest:
+    def make(method: str, path: str, data: Any = None, *, as_user: Any = user, **extra: Any) -> HttpRequest:
         send = getattr(factory, method.lower())
-        request: HttpRequest = (
-            send(path, data, **extra) if data is not None else send(path, **extra)
-        )
+        request: HttpRequest = send(path, data, **extra) if data is not None else send(path, **extra)
         SessionMiddleware(lambda r: None).process_request(request)  # type: ignore[arg-type]
         request.user = as_user if as_user is not None else AnonymousUser()
         if as_user is not None:

@@ -74,9 +74,7 @@ def test_forwarded_for_from_trusted_proxy(rf_request, proxied, xff, expected):
         "unknown",
     ],
 )
-def test_unusable_forwarded_for_from_trusted_proxy_is_unknown_not_the_proxy(
-    rf_request, proxied, xff
-):
+def test_unusable_forwarded_for_from_trusted_proxy_is_unknown_not_the_proxy(rf_request, proxied, xff):
     assert _ip(rf_request, "192.0.2.10", xff) is None
 
 

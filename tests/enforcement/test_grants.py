@@ -132,9 +132,7 @@ def test_one_shot_grant_binds_numbers_and_strings_alike(rf_request, user, totp, 
     assert enforce(request, "payments.transfer", {"amount": "5000", "to": "A"}).one_shot
 
 
-def test_a_recent_verification_does_not_satisfy_max_age_0(
-    logged_in, user, transfers, stepup_verified
-):
+def test_a_recent_verification_does_not_satisfy_max_age_0(logged_in, user, transfers, stepup_verified):
     with stepup_verified(logged_in, user):
         assert logged_in.post("/transfer/", {"amount": "5000", "to": "A"}).status_code == 302
 

@@ -43,10 +43,7 @@ def test_policy_on_post_covers_post_only(logged_in, policy):
 )
 def test_override_headers_cannot_dodge_a_post_policy(logged_in, policy, headers):
     policy("plain-writes", urls=["plain"], methods=["POST"])
-    assert (
-        logged_in.post("/plain/?_method=GET", {"_method": "GET"}, headers=headers).status_code
-        == 302
-    )
+    assert logged_in.post("/plain/?_method=GET", {"_method": "GET"}, headers=headers).status_code == 302
     assert views.CALLS == []
 
 

@@ -27,10 +27,7 @@ PARAM_PARTS = re.compile(rf"({TOKEN})[ \t]*=[ \t]*({TOKEN}|{QUOTED})")
 
 def auth_params(header: str) -> dict[str, str]:
     assert CHALLENGE.fullmatch(header), header
-    return {
-        k: v[1:-1] if v.startswith('"') else v
-        for k, v in PARAM_PARTS.findall(header[len("Bearer ") :])
-    }
+    return {k: v[1:-1] if v.startswith('"') else v for k, v in PARAM_PARTS.findall(header[len("Bearer ") :])}
 
 
 @pytest.fixture
@@ -195,9 +192,7 @@ def test_anonymous_url_policy_gets_the_login_redirect(client, policy):
 def test_decide_gives_step_up_for_anonymous(rf_request, billing_policy):
     from stepup import decide
 
-    assert (
-        decide(rf_request("post", "/billing/", as_user=None), "billing.update").outcome == "step_up"
-    )
+    assert decide(rf_request("post", "/billing/", as_user=None), "billing.update").outcome == "step_up"
 
 
 # --- deny -------------------------------------------------------------------------------

@@ -25,9 +25,7 @@ def test_assert_requires_stepup_accepts_the_redirect(logged_in, billing):
 
 
 def test_assert_requires_stepup_accepts_the_api_401(logged_in, billing):
-    response = assert_requires_stepup(
-        logged_in, "POST", "/billing/", headers={"accept": "application/json"}
-    )
+    response = assert_requires_stepup(logged_in, "POST", "/billing/", headers={"accept": "application/json"})
     assert response.status_code == 401
 
 
@@ -58,9 +56,7 @@ def test_stepup_verified_allows_then_clears(logged_in, user, billing, stepup_ver
 def test_stepup_verified_with_a_one_shot_grant(logged_in, user, policy, stepup_verified):
     policy("transfers", actions=["payments.transfer"], max_age=0)
     attrs = {"amount": "5000", "to": "A"}
-    with stepup_verified(
-        logged_in, user, action="payments.transfer", url_name="transfer", attributes=attrs
-    ):
+    with stepup_verified(logged_in, user, action="payments.transfer", url_name="transfer", attributes=attrs):
         assert logged_in.post("/transfer/", attrs).status_code == 200
         assert logged_in.post("/transfer/", attrs).status_code == 302
 

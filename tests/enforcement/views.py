@@ -79,9 +79,7 @@ class AsyncSettingsView(StepUpRequiredMixin, View):
 def deep(request: HttpRequest) -> HttpResponse:
     """Enforces deep inside, after doing harmless work first."""
     CALLS.append("deep entered")
-    enforce(
-        request, "reports.download", {"rows": request.GET.get("rows", request.POST.get("rows"))}
-    )
+    enforce(request, "reports.download", {"rows": request.GET.get("rows", request.POST.get("rows"))})
     return _ran("deep")
 
 

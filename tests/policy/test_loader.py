@@ -408,7 +408,12 @@ POLICY_RULES = [
         id="methods-empty",
     ),
     case(policy(when="  # <-"), "policies[0].when", "expected a mapping", id="when-null"),
-    case(policy(when="{}  # <-"), "policies[0].when", "empty when", id="when-empty"),
+    case(
+        policy(when="{}  # <-"),
+        "policies[0].when",
+        "when is empty; give roles / origin / session_age / attrs (e.g. {roles: {any_of: [finance]}})",
+        id="when-empty",
+    ),
     case(
         policy(when="\nrole: {any_of: [finance]}  # <-"),
         "policies[0].when.role",
@@ -425,7 +430,7 @@ POLICY_RULES = [
     case(
         policy(when="\nroles: {}  # <-"),
         "policies[0].when.roles",
-        "empty condition",
+        "roles is empty; give any_of / all_of / none_of (e.g. {any_of: [finance]}) or remove it",
         id="roles-empty",
     ),
     case(
@@ -531,10 +536,15 @@ POLICY_RULES = [
     case(
         policy(when="\nsession_age: {}  # <-"),
         "policies[0].when.session_age",
-        "empty condition",
+        "is empty; give",
         id="session-age-empty",
     ),
-    case(policy(when="\nattrs: {}  # <-"), "policies[0].when.attrs", "empty attrs", id="attrs-empty"),
+    case(
+        policy(when="\nattrs: {}  # <-"),
+        "policies[0].when.attrs",
+        "attrs is empty; give an attribute (e.g. {amount: {gt: 1000}}) or remove it",
+        id="attrs-empty",
+    ),
     case(
         policy(when="\nattrs:\n  1st: {eq: 1}  # <-"),
         "policies[0].when.attrs.1st",
@@ -544,13 +554,13 @@ POLICY_RULES = [
     case(
         policy(when="\nattrs:\n  amount: 5  # <-"),
         "policies[0].when.attrs.amount",
-        "expected a mapping of operators, e.g. amount: {gt: 1000}",
+        "expected a mapping, e.g. {gt: 1000}; got the number 5",
         id="attr-not-operators",
     ),
     case(
         policy(when="\nattrs:\n  amount: {}  # <-"),
         "policies[0].when.attrs.amount",
-        "empty condition",
+        "is empty; give",
         id="attr-empty",
     ),
     case(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django import template
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -12,8 +12,15 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def nav_link(context: template.Context, url_name: str, label: str) -> SafeString:
-    """A nav link, marked ``aria-current="page"`` on its own page and the pages below it."""
-    url = reverse(url_name)
+    """A nav link, marked ``aria-current="page"`` on its own page and the pages below it.
+
+    Nothing when the URLconf lacks the name: stepup's own pages extend this
+    layout (``templates/stepup/base.html``) and may be served without the demo's URLs.
+    """
+    try:
+        url = reverse(url_name)
+    except NoReverseMatch:
+        return SafeString("")
     request = context.get("request")
     path = request.path if request is not None else ""
     current = path == url or (url != "/" and path.startswith(url))

@@ -107,13 +107,14 @@ class Command(BaseCommand):
         paths = [Path(f) for f in files] if files else conf.POLICY_FILES
         if not paths:
             raise CommandError("No policy files: pass FILES or set STEPUP['POLICY_FILES'].")
-        return paths
+        # Sources are recorded on each row: keep them short and portable.
+        return [_relative(p) for p in paths]
 
     def load(self, files: Sequence[str] | None) -> PolicyFile:
         """Load and fully validate the files (schema and URLconf); exit 1 on any error."""
         from stepup.routes import check_against_urlconf
 
-        policy_file = load_files(self.paths(files))
+        policy_file = load_files([str(p) for p in self.paths(files)])
         errors = list(policy_file.errors)
         if not errors:
             errors.extend(check_against_urlconf(policy_file))
@@ -163,7 +164,7 @@ class Command(BaseCommand):
         from stepup.sync import make_plan
 
         plan = make_plan(self.load(files), using=database)
-        self.write_plan(plan)
+        self.write_plan(plan, "Plan")
         if not plan.empty:
             raise SystemExit(2)
 
@@ -182,13 +183,9 @@ class Command(BaseCommand):
             using=database,
             dry_run=dry_run,
         )
-        self.write_plan(plan)
-        if dry_run:
-            self.say("Dry run: nothing was changed.")
-        elif not plan.empty:
-            self.say(f"Synced: {plan.summary()}.")
+        self.write_plan(plan, "Dry run, nothing was changed; the plan" if dry_run else "Synced")
 
-    def write_plan(self, plan: Any) -> None:
+    def write_plan(self, plan: Any, verb: str) -> None:
         for change in plan.changes:
             self.say(f"{change.kind} {change.policy_id}" + (f"  ({change.why})" if change.why else ""))
             for item in change.fields:
@@ -199,7 +196,7 @@ class Command(BaseCommand):
         if plan.empty:
             self.say("No changes: the database matches the policy files.")
         else:
-            self.say(f"Plan: {plan.summary()}.")
+            self.say(f"{verb}: {plan.summary()}.")
 
     def do_export(self, database: str, output: str | None, format: str | None, **_: Any) -> None:
         from stepup.sync import export
@@ -252,6 +249,13 @@ class Command(BaseCommand):
                 )
             if missing:
                 raise SystemExit(1)
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def read_input(value: str) -> Any:
