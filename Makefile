@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck check bench browsers clean
+.PHONY: demo test lint typecheck check wheel-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ typecheck: $(STAMP)
 check: lint typecheck
 	DJANGO_SETTINGS_MODULE=project.settings $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=project.settings $(BIN)/python manage.py check --fail-level WARNING
+
+wheel-check: $(STAMP)
+	bash scripts/check_wheel.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

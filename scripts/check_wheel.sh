@@ -17,12 +17,12 @@ done
 if unzip -l "$wheel" | grep -qE " (tests|project|fixtures)/"; then echo "wheel carries non-package files"; exit 1; fi
 
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install --quiet "$wheel"
+"$work/venv/bin/pip" install --quiet "$wheel" >"$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
 
-mkdir -p "$work/site/site" "$work/site/fixtures/stepup"
-cp "$root/tests/packaging/site_settings.py" "$work/site/site/settings.py"
-cp "$root/tests/packaging/site_urls.py" "$work/site/site/urls.py"
-touch "$work/site/site/__init__.py"
+mkdir -p "$work/site/mysite" "$work/site/fixtures/stepup"
+cp "$root/tests/packaging/site_settings.py" "$work/site/mysite/settings.py"
+cp "$root/tests/packaging/site_urls.py" "$work/site/mysite/urls.py"
+touch "$work/site/mysite/__init__.py"
 cat >"$work/site/fixtures/stepup/policies.yaml" <<'YAML'
 version: 1
 policies:
@@ -32,7 +32,7 @@ policies:
     max_age: 300
 YAML
 cd "$work/site"
-export DJANGO_SETTINGS_MODULE=site.settings PYTHONPATH="$work/site"
+export DJANGO_SETTINGS_MODULE=mysite.settings PYTHONPATH="$work/site"
 "$work/venv/bin/django-admin" check --fail-level WARNING
 "$work/venv/bin/django-admin" migrate --noinput -v 0
 "$work/venv/bin/django-admin" stepup validate

@@ -28,7 +28,7 @@ MIDDLEWARE = [
     "stepup.middleware.StepUpMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
-ROOT_URLCONF = "site.urls"
+ROOT_URLCONF = "mysite.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
