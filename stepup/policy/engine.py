@@ -261,16 +261,12 @@ def compile_conditions(when: Mapping[str, Any]) -> tuple[Condition, ...]:
     for op, cidrs in when.get("origin", {}).items():
         conditions.append(OriginCondition(op, cidrs))
     for op, operand in when.get("session_age", {}).items():
-        conditions.append(
-            NumberCondition(f"when.session_age.{op}", "session_age", op, operand, _session_age)
-        )
+        conditions.append(NumberCondition(f"when.session_age.{op}", "session_age", op, operand, _session_age))
     for name, ops in when.get("attrs", {}).items():
         for op, operand in ops.items():
             field = f"when.attrs.{name}.{op}"
             if op in _COMPARE:
-                conditions.append(
-                    NumberCondition(field, f"attrs.{name}", op, operand, _attr_reader(name))
-                )
+                conditions.append(NumberCondition(field, f"attrs.{name}", op, operand, _attr_reader(name)))
             else:
                 conditions.append(EqualityCondition(field, name, op, operand))
     # Cheap conditions first; roles may cost a query, so they go last.
@@ -499,14 +495,10 @@ class PolicySet:
             else:
                 unsatisfied.append(policy)
         if denied:
-            return Decision(
-                DENY, None, (), tuple(ids), (*denied, *notes), tuple(shadow), False, self.version
-            )
+            return Decision(DENY, None, (), tuple(ids), (*denied, *notes), tuple(shadow), False, self.version)
         if not unsatisfied:
             reasons = (*satisfied, *notes) or ("no policy applies",)
-            return Decision(
-                ALLOW, None, (), tuple(ids), reasons, tuple(shadow), used_one_shot, self.version
-            )
+            return Decision(ALLOW, None, (), tuple(ids), reasons, tuple(shadow), used_one_shot, self.version)
         return Decision(
             STEP_UP,
             min(p.max_age for p in unsatisfied),
@@ -530,9 +522,9 @@ class PolicySet:
         notes: list[str] = []
         candidates = {p.id: p for p in self._candidates(inp.action, inp.url).policies}
         for spec in self.specs.values():
-            named = (
-                inp.action is not None and any(glob_matches(a, inp.action) for a in spec.actions)
-            ) or (inp.url is not None and any(glob_matches(u, inp.url) for u in spec.urls))
+            named = (inp.action is not None and any(glob_matches(a, inp.action) for a in spec.actions)) or (
+                inp.url is not None and any(glob_matches(u, inp.url) for u in spec.urls)
+            )
             if not named:
                 continue
             if not spec.enabled:
@@ -571,9 +563,7 @@ class PolicySet:
         uncovered = inp.action is not None and not self.covers_action(inp.action)
         decision = self._combine(inp, applying, uncovered, notes)
         if uncovered:
-            traces.append(
-                PolicyTrace(DEFAULT_POLICY_ID, True, True, (), self._effect(self._default, inp))
-            )
+            traces.append(PolicyTrace(DEFAULT_POLICY_ID, True, True, (), self._effect(self._default, inp)))
         return Decision(
             decision.outcome,
             decision.max_age,
@@ -619,10 +609,20 @@ def _acceptable(unsatisfied: Sequence[CompiledPolicy]) -> tuple[str, ...]:
 
 
 def compile_policies(
-    specs: Iterable[PolicySpec], *, default_max_age: int = 300, version: str = ""
+    specs: Iterable[PolicySpec], *, default_max_age: int = 300, version: str = "", builtins: bool = True
 ) -> PolicySet:
-    """Compile validated specs into a :class:`PolicySet`."""
-    return PolicySet(specs, default_max_age=default_max_age, version=version)
+    """Compile validated specs into a :class:`PolicySet`.
+
+    The built-in policies (:mod:`stepup.policy.builtins`) are always added
+    unless ``builtins=False``; a spec that reuses a built-in id is dropped.
+    """
+    from stepup.policy.builtins import BUILTIN_POLICIES
+
+    if not builtins:
+        return PolicySet(specs, default_max_age=default_max_age, version=version)
+    reserved = {b.id for b in BUILTIN_POLICIES}
+    kept = [s for s in specs if s.id not in reserved]
+    return PolicySet([*kept, *BUILTIN_POLICIES], default_max_age=default_max_age, version=version)
 
 
 def input_from_dict(data: Mapping[str, Any]) -> Input:

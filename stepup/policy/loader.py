@@ -66,6 +66,8 @@ MODES = ("enforce", "shadow")
 COMPARISONS = ("gt", "gte", "lt", "lte")
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
+RESERVED_PREFIX = "stepup."
+"""Ids that built-in policies (and the uncovered-action default) use; files may not."""
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.:*-]")
 _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
@@ -746,6 +748,9 @@ class _Match:
 
 def _policy_id(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
     text = _text(ctx, path, value)
+    if text is not None and text.startswith(RESERVED_PREFIX):
+        ctx.error(path, f"ids starting with {RESERVED_PREFIX!r} are reserved for stepup's built-in policies")
+        return None
     if text is None or _ID.fullmatch(text):
         return text
     slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")

@@ -36,9 +36,7 @@ def run_test(policy_set: PolicySet, test: PolicyTest) -> TestResult:
     if decision.outcome != test.expect_decision:
         failures.append(f"decision: expected {test.expect_decision}, got {decision.outcome}")
     if test.expect_policies is not None and set(decision.policies) != set(test.expect_policies):
-        failures.append(
-            f"policies: expected {sorted(test.expect_policies)}, got {sorted(decision.policies)}"
-        )
+        failures.append(f"policies: expected {sorted(test.expect_policies)}, got {sorted(decision.policies)}")
     return TestResult(test, decision, tuple(failures))
 
 
@@ -46,8 +44,6 @@ def run_suite(policy_file: PolicyFile, *, default_max_age: int = 300) -> SuiteRe
     """Evaluate every test against the file's own policies."""
     policy_set = compile_policies(policy_file.policies, default_max_age=default_max_age)
     results = tuple(run_test(policy_set, test) for test in policy_file.tests)
-    applied = {
-        trace.policy for result in results for trace in result.decision.trace or () if trace.applied
-    }
-    unexercised = tuple(sorted(set(policy_set.specs) - applied))
+    applied = {trace.policy for result in results for trace in result.decision.trace or () if trace.applied}
+    unexercised = tuple(sorted({s.id for s in policy_file.policies} - applied))
     return SuiteResult(results, unexercised)
