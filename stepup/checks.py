@@ -41,6 +41,7 @@ def check_settings(
         if app not in settings.INSTALLED_APPS:
             errors.append(Error(f"{app!r} must be in INSTALLED_APPS.", id="stepup.E003"))
     errors.extend(_check_middleware(list(getattr(settings, "MIDDLEWARE", []) or [])))
+    errors.extend(_check_session_engine())
     errors.extend(_check_policy_files(raw.get("POLICY_FILES", [])))
     return errors
 
@@ -97,6 +98,19 @@ def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
                 )
             )
     return errors
+
+
+def _check_session_engine() -> list[CheckMessage]:
+    if getattr(settings, "SESSION_ENGINE", "") != "django.contrib.sessions.backends.signed_cookies":
+        return []
+    return [
+        Warning(
+            "SESSION_ENGINE is signed_cookies: stepup keeps pending challenges (and the form data of an "
+            "interrupted POST) in the session, which this backend hands to the browser, readable.",
+            hint="Use a server-side session backend (db, cache or cached_db).",
+            id="stepup.W002",
+        )
+    ]
 
 
 def _check_policy_files(paths: Any) -> list[CheckMessage]:

@@ -445,7 +445,7 @@ class PolicySet:
         found = self._candidates(inp.action, inp.url)
         if not found.policies and not found.uncovered:
             return self._allow
-        method = inp.method
+        method = _matched_method(inp.method)
         applying: list[CompiledPolicy] = []
         notes: list[str] = []
         for policy in found.policies:
@@ -531,7 +531,7 @@ class PolicySet:
                 traces.append(PolicyTrace(spec.id, True, False, (), "disabled"))
                 continue
             policy = candidates[spec.id]
-            if not policy.method_matches(inp.method):
+            if not policy.method_matches(_matched_method(inp.method)):
                 detail = f"method {inp.method} not in {sorted(policy.methods or ())}"
                 traces.append(
                     PolicyTrace(
@@ -581,6 +581,11 @@ class PolicySet:
         satisfied = policy.satisfied(inp)[0]
         effect = "deny" if policy.deny else ("satisfied" if satisfied else "unsatisfied")
         return f"shadow: {effect}" if policy.shadow else effect
+
+
+def _matched_method(method: str) -> str:
+    """HEAD is matched as GET: Django serves HEAD with the GET view, so a GET rule must cover it."""
+    return "GET" if method == "HEAD" else method
 
 
 def _requirement(policy_id: str, factors: frozenset[str], max_age: int) -> str:

@@ -633,7 +633,15 @@ def _globs(ctx: _Ctx, path: FieldPath, value: object) -> list[str] | None:
 
 def _methods(ctx: _Ctx, path: FieldPath, value: object) -> list[str] | None:
     methods = _list(ctx, path, value, _method_item, "[POST, PUT, PATCH, DELETE]")
-    return None if methods is None else list(dict.fromkeys(methods))
+    if methods is None:
+        return None
+    if "HEAD" in methods:
+        # Django answers HEAD with the GET view, so the engine matches HEAD as GET.
+        ctx.error(
+            path, "HEAD requests are matched as GET (Django serves them with the GET view); list GET instead"
+        )
+        return None
+    return list(dict.fromkeys(methods))
 
 
 def _factors(ctx: _Ctx, path: FieldPath, value: object) -> list[str] | None:

@@ -414,3 +414,10 @@ def test_candidate_cache_is_bounded():
     for i in range(10_000):
         ps.decide(Input(action=f"a.{random.random()}{i}"))
     assert len(ps._cache) <= 4096
+
+
+def test_head_is_matched_as_get_in_the_engine():
+    specs = [policy(methods=("GET",))]
+    assert decide(specs, method="HEAD").outcome == "step_up"
+    traced = compile_policies(specs).decide(input_from_dict({"action": "billing.update", "method": "HEAD"}), trace=True)
+    assert traced.outcome == "step_up"

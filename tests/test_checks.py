@@ -1,0 +1,67 @@
+"""System checks, through `manage.py check` as a user runs them."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+
+def check_ids(settings_changes, settings) -> str:
+    for name, value in settings_changes.items():
+        setattr(settings, name, value)
+    try:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    except SystemCheckError as exc:
+        return str(exc)
+    out, err = StringIO(), StringIO()
+    call_command("check", stdout=out, stderr=err)
+    return out.getvalue() + err.getvalue()
+
+
+def test_default_settings_pass(settings):
+    assert "stepup." not in check_ids({}, settings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "check_id", "words"),
+    [
+        ({"STEPUP": {"DEFALT_MAX_AGE": 3}}, "stepup.E002", "DEFALT_MAX_AGE"),
+        ({"STEPUP": "nope"}, "stepup.E001", "must be a dict"),
+        ({"STEPUP": {"DEFAULT_MAX_AGE": -1}}, "stepup.E004", "DEFAULT_MAX_AGE"),
+        ({"STEPUP": {"TRUSTED_PROXIES": ["10.0.0.0/33"]}}, "stepup.E005", "10.0.0.0/33"),
+        ({"STEPUP": {"TRUSTED_PROXIES": "10.0.0.0/8"}}, "stepup.E005", "list of CIDRs"),
+        ({"STEPUP": {"POLICY_FILES": ["/does/not/exist.yaml"]}}, "stepup.E009", "/does/not/exist.yaml"),
+        ({"STEPUP": {"POLICY_FILES": "/x.yaml"}}, "stepup.E008", "list of paths"),
+        ({"SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies"}, "stepup.W002", "signed_cookies"),
+    ],
+)
+def test_misconfiguration_is_reported(settings, changes, check_id, words):
+    output = check_ids(changes, settings)
+    assert check_id in output
+    assert words in output
+
+
+def test_missing_middleware_is_a_warning(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "stepup.middleware.StepUpMiddleware"]
+    assert "stepup.W001" in check_ids({}, settings)
+
+
+def test_middleware_order(settings):
+    middleware = [m for m in settings.MIDDLEWARE if m != "stepup.middleware.StepUpMiddleware"]
+    settings.MIDDLEWARE = ["stepup.middleware.StepUpMiddleware", *middleware]
+    output = check_ids({}, settings)
+    assert "stepup.E007" in output
+    assert "must come after 'django.contrib.auth.middleware.AuthenticationMiddleware'" in output
+
+
+def test_missing_otp_middleware(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != "django_otp.middleware.OTPMiddleware"]
+    assert "stepup.E006" in check_ids({}, settings)
+
+
+def test_missing_required_app(settings):
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "simple_history"]
+    assert "stepup.E003" in check_ids({}, settings)
