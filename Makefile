@@ -37,6 +37,7 @@ wheel-check: $(STAMP)
 	bash scripts/check_wheel.sh
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/run.py
 
 clean:

@@ -1,107 +1,218 @@
-"""Decision latency of the stepup engine as the policy set grows.
+"""The stepup benchmark: ``make bench`` (or ``python bench/run.py [--quick] [--sections abc]``).
 
-Run with ``make bench``. For each size it builds a policy set of N policies
-(nine in ten on exact action names, one in ten on ``*`` globs, all with
-conditions), then times ``PolicySet.decide`` for:
+(a) Decision latency at 10/100/1,000/10,000 policies for stepup, AWS Cedar
+    (``cedarpy``) and CEL (``common-expression-language``), each engine's
+    decisions checked equal on a table of inputs before anything is timed
+    (:mod:`bench.decisions`).
+(b) One request through the full middleware stack with stepup and without it,
+    for a route no policy matches and for a protected route with a valid grant,
+    with the SQL queries each makes (:mod:`bench.stack`); with Redis too when a
+    Redis URL is given.
+(c) ``sync`` of 1,000 and 10,000 policies with history, on SQLite and, when a
+    PostgreSQL URL is given, on PostgreSQL (:mod:`bench.syncing`, each database
+    in a process of its own).
 
-- an action whose policy comes last in the file and whose conditions hold, and
-- an action that no policy matches.
-
-Figures are medians over repeated batches (this machine is noisy); the ratio
-column compares each size with the smallest, to show the cost stays flat.
+PostgreSQL and Redis come from ``STEPUP_BENCH_DATABASE_URL`` /
+``STEPUP_BENCH_REDIS_URL``, else ``STEPUP_TEST_DATABASE_URL`` /
+``STEPUP_TEST_REDIS_URL``. A fresh database is created from the PostgreSQL URL
+and dropped at the end; Redis keys get a prefix of their own.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import statistics
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import secrets
 import sys
-import time
+import tempfile
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from stepup.policy.engine import compile_policies
-from stepup.policy.model import Input, PolicySpec
-
-SIZES = (10, 100, 1_000, 10_000)
-BATCH = 2_000
-REPEATS = 15
-
-
-def make_policies(n: int) -> list[PolicySpec]:
-    specs = []
-    for i in range(n):
-        action = f"svc{i}.*" if i % 10 == 9 else f"svc{i}.action"
-        specs.append(
-            PolicySpec(
-                id=f"p{i:05d}",
-                actions=(action,),
-                methods=("POST",),
-                when={
-                    "roles": {"any_of": ["finance", f"team{i}"]},
-                    "origin": {"not_in": ["10.0.0.0/8"]},
-                    "attrs": {"amount": {"gt": 1000}},
-                },
-                decision="step_up",
-                max_age=300,
-                factors=("totp",),
-            )
-        )
-    return specs
+TARGET_DECISION_US = 5.0
+TARGET_RATIO = 10.0
+TARGET_OVERHEAD = 0.03
+TARGET_SYNC_1000_S = 5.0
 
 
-def median_us(func: object, inp: Input) -> float:
-    decide = func  # bound method
-    samples = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        for _ in range(BATCH):
-            decide(inp)  # type: ignore[operator]
-        samples.append((time.perf_counter() - start) / BATCH * 1e6)
-    return statistics.median(samples)
+def _env(*names: str) -> str | None:
+    return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
 
-def main() -> None:
-    rows = []
-    for n in SIZES:
-        policy_set = compile_policies(make_policies(n), default_max_age=300)
-        late = Input(
-            action=f"svc{n - 2}.action",
-            method="POST",
-            roles=frozenset({"authenticated", "finance"}),
-            origin=ipaddress.ip_address("203.0.113.9"),
-            session_age=100.0,
-            verified={"totp": 10.0},
-            attrs={"amount": "5000"},
-        )
-        none = Input(action="nothing.here", url="demo:home", method="GET")
-        assert policy_set.decide(late).outcome == "allow", policy_set.decide(late)
-        assert policy_set.decide(Input(action="nothing.here")).outcome == "step_up"
-        policy_set.decide(Input(url="demo:home"))
-        rows.append(
-            (
-                n,
-                median_us(policy_set.decide, late),
-                median_us(policy_set.decide, Input(url="demo:home")),
-            )
-        )
-        del none
-    base_late, base_none = rows[0][1], rows[0][2]
-    print(
-        f"stepup decision latency (median of {REPEATS} batches of {BATCH}; Python {sys.version.split()[0]})"
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def section_a(quick: bool, summary: list[str]) -> list[str]:
+    from bench import decisions
+
+    rows, status = decisions.run(decisions.SIZES, quick=quick)
+    worst = max(max(r.late["stepup"], r.none["stepup"]) for r in rows)
+    summary.append(
+        f"decision median < {TARGET_DECISION_US:g} µs at every size: {_verdict(worst < TARGET_DECISION_US)} "
+        f"(worst {worst:.2f} µs)"
     )
-    print(f"{'policies':>9} {'late match µs':>14} {'x size 10':>10} {'no match µs':>12} {'x size 10':>10}")
-    for n, late_us, none_us in rows:
-        print(
-            f"{n:>9} {late_us:>14.2f} {late_us / base_late:>10.2f} "
-            f"{none_us:>12.2f} {none_us / base_none:>10.2f}"
+    for name in ("cedar", "cel"):
+        if status.get(name) is not None:
+            summary.append(f"≥ {TARGET_RATIO:g}x faster than {name}: not measured ({status[name]})")
+            continue
+        ratio = min(min(r.late[name] / r.late["stepup"], r.none[name] / r.none["stepup"]) for r in rows)
+        summary.append(
+            f"≥ {TARGET_RATIO:g}x faster than {name}: {_verdict(ratio >= TARGET_RATIO)} (least {ratio:.1f}x)"
         )
-    worst = max(max(r[1], r[2]) for r in rows)
-    print(
-        f"target: median < 5 µs at every size -> {'met' if worst < 5 else 'NOT met'} (worst {worst:.2f} µs)"
+    return decisions.report(rows, status)
+
+
+def _with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+class FreshPostgres:
+    """A PostgreSQL database created for this run from ``url``, dropped at the end."""
+
+    def __init__(self, url: str) -> None:
+        self.admin_url = url
+        self.name = f"stepup_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        self.url = _with_database(url, self.name)
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+    def __enter__(self) -> FreshPostgres:
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def setup_django(database_url: str) -> None:
+    """Django with :mod:`bench.settings` on ``database_url``, migrated."""
+    os.environ["BENCH_DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    logging.getLogger("stepup").setLevel(logging.ERROR)
+    call_command("migrate", verbosity=0)
+
+
+def section_b(quick: bool, redis_url: str | None, database: str, summary: list[str]) -> list[str]:
+    from bench import stack
+
+    user = stack.setup()
+    cases = stack.run(user, quick=quick, redis_url=redis_url)
+    unmatched = cases[0]
+    ok = unmatched.overhead < TARGET_OVERHEAD and unmatched.with_queries == unmatched.without_queries
+    summary.append(
+        f"< {TARGET_OVERHEAD:.0%} overhead and zero extra queries on unmatched routes: {_verdict(ok)} "
+        f"({unmatched.overhead:.1%}, {unmatched.with_queries - unmatched.without_queries} extra queries)"
     )
+    if "with, Redis notice" in unmatched.extra:
+        summary.append(
+            f"    with Redis carrying change notices (one GET per request): "
+            f"{unmatched.extra['with, Redis notice']:.1%} overhead on unmatched routes"
+        )
+    return stack.report(cases, database)
+
+
+def _sync_rows(database_url: str, label: str, sizes: tuple[int, ...]) -> list[Any]:
+    """Run :mod:`bench.syncing` in a process of its own, with ``database_url`` as the default database."""
+    import json
+    import subprocess
+
+    from bench.syncing import SyncRow
+
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "bench.settings"}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.syncing", ",".join(map(str, sizes)), label],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"sync benchmark on {label} failed:\n{result.stderr[-3000:]}")
+    return [SyncRow(**row) for row in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
+def section_c(quick: bool, postgres_url: str | None, summary: list[str]) -> list[str]:
+    from bench import syncing
+
+    sizes = (1_000,) if quick else syncing.SIZES
+    folder = Path(tempfile.mkdtemp(prefix="stepup-bench-sync-"))
+    rows = _sync_rows(f"sqlite:///{folder / 'sync.sqlite3'}", "sqlite", sizes)
+    if postgres_url:
+        with FreshPostgres(postgres_url) as database:
+            rows += _sync_rows(database.url, "postgresql", sizes)
+    loads = syncing.load_times(sizes)
+    yaml_1000 = next(yaml_s for n, yaml_s, _ in loads if n == 1_000)
+    for row in rows:
+        if row.size == 1_000:
+            total = row.create_s + yaml_1000
+            summary.append(
+                f"sync of 1,000 policies < {TARGET_SYNC_1000_S:g} s ({row.database}): "
+                f"{_verdict(total < TARGET_SYNC_1000_S)} ({row.create_s:.2f} s sync + {yaml_1000:.2f} s "
+                "reading the YAML file)"
+            )
+    out = syncing.report(rows, loads)
+    if not postgres_url:
+        out.append("    PostgreSQL: skipped (set STEPUP_BENCH_DATABASE_URL or STEPUP_TEST_DATABASE_URL)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer inputs and repeats (a smoke run)")
+    parser.add_argument("--sections", default="abc", help="which sections to run, e.g. 'a' or 'bc'")
+    args = parser.parse_args(argv)
+    logging.getLogger("stepup.policy").setLevel(logging.ERROR)  # fail-closed notes on the test table
+
+    postgres_url = _env("STEPUP_BENCH_DATABASE_URL", "STEPUP_TEST_DATABASE_URL")
+    redis_url = _env("STEPUP_BENCH_REDIS_URL", "STEPUP_TEST_REDIS_URL")
+    print(
+        f"stepup benchmark: Python {platform.python_version()} on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
+    )
+    summary: list[str] = []
+    lines: list[str] = []
+    if "a" in args.sections:
+        lines += [*section_a(args.quick, summary), ""]
+    if "c" in args.sections:
+        lines += [*section_c(args.quick, postgres_url, summary), ""]
+    if "b" in args.sections:
+        # On PostgreSQL when there is one (what several processes share), else a SQLite file.
+        with contextlib.ExitStack() as stack:
+            if postgres_url:
+                database_url, label = stack.enter_context(FreshPostgres(postgres_url)).url, "PostgreSQL"
+            else:
+                folder = Path(tempfile.mkdtemp(prefix="stepup-bench-stack-"))
+                database_url, label = f"sqlite:///{folder / 'stack.sqlite3'}", "SQLite"
+            setup_django(database_url)
+            lines += [*section_b(args.quick, redis_url, label, summary), ""]
+            from django.db import connections
+
+            connections.close_all()
+    print("\n".join(lines))
+    print("targets on this machine:")
+    for line in summary:
+        print(f"  {line}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,6 +23,9 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "simple_history",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from static files: no CDN
     "stepup",
     "project.demo",
 ]
@@ -66,6 +69,28 @@ DATABASES = {
     }
 }
 
+# Several processes or hosts: DATABASE_URL (e.g. postgres://user@db:5432/stepup) and
+# REDIS_URL (e.g. redis://cache:6379/0); see docs/operations.md. Without them: SQLite and
+# the local-memory cache, which suit one process only.
+if os.environ.get("DATABASE_URL"):
+    import dj_database_url
+
+    DATABASES["default"] = dj_database_url.parse(
+        os.environ["DATABASE_URL"], conn_max_age=60, conn_health_checks=True
+    )
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("REDIS_URL"):
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["REDIS_URL"],
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "stepup-demo"),
+        # A cache that hangs must not hang requests: stepup falls back to the database.
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -89,6 +114,25 @@ STEPUP = {
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
     "ENROLL_URL": "demo:security",  # where step-up sends a user who has no second factor yet
+}
+
+# The demo's REST API (/api/): session and token clients, guarded by the same policies.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Acme Billing API (django-stepup demo)",
+    "DESCRIPTION": "Billing and transfers guarded by step-up policies, and stepup's own endpoints.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["drf_spectacular.hooks.preprocess_exclude_path_format"],  # no .json twins
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

@@ -7,5 +7,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("stepup/", include("stepup.urls")),
+    path("api/", include("project.demo.api")),  # namespace "api": the demo's REST API and its schema
     path("", include("project.demo.urls")),
 ]

@@ -9,4 +9,6 @@ class StepUpConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from stepup import checks, signals  # noqa: F401  (registers checks and receivers)
+        from stepup import audit, checks, signals  # noqa: F401  (registers checks and receivers)
+
+        audit.connect_history_receivers()

@@ -1,17 +1,33 @@
 """The decision log: one helper that stores an event and logs it to the ``stepup`` logger.
 
-Enforcement records ``challenged``, ``denied`` and ``shadow`` events; the
-verification views record ``verified``, ``failed`` and ``locked``. Attribute
-values are stored as strings and anything that looks like a secret (a
-password, token, OTP, CSRF token, key …) is redacted: the log never holds one.
+Enforcement records ``allowed``, ``challenged``, ``denied`` and ``shadow``
+events; the verification flow records ``verified``, ``failed`` and
+``locked``. Attribute values are stored as strings and anything that looks
+like a secret (a password, token, OTP, CSRF token, key …) is redacted: the log
+never holds one.
+
+A decision row (``allowed``, ``challenged``, ``denied``) also stores the facts
+it was made on (:func:`decision_facts`): the roles, and in ``facts`` the URL
+name the decision covered, the session age, the verification age of each
+factor kind and the single-request grants, so that ``stepup plan --replay``
+can decide it again under other policies.
+
+Policy history: every historical record of a :class:`~stepup.models.Policy`
+without a change reason gets one here (:func:`default_change_reason`) naming the
+program and OS user that saved it, so a change made from a shell is never
+anonymous.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import re
+import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest
@@ -19,6 +35,9 @@ from django.http import HttpRequest
 from stepup.context import CONTEXT_ATTR, client_ip, http_request, request_user
 from stepup.context import url_name as route_name
 from stepup.policy.model import Decision
+
+if TYPE_CHECKING:
+    from stepup.context import RequestContext
 
 logger = logging.getLogger("stepup")
 
@@ -67,6 +86,42 @@ def _field(value: object, limit: int) -> str:
     return "" if value is None else str(value)[:limit]
 
 
+DECISION_EVENTS = ("allowed", "challenged", "denied")
+"""Events that record one enforced decision, with the facts it was made on."""
+
+_LOG_LEVELS = {"allowed": logging.DEBUG, "locked": logging.WARNING}
+"""``stepup`` logger level per event; INFO for the others."""
+
+
+def decision_facts(
+    context: RequestContext, url: str | None, digest: str, spent: Iterable[str] = ()
+) -> dict[str, Any]:
+    """``roles`` and ``facts`` for :func:`record_event`: what a decision was made on.
+
+    Reads the roles and the step-up grants (a query each only when the
+    decision itself did not need them).
+
+    :param url: the URL name the decision included (``None`` when its URL
+        policies were enforced earlier in the request).
+    :param digest: the request digest single-request grants are bound to.
+    :param spent: factor kinds of the single-request grants the decision used
+        up (no longer readable from the grants).
+    """
+    return {
+        "roles": sorted(context.roles()),
+        "facts": {
+            "url": url,
+            "session_age": _rounded(context.session_age),
+            "verified": {kind: _rounded(age) for kind, age in sorted(context.verified.items())},
+            "one_shot": sorted({*context.one_shot(digest), *spent}),
+        },
+    }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(float(seconds), 3)
+
+
 def _known_roles(request: HttpRequest) -> list[str]:
     """The roles if this request already loaded them (never a query just for the log)."""
     context = getattr(request, CONTEXT_ATTR, None)
@@ -88,6 +143,8 @@ def record_event(
     attrs: Mapping[str, Any] | None = None,
     factor: str = "",
     detail: str = "",
+    roles: Iterable[str] | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> None:
     """Store one event in :class:`~stepup.models.DecisionLog` and log it.
 
@@ -96,8 +153,11 @@ def record_event(
         ``failed``, ``locked``, ``denied``, ``shadow``, ``allowed``).
     :param user: defaults to ``request.user``.
     :param url_name: defaults to the request's URL name.
-    :param decision: fills ``outcome``, ``policies`` and ``policy_version`` unless given.
+    :param decision: fills ``outcome``, ``policies`` and ``policy_version`` unless given;
+        without one, ``policy_version`` is the version of the policy set in force.
     :param attrs: transaction attributes; stored as strings with secrets redacted.
+    :param roles: the user's roles; by default those the request already loaded (no query).
+    :param facts: for decision events, see :func:`decision_facts`.
 
     A database error is logged and swallowed: the log must not turn a refused
     request into a server error (the refusal itself stands).
@@ -123,15 +183,17 @@ def record_event(
         method=_field(http.method, 10),
         outcome=_field(outcome if outcome is not None else (decision.outcome if decision else ""), 16),
         policies=policy_ids,
-        policy_version=_field(decision.version if decision else "", 64),
+        policy_version=_field(decision.version if decision else _version_in_force(), 64),
         factor=_field(factor, 16),
         client_ip=str(ip) if ip is not None else None,
         user_agent=_field(http.META.get("HTTP_USER_AGENT"), USER_AGENT_LENGTH),
-        roles=_known_roles(http),
+        roles=sorted(roles) if roles is not None else _known_roles(http),
         attrs=display_attrs(attrs),
         detail=detail,
+        facts=dict(facts) if facts is not None else None,
     )
-    logger.info(
+    logger.log(
+        _LOG_LEVELS.get(event, logging.INFO),
         "stepup %s: user=%s action=%s url=%s method=%s outcome=%s policies=%s ip=%s",
         event,
         row.username or "-",
@@ -145,6 +207,16 @@ def record_event(
     _save(row)
 
 
+def _version_in_force() -> str:
+    """The version of the policy set in force, or ``""`` when none can be loaded."""
+    from stepup.store import PolicyStoreUnavailable, get_policy_set
+
+    try:
+        return get_policy_set().version
+    except PolicyStoreUnavailable:
+        return ""
+
+
 def _save(row: Any) -> None:
     try:
         if transaction.get_connection().in_atomic_block:
@@ -154,3 +226,75 @@ def _save(row: Any) -> None:
             row.save()
     except DatabaseError:
         logger.exception("could not store the stepup %s event", row.event)
+
+
+# --- retention ------------------------------------------------------------------------
+
+PRUNE_BATCH_SIZE = 10_000
+
+
+def prune_log(
+    before: datetime, *, using: str = "default", batch_size: int = PRUNE_BATCH_SIZE, dry_run: bool = False
+) -> int:
+    """Delete decision-log rows created before ``before``, ``batch_size`` rows per statement.
+
+    Each batch is its own short transaction (outside an atomic block), so
+    pruning millions of rows never holds a long lock. Returns how many rows
+    were (or, with ``dry_run``, would be) deleted.
+    """
+    from stepup.models import DecisionLog
+
+    old = DecisionLog.objects.using(using).filter(created_at__lt=before).order_by()
+    if dry_run:
+        return old.count()
+    total = 0
+    while True:
+        batch = list(old.values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            return total
+        # A plain DELETE: QuerySet.delete() would load every row to send post_delete signals.
+        total += DecisionLog.objects.using(using).filter(pk__in=batch)._raw_delete(using)
+
+
+# --- policy history ------------------------------------------------------------------
+
+
+def default_change_reason() -> str:
+    """The change reason of a policy saved without one: which program, as which OS user.
+
+    The admin and ``stepup sync`` always give a reason; anything else (a shell,
+    a data migration, a custom view) gets this one, so the history says where
+    the change came from even when no Django user is known.
+    """
+    program = _program()
+    try:
+        os_user = getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no login name in this environment
+        os_user = "unknown"
+    return f"no reason given: saved outside the admin and `stepup sync` ({program}, OS user {os_user})"
+
+
+def _program() -> str:
+    """The running program, e.g. ``manage.py shell`` (no other arguments: they may hold secrets)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    if name in ("manage.py", "django-admin") and len(sys.argv) > 1 and sys.argv[1].isidentifier():
+        return f"{name} {sys.argv[1]}"  # a Django command name
+    return name
+
+
+def _fill_change_reason(sender: Any, history_instance: Any = None, **kwargs: Any) -> None:
+    if history_instance is not None and not getattr(history_instance, "history_change_reason", None):
+        history_instance.history_change_reason = default_change_reason()
+
+
+def connect_history_receivers() -> None:
+    """Give every policy history record a reason (called from ``AppConfig.ready``)."""
+    from simple_history.signals import pre_create_historical_record
+
+    from stepup.models import Policy
+
+    pre_create_historical_record.connect(
+        _fill_change_reason,
+        sender=Policy.history.model,
+        dispatch_uid="stepup.policy_change_reason",
+    )

@@ -43,6 +43,27 @@ def check_settings(
     errors.extend(_check_middleware(list(getattr(settings, "MIDDLEWARE", []) or [])))
     errors.extend(_check_session_engine())
     errors.extend(_check_policy_files(raw.get("POLICY_FILES", [])))
+    errors.extend(_check_reload(raw))
+    return errors
+
+
+def _check_reload(raw: dict[str, Any]) -> list[CheckMessage]:
+    """The cache and intervals that carry policy changes between processes (docs/operations.md)."""
+    errors: list[CheckMessage] = []
+    alias = raw.get("CACHE", DEFAULTS["CACHE"])
+    if alias and alias not in getattr(settings, "CACHES", {"default": {}}):
+        errors.append(
+            Warning(
+                f"STEPUP['CACHE'] is {alias!r}, which is not in CACHES: other processes learn of "
+                "policy changes only by polling the database every RELOAD_INTERVAL.",
+                hint="Name a shared cache (Redis) in CACHES, or set STEPUP['CACHE'] = None.",
+                id="stepup.W003",
+            )
+        )
+    for key in ("RELOAD_INTERVAL", "RESYNC_INTERVAL"):
+        value = raw.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            errors.append(Error(f"STEPUP[{key!r}] must be a number of seconds >= 0.", id="stepup.E010"))
     return errors
 
 

@@ -15,6 +15,8 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
     "RELOAD_INTERVAL": 1.0,
+    "CACHE": "default",
+    "RESYNC_INTERVAL": 30.0,
     "ONE_SHOT_TTL": 300,
     "CHALLENGE_TTL": 900,
     "USER_FAILURE_LIMIT": 10,
@@ -50,6 +52,17 @@ class StepUpSettings:
     @property
     def RELOAD_INTERVAL(self) -> float:
         return float(self._get("RELOAD_INTERVAL"))
+
+    @property
+    def CACHE(self) -> str | None:
+        """The cache alias that carries policy-change notices between processes (``None``: none)."""
+        value = self._get("CACHE")
+        return str(value) if value else None
+
+    @property
+    def RESYNC_INTERVAL(self) -> float:
+        """With a shared cache, the longest a process trusts it before asking the database anyway."""
+        return float(self._get("RESYNC_INTERVAL"))
 
     @property
     def ONE_SHOT_TTL(self) -> int:

@@ -217,7 +217,7 @@ class RequestContext:
 
     def one_shot(self, digest: str) -> frozenset[str]:
         """Factor kinds holding an unused single-request grant for ``digest``."""
-        if not self.authenticated or not _has_one_shot_grants(self.request):
+        if not self.authenticated:
             return frozenset()
         return grants.one_shot_kinds(self.request, cast(AbstractBaseUser, self.user), digest)
 
@@ -234,11 +234,6 @@ class RequestContext:
             one_shot=self.one_shot(digest),
             attrs=dict(attrs),
         )
-
-
-def _has_one_shot_grants(request: HttpRequest) -> bool:
-    state = request.session.get(grants.SESSION_KEY)
-    return isinstance(state, dict) and bool(state.get("one_shot"))
 
 
 def _verification_ages(request: HttpRequest, user: AnyUser) -> Mapping[str, float]:
@@ -268,7 +263,7 @@ def get_context(request: Any) -> RequestContext:
         url_name=url_name(http),
         method=matching_method(http),
         origin=client_ip(http),
-        session_age=grants.session_age(http) if user.is_authenticated else None,
+        session_age=grants.session_age(http, user) if user.is_authenticated else None,
         roles=_Once(lambda: user_roles(user)),
         verified=LazyMapping(lambda: _verification_ages(http, user)),
     )

@@ -1,4 +1,9 @@
-"""Factor kinds of django-otp devices, and which of a user's devices a decision accepts."""
+"""Factor kinds of django-otp devices, and which of a user's devices can satisfy a decision.
+
+:func:`usable_devices` is the one definition of "a device the user can step up
+with": enforcement sends a user without one to enrol, and the verification
+form and API offer exactly these.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +28,7 @@ def device_kind(device: Device) -> str | None:
     return DEVICE_KINDS.get(device._meta.label_lower)
 
 
-def acceptable_devices(
-    user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()
-) -> list[Device]:
+def acceptable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Device]:
     """The user's confirmed devices whose kind is in ``factors`` (empty: any known kind)."""
     wanted = set(factors)
     found = []
@@ -34,3 +37,19 @@ def acceptable_devices(
         if kind is not None and (not wanted or kind in wanted):
             found.append(device)
     return found
+
+
+CODE_KINDS: frozenset[str] = frozenset({"totp", "hotp", "static"})
+"""Factor kinds whose devices verify a typed code without a prior challenge.
+
+``email`` (needs a code sent first) and ``webauthn`` (a browser ceremony) are
+known kinds, but stepup's verification form and API can't use them.
+"""
+
+
+def usable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Device]:
+    """The user's confirmed devices that ``factors`` accept (empty: any) and that stepup can verify.
+
+    A user with none of these can't satisfy the decision here: they need to enrol one.
+    """
+    return [d for d in acceptable_devices(user, factors) if device_kind(d) in CODE_KINDS]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +30,7 @@ from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch
 
 from stepup import grants, signals, store
-from stepup.audit import record_event
+from stepup.audit import decision_facts, record_event
 from stepup.conf import conf
 from stepup.context import (
     SAFE_METHODS,
@@ -48,7 +49,7 @@ from stepup.store import PolicyStoreUnavailable
 logger = logging.getLogger("stepup")
 
 URL_ENFORCED_ATTR = "_stepup_url_enforced"
-CONSUMED_ATTR = "_stepup_one_shot_before"
+CONSUMED_ATTR = "_stepup_one_shot_used"
 EXEMPT_NAMESPACE = "stepup"
 """URL names in this namespace (the verification views) are never subject to URL policies."""
 
@@ -134,7 +135,12 @@ class _Subject:
 
 
 def _evaluate(
-    request: Any, action: str | None, attributes: Mapping[str, Any] | None, *, url: str | None
+    request: Any,
+    action: str | None,
+    attributes: Mapping[str, Any] | None,
+    *,
+    url: str | None,
+    one_shot: bool = True,
 ) -> tuple[Decision, _Subject, RequestContext | None]:
     http = http_request(request)
     subject = _Subject(action, url, attributes or {})
@@ -148,7 +154,10 @@ def _evaluate(
     earlier = context.allowed.get(subject.key)
     if earlier is not None:
         return earlier, subject, context
-    return policies.decide(context.input(action, url, subject.attrs, digest)), subject, context
+    inp = context.input(action, url, subject.attrs, digest)
+    if not one_shot:
+        inp = replace(inp, one_shot=frozenset())
+    return policies.decide(inp), subject, context
 
 
 def decide(request: Any, action: str | None, attributes: Mapping[str, Any] | None = None) -> Decision:
@@ -204,13 +213,22 @@ def _enforce(
     decision, subject, context = _evaluate(request, action, attributes, url=url)
     if context is None or subject.key in context.allowed:
         return decision  # no policy could match, or already allowed in this request
+    # The single-request grants this decision uses, read before they are used up (for the log).
+    spent = context.one_shot(subject.digest) if decision.one_shot else frozenset()
+    if decision.outcome == ALLOW and decision.one_shot and not _consume_one_shot(http, context, subject):
+        # A parallel request used the single-request grant first: decide without it.
+        decision, subject, context = _evaluate(request, action, attributes, url=url, one_shot=False)
+        assert context is not None
+        spent = frozenset()
     if decision.shadow:
         _record(request, "shadow", decision, subject)
     if decision.outcome == ALLOW:
+        if context.authenticated:
+            _record(request, "allowed", decision, subject, context, spent)
         _allowed(http, context, decision, subject)
         return decision
     if decision.outcome == DENY:
-        _record(request, "denied", decision, subject)
+        _record(request, "denied", decision, subject, context)
         signals.stepup_denied.send(
             sender=_sender(http),
             request=request,
@@ -225,7 +243,7 @@ def _enforce(
         return Decision(ALLOW, reasons=("the login page: nobody can step up before logging in",))
     _restore_one_shot(http)
     if context.authenticated:
-        _record(request, "challenged", decision, subject)
+        _record(request, "challenged", decision, subject, context)
         signals.stepup_challenged.send(
             sender=_sender(http),
             request=request,
@@ -238,9 +256,6 @@ def _enforce(
 
 
 def _allowed(http: HttpRequest, context: RequestContext, decision: Decision, subject: _Subject) -> None:
-    digest = subject.digest
-    if decision.one_shot:
-        _consume_one_shot(http, digest)
     context.allowed[subject.key] = decision
     if subject.url is not None:
         setattr(http, URL_ENFORCED_ATTR, subject.url)
@@ -257,32 +272,29 @@ def _is_login_page(http: HttpRequest) -> bool:
 
 # --- single-request grants ---------------------------------------------------------
 #
-# A grant authorizes one request. When a request uses one grant and is then
-# challenged for something else (a URL policy passed in the middleware, then
-# the view's own action), the request did not go through: the grant it used is
-# put back, or the user could never satisfy both at once. The session is only
-# written when the response is sent, so this is the same as consuming grants
-# at the end of a request that was not challenged.
+# A grant authorizes one request. It is used up (a conditional UPDATE, so only
+# one of two parallel requests can use it) when the decision that relied on it
+# allows the request. When the same request is then challenged for something
+# else (a URL policy passed in the middleware, then the view's own action), it
+# did not go through: the grants it used are given back, or the user could
+# never satisfy both at once.
 
 
-def _consume_one_shot(http: HttpRequest, digest: str) -> None:
-    if not hasattr(http, CONSUMED_ATTR):
-        state = http.session.get(grants.SESSION_KEY)
-        before = list(state.get("one_shot") or []) if isinstance(state, dict) else []
-        setattr(http, CONSUMED_ATTR, before)
-    grants.consume_one_shot(http, digest)
+def _consume_one_shot(http: HttpRequest, context: RequestContext, subject: _Subject) -> bool:
+    """Use up the grants for this decision; ``False`` when none was left (a parallel request won)."""
+    used = grants.consume_one_shot(http, subject.digest, context.user)
+    if not used:
+        return False
+    setattr(http, CONSUMED_ATTR, (*getattr(http, CONSUMED_ATTR, ()), *used))
+    return True
 
 
 def _restore_one_shot(http: HttpRequest) -> None:
-    before = getattr(http, CONSUMED_ATTR, None)
-    if before is None:
+    used = getattr(http, CONSUMED_ATTR, None)
+    if used is None:
         return
     delattr(http, CONSUMED_ATTR)
-    state = http.session.get(grants.SESSION_KEY)
-    if isinstance(state, dict):
-        state["one_shot"] = before
-        http.session[grants.SESSION_KEY] = state
-        http.session.modified = True
+    grants.restore_one_shot(http, used)
 
 
 # --- recording ---------------------------------------------------------------------
@@ -294,7 +306,16 @@ def _sender(http: HttpRequest) -> Any:
     return match.func if match is not None else sys.modules[__name__]
 
 
-def _record(request: Any, event: str, decision: Decision, subject: _Subject) -> None:
+def _record(
+    request: Any,
+    event: str,
+    decision: Decision,
+    subject: _Subject,
+    context: RequestContext | None = None,
+    spent: frozenset[str] = frozenset(),
+) -> None:
+    """Log one event; with ``context``, a decision row with the facts ``plan --replay`` needs."""
+    facts = decision_facts(context, subject.url, subject.digest, spent) if context is not None else {}
     record_event(
         request,
         event,
@@ -304,4 +325,5 @@ def _record(request: Any, event: str, decision: Decision, subject: _Subject) -> 
         decision=decision,
         attrs=subject.attrs,
         detail="; ".join(decision.reasons),
+        **facts,
     )

@@ -1,18 +1,42 @@
-"""What a session has proven, kept server-side in the session.
+"""What a client has proven, stored server-side per *grant subject*.
 
-State under ``request.session["_stepup"]``:
+Grant subjects
+--------------
 
-- ``login_at``: when the user logged in (for ``session_age``);
-- ``verified``: per factor kind, when it was last verified;
-- ``one_shot``: single-request grants, each bound to the digest of one
-  (action, URL name, attributes) and consumed by the request it authorizes;
-- ``challenges``: pending challenges (what is being authorized, where to go
-  back, an interrupted POST to present again), by random id;
-- ``epoch`` and ``auth``: the user's grant epoch and session auth hash when
-  the grants were made. A grant made before the password changed or a device
-  was removed (both bump or change them) is void.
+Grants (when each factor kind was last verified, single-request grants) and
+pending challenges belong to a *grant subject*, the server-side identity of
+one client:
+
+- a browser, or any request authenticated by its session: a random id kept in
+  the session (``request.session["_stepup"]["subject"]``). It is not the
+  session key, which rotates at login and at every verification; a new id is
+  drawn at every login.
+- an API client authenticated by an ``Authorization`` header (DRF's
+  ``TokenAuthentication``, a JWT, …) rather than by the session: a keyed hash
+  (HMAC-SHA256 with ``SECRET_KEY``) of that header. A client holding the
+  credential keeps its grants from one request to the next without a
+  session; the credential itself is never stored.
+
+Storage
+-------
+
+Grants live in the database (:class:`stepup.models.Grant`,
+:class:`stepup.models.PendingChallenge`), not in the session and not in the
+cache: they are security state that must be the same for every process, that
+commits or rolls back with the request that made it, and that no cache
+eviction or flush may silently restore or lose. The database also makes
+single use real: a single-request grant is used up with a conditional
+``UPDATE … WHERE used_at IS NULL``, so of two parallel requests only one can
+use it (a session's last write would let both).
+
+A grant counts only for its user, only until it expires, and only while the
+user's grant epoch (bumped when a device is removed) and password (a digest
+of the session auth hash) are unchanged. Logging out deletes the subject's
+grants and challenges; logging in starts a new subject.
 
 Nothing here is read from the client: a request can't claim verification.
+Reads cost at most one query per request (cached on the request); a request
+whose subject has no id yet costs none.
 """
 
 from __future__ import annotations
@@ -21,47 +45,38 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.http import HttpRequest
+from django.db import transaction
+from django.db.models import Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils.crypto import salted_hmac
 
 from stepup.conf import conf
 
 SESSION_KEY = "_stepup"
 MAX_CHALLENGES = 10
+"""Pending challenges kept per subject (the oldest go first)."""
+MAX_ONE_SHOT = 10
+"""Unused single-request grants kept per subject (the oldest go first)."""
 
-
-def _state(request: HttpRequest) -> dict[str, Any]:
-    state = request.session.get(SESSION_KEY)
-    return state if isinstance(state, dict) else {}
-
-
-def _save(request: HttpRequest, state: dict[str, Any]) -> None:
-    request.session[SESSION_KEY] = state
-    request.session.modified = True
+CACHE_ATTR = "_stepup_grants"
+SAVED_ATTR = "_stepup_saved_challenges"
+_SUBJECT_SALT = "stepup.grants.subject"
+_SESSION_PREFIX = "s:"
+_CREDENTIAL_PREFIX = "c:"
 
 
 def now() -> float:
     return time.time()
 
 
-def grant_epoch(user: AbstractBaseUser) -> int:
-    """The user's current grant epoch (one query)."""
-    from stepup.models import UserState
-
-    epoch = UserState.objects.filter(user_id=user.pk).values_list("grant_epoch", flat=True).first()
-    return int(epoch or 0)
-
-
-def _auth_hash(user: AbstractBaseUser) -> str:
-    return user.get_session_auth_hash()
-
-
-def attributes_digest(
-    action: str | None, url_name: str | None, attributes: Mapping[str, Any]
-) -> str:
+def attributes_digest(action: str | None, url_name: str | None, attributes: Mapping[str, Any]) -> str:
     """A stable digest of what one request does; single-request grants are bound to it."""
     canonical = json.dumps(
         {
@@ -75,129 +90,407 @@ def attributes_digest(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# --- login ------------------------------------------------------------------
+# --- the session part: login time and the subject id -------------------------------
 
 
-def record_login(request: HttpRequest) -> None:
-    """Start a fresh step-up state: the login time, and no grants at all."""
-    _save(request, {"login_at": now()})
+def _state(request: Any) -> dict[str, Any]:
+    session = getattr(request, "session", None)
+    state = session.get(SESSION_KEY) if session is not None else None
+    return dict(state) if isinstance(state, dict) else {}
 
 
-def session_age(request: HttpRequest) -> float | None:
+def _save(request: Any, state: dict[str, Any]) -> None:
+    request.session[SESSION_KEY] = state
+    request.session.modified = True
+
+
+def _new_session_subject() -> str:
+    return _SESSION_PREFIX + secrets.token_urlsafe(32)
+
+
+def record_login(request: Any) -> None:
+    """Start a fresh step-up state: the login time, a new subject, and no grants at all."""
+    _delete_subject(_session_subject(request))
+    _save(request, {"login_at": now(), "subject": _new_session_subject()})
+    _invalidate(request)
+
+
+def session_age(request: Any, user: Any = None) -> float | None:
+    """Seconds since the session's login; ``None`` when unknown.
+
+    Unknown for a request without a session login, and for one authenticated
+    by an API credential rather than by its session (a token has no login time).
+    """
+    if not uses_session(request, user):
+        return None
     login_at = _state(request).get("login_at")
     return max(0.0, now() - float(login_at)) if isinstance(login_at, (int, float)) else None
 
 
-# --- grants -----------------------------------------------------------------
+# --- which subject --------------------------------------------------------------------
 
 
-def _valid_grants(request: HttpRequest, user: AbstractBaseUser) -> dict[str, Any]:
-    """The state, with every grant dropped when the epoch or the password changed."""
-    state = _state(request)
-    if not state.get("verified") and not state.get("one_shot"):
-        return state
-    if state.get("epoch") != grant_epoch(user) or state.get("auth") != _auth_hash(user):
-        state = {k: v for k, v in state.items() if k not in ("verified", "one_shot")}
-        _save(request, state)
-    return state
+def _user_of(request: Any, user: Any) -> Any:
+    return user if user is not None else getattr(request, "user", None)
 
 
-def verification_ages(request: HttpRequest, user: AbstractBaseUser) -> dict[str, float]:
-    """Seconds since each factor kind was last verified in this session."""
-    verified = _valid_grants(request, user).get("verified") or {}
-    t = now()
-    return {kind: max(0.0, t - float(at)) for kind, at in verified.items()}
+def _session_subject(request: Any) -> str | None:
+    subject = _state(request).get("subject")
+    return subject if isinstance(subject, str) and subject.startswith(_SESSION_PREFIX) else None
 
 
-def one_shot_kinds(request: HttpRequest, user: AbstractBaseUser, digest: str) -> frozenset[str]:
-    """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``."""
-    grants = _valid_grants(request, user).get("one_shot") or []
-    t = now()
-    return frozenset(
-        g["kind"] for g in grants if g.get("digest") == digest and g.get("expires", 0) > t
+def _credential(request: Any, user: Any) -> str | None:
+    """The ``Authorization`` header when it, not the session, authenticates ``user``."""
+    meta = getattr(request, "META", None) or {}
+    header = meta.get("HTTP_AUTHORIZATION")
+    if not isinstance(header, str) or not header.strip():
+        return None
+    session = getattr(request, "session", None)
+    session_user = session.get(AUTH_SESSION_KEY) if session is not None else None
+    pk = getattr(user, "pk", None)
+    if session_user is not None and pk is not None and str(session_user) == str(pk):
+        return None  # the session authenticates this very user: the browser's subject
+    return header
+
+
+def uses_session(request: Any, user: Any = None) -> bool:
+    """Whether the request's grants belong to its session (rather than to an API credential)."""
+    return _credential(request, _user_of(request, user)) is None
+
+
+def subject(request: Any, user: Any = None, *, create: bool = False) -> str | None:
+    """The grant subject of ``request`` (see the module doc).
+
+    :param user: the authenticated user, when it is not ``request.user`` (DRF
+        sets both).
+    :param create: give a session that has no subject id yet a new one
+        (writes the session); otherwise such a session has no subject.
+    """
+    credential = _credential(request, _user_of(request, user))
+    if credential is not None:
+        return _CREDENTIAL_PREFIX + salted_hmac(_SUBJECT_SALT, credential, algorithm="sha256").hexdigest()
+    found = _session_subject(request)
+    if found is None and create:
+        if getattr(request, "session", None) is None:
+            raise RuntimeError(
+                "stepup can't record a grant: the request has neither a session nor an "
+                "Authorization credential (is SessionMiddleware installed?)"
+            )
+        found = _new_session_subject()
+        _save(request, {**_state(request), "subject": found})
+    return found
+
+
+# --- validity -------------------------------------------------------------------------
+
+
+def grant_epoch(user: AbstractBaseUser) -> int:
+    """The user's current grant epoch (one query)."""
+    from stepup.models import UserState
+
+    epoch = UserState.objects.filter(user_id=user.pk).values_list("grant_epoch", flat=True).first()
+    return int(epoch or 0)
+
+
+def _epoch_expression(user: AbstractBaseUser) -> Coalesce:
+    from stepup.models import UserState
+
+    current = UserState.objects.filter(user_id=user.pk).values("grant_epoch")[:1]
+    return Coalesce(Subquery(current), Value(0))
+
+
+def _auth_digest(user: AbstractBaseUser) -> str:
+    """A digest of the session auth hash: it changes when the password does."""
+    return hashlib.sha256(user.get_session_auth_hash().encode()).hexdigest()
+
+
+def _verification_ttl() -> float:
+    """How long a verification is kept: a session can't outlive ``SESSION_COOKIE_AGE`` either."""
+    return float(settings.SESSION_COOKIE_AGE)
+
+
+# --- reading grants (cached per request) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    pk: int
+    kind: str
+    digest: str
+    verified_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    subject: str
+    user_id: Any
+    auth: str
+    rows: tuple[_Row, ...]
+
+
+def _invalidate(request: Any) -> None:
+    if hasattr(request, CACHE_ATTR):
+        delattr(request, CACHE_ATTR)
+
+
+def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
+    """The subject's valid, unused grants for ``user``: one query, then cached on the request."""
+    if not getattr(user, "is_authenticated", False):
+        return ()
+    found = subject(request, user)
+    if found is None:
+        return ()
+    auth = _auth_digest(user)
+    cached = getattr(request, CACHE_ATTR, None)
+    if (
+        isinstance(cached, _Loaded)
+        and cached.subject == found
+        and cached.user_id == user.pk
+        and cached.auth == auth
+    ):
+        return cached.rows
+    from stepup.models import Grant
+
+    values = (
+        Grant.objects.filter(
+            subject=found,
+            user_id=user.pk,
+            auth=auth,
+            used_at__isnull=True,
+            expires_at__gt=now(),
+            epoch=_epoch_expression(user),
+        )
+        .order_by("pk")
+        .values_list("pk", "kind", "digest", "verified_at", "expires_at")
     )
+    rows = tuple(_Row(*row) for row in values)
+    setattr(request, CACHE_ATTR, _Loaded(found, user.pk, auth, rows))
+    return rows
 
 
-def consume_one_shot(request: HttpRequest, digest: str) -> None:
-    """Use up every single-request grant bound to ``digest``."""
-    state = _state(request)
-    grants = state.get("one_shot") or []
-    remaining = [g for g in grants if g.get("digest") != digest]
-    if len(remaining) != len(grants):
-        state["one_shot"] = remaining
-        _save(request, state)
+def _live(rows: Iterable[_Row]) -> list[_Row]:
+    t = now()
+    return [r for r in rows if r.expires_at > t]
+
+
+def verification_ages(request: Any, user: AbstractBaseUser) -> dict[str, float]:
+    """Seconds since each factor kind was last verified by this subject."""
+    t = now()
+    ages: dict[str, float] = {}
+    for row in _live(_load(request, user)):
+        if not row.digest:
+            age = max(0.0, t - row.verified_at)
+            ages[row.kind] = min(age, ages.get(row.kind, age))
+    return ages
+
+
+def one_shot_kinds(request: Any, user: AbstractBaseUser, digest: str) -> frozenset[str]:
+    """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``."""
+    return frozenset(r.kind for r in _live(_load(request, user)) if r.digest == digest)
+
+
+# --- using single-request grants ------------------------------------------------------------
+
+
+def consume_one_shot(request: Any, digest: str, user: Any = None) -> tuple[int, ...]:
+    """Use up the unused single-request grants bound to ``digest``; return the ids used.
+
+    Each grant is used with a conditional ``UPDATE`` (``used_at IS NULL``), so
+    a grant a parallel request used first is not counted: an empty result
+    means nothing was left to authorize the request.
+    """
+    from stepup.models import Grant
+
+    user = _user_of(request, user)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return ()
+    candidates = [r.pk for r in _live(_load(request, user)) if r.digest == digest]
+    used: list[int] = []
+    t = now()
+    for pk in candidates:
+        if Grant.objects.filter(pk=pk, used_at__isnull=True).update(used_at=t) == 1:
+            used.append(pk)
+    _invalidate(request)
+    return tuple(used)
+
+
+def restore_one_shot(request: Any, ids: Iterable[int]) -> None:
+    """Give back grants :func:`consume_one_shot` used for a request that did not go through."""
+    from stepup.models import Grant
+
+    ids = list(ids)
+    if ids:
+        Grant.objects.filter(pk__in=ids).update(used_at=None)
+    _invalidate(request)
+
+
+# --- recording ------------------------------------------------------------------------------
 
 
 def record_verification(
-    request: HttpRequest, user: AbstractBaseUser, kind: str, one_shot_digest: str | None = None
+    request: Any, user: AbstractBaseUser, kind: str, one_shot_digest: str | None = None
 ) -> None:
-    """Record a successful verification of ``kind`` and rotate the session key.
+    """Record a successful verification of ``kind`` for the request's subject.
 
     With ``one_shot_digest`` a single-request grant bound to that request is
-    added too (what ``max_age: 0`` policies need).
+    added too (what ``max_age: 0`` policies need). A browser's session key is
+    rotated; an API client's credential has no session to rotate.
     """
-    state = _valid_grants(request, user)
+    from stepup.models import Grant
+
+    found = subject(request, user, create=True)
+    assert found is not None
     t = now()
-    state["epoch"] = grant_epoch(user)
-    state["auth"] = _auth_hash(user)
-    state.setdefault("verified", {})[kind] = t
-    if one_shot_digest:
-        grants = [g for g in state.get("one_shot") or [] if g.get("expires", 0) > t]
-        grants.append({"digest": one_shot_digest, "kind": kind, "expires": t + conf.ONE_SHOT_TTL})
-        state["one_shot"] = grants[-MAX_CHALLENGES:]
-    _save(request, state)
-    request.session.cycle_key()
+    common = {
+        "subject": found,
+        "user_id": user.pk,
+        "kind": kind,
+        "verified_at": t,
+        "epoch": grant_epoch(user),
+        "auth": _auth_digest(user),
+    }
+    with transaction.atomic():
+        Grant.objects.filter(subject=found, user_id=user.pk, kind=kind, digest="").delete()
+        rows = [Grant(**common, expires_at=t + _verification_ttl())]
+        if one_shot_digest:
+            rows.append(Grant(**common, digest=one_shot_digest, expires_at=t + conf.ONE_SHOT_TTL))
+        Grant.objects.bulk_create(rows)
+        _trim_one_shot(found)
+        prune(t)
+    _invalidate(request)
+    if uses_session(request, user):
+        request.session.cycle_key()
 
 
-def clear(request: HttpRequest) -> None:
-    """Forget every grant of this session (the login time stays)."""
-    state = _state(request)
-    _save(request, {k: v for k, v in state.items() if k not in ("verified", "one_shot")})
+def _trim_one_shot(found: str) -> None:
+    from stepup.models import Grant
+
+    unused = Grant.objects.filter(subject=found, used_at__isnull=True).exclude(digest="")
+    stale = list(unused.order_by("-verified_at", "-pk").values_list("pk", flat=True)[MAX_ONE_SHOT:])
+    if stale:
+        Grant.objects.filter(pk__in=stale).delete()
+
+
+def prune(at: float | None = None) -> int:
+    """Delete every expired grant and challenge, of every subject; return how many rows went."""
+    from stepup.models import Grant, PendingChallenge
+
+    t = now() if at is None else at
+    grants, _ = Grant.objects.filter(expires_at__lte=t).delete()
+    challenges, _ = PendingChallenge.objects.filter(expires_at__lte=t).delete()
+    return grants + challenges
+
+
+def clear(request: Any) -> None:
+    """Forget every grant of this request's subject (the login time and challenges stay)."""
+    from stepup.models import Grant
+
+    found = subject(request)
+    if found is not None:
+        Grant.objects.filter(subject=found).delete()
+    _invalidate(request)
+
+
+def forget(request: Any) -> None:
+    """Delete everything of this request's subject: grants and pending challenges (logout)."""
+    _delete_subject(subject(request))
+    _invalidate(request)
+
+
+def _delete_subject(found: str | None) -> None:
+    from stepup.models import Grant, PendingChallenge
+
+    if found is not None:
+        Grant.objects.filter(subject=found).delete()
+        PendingChallenge.objects.filter(subject=found).delete()
 
 
 def revoke_all(user: AbstractBaseUser) -> None:
-    """Void every grant of every session of ``user`` (a device was removed, say)."""
+    """Void every grant of ``user``, for every subject (a device was removed, say)."""
     from django.db.models import F
 
-    from stepup.models import UserState
+    from stepup.models import Grant, UserState
 
     state, _ = UserState.objects.get_or_create(user_id=user.pk)
     UserState.objects.filter(pk=state.pk).update(grant_epoch=F("grant_epoch") + 1)
+    Grant.objects.filter(user_id=user.pk).delete()
 
 
-# --- pending challenges -----------------------------------------------------
+# --- pending challenges -----------------------------------------------------------------
 
 
-def save_challenge(request: HttpRequest, challenge: dict[str, Any]) -> str:
-    """Remember a pending challenge; return its id (random, not guessable)."""
-    state = _state(request)
-    challenges: dict[str, Any] = state.get("challenges") or {}
+def save_challenge(request: Any, challenge: dict[str, Any]) -> str:
+    """Remember a pending challenge for the request's subject; return its id (random, not guessable)."""
+    from stepup.models import PendingChallenge
+
+    user = getattr(request, "user", None)
+    found = subject(request, user, create=True)
+    assert found is not None
     t = now()
-    challenges = {k: v for k, v in challenges.items() if v.get("expires", 0) > t}
     challenge_id = secrets.token_urlsafe(16)
-    challenges[challenge_id] = {**challenge, "expires": t + conf.CHALLENGE_TTL}
-    state["challenges"] = dict(_newest(challenges, MAX_CHALLENGES))
-    _save(request, state)
+    fields = {
+        "challenge_id": challenge_id,
+        "subject": found,
+        "user_id": getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None,
+        "data": challenge,
+        "created_at": t,
+        "expires_at": t + conf.CHALLENGE_TTL,
+    }
+    PendingChallenge.objects.filter(subject=found, expires_at__lte=t).delete()
+    PendingChallenge.objects.create(**fields)
+    setattr(request, SAVED_ATTR, (*getattr(request, SAVED_ATTR, ()), fields))
+    kept = PendingChallenge.objects.filter(subject=found).order_by("-created_at", "-pk")
+    stale = list(kept.values_list("pk", flat=True)[MAX_CHALLENGES:])
+    if stale:
+        PendingChallenge.objects.filter(pk__in=stale).delete()
     return challenge_id
 
 
-def _newest(challenges: dict[str, Any], limit: int) -> Iterator[tuple[str, Any]]:
-    ordered = sorted(challenges.items(), key=lambda item: item[1].get("expires", 0))
-    yield from ordered[-limit:]
+def keep_saved_challenges(request: Any) -> None:
+    """Save again the challenges of this request that a rollback undid.
+
+    DRF's exception handler rolls back the request's transaction under
+    ``ATOMIC_REQUESTS``, and with it the challenge a ``401`` points at. The
+    middleware calls this once the view (and its transaction) is done; a
+    request that saved no challenge costs nothing.
+    """
+    from stepup.models import PendingChallenge
+
+    saved: tuple[dict[str, Any], ...] = getattr(request, SAVED_ATTR, ())
+    if not saved:
+        return
+    delattr(request, SAVED_ATTR)
+    ids = [fields["challenge_id"] for fields in saved]
+    present = set(
+        PendingChallenge.objects.filter(challenge_id__in=ids).values_list("challenge_id", flat=True)
+    )
+    missing = [PendingChallenge(**fields) for fields in saved if fields["challenge_id"] not in present]
+    if missing:
+        PendingChallenge.objects.bulk_create(missing)
 
 
-def get_challenge(request: HttpRequest, challenge_id: str | None) -> dict[str, Any] | None:
-    if not challenge_id:
+def get_challenge(request: Any, challenge_id: str | None) -> dict[str, Any] | None:
+    """The pending challenge ``challenge_id`` of this request's subject, unless expired."""
+    from stepup.models import PendingChallenge
+
+    found = subject(request)
+    if not challenge_id or found is None:
         return None
-    challenge = (_state(request).get("challenges") or {}).get(challenge_id)
-    if not isinstance(challenge, dict) or challenge.get("expires", 0) <= now():
+    row = PendingChallenge.objects.filter(
+        challenge_id=challenge_id, subject=found, expires_at__gt=now()
+    ).first()
+    if row is None or not isinstance(row.data, dict):
         return None
-    return challenge
+    user = getattr(request, "user", None)
+    if row.user_id is not None and user is not None and getattr(user, "pk", None) != row.user_id:
+        return None
+    return {**row.data, "expires": row.expires_at}
 
 
-def drop_challenge(request: HttpRequest, challenge_id: str) -> None:
-    state = _state(request)
-    challenges = state.get("challenges") or {}
-    if challenges.pop(challenge_id, None) is not None:
-        state["challenges"] = challenges
-        _save(request, state)
+def drop_challenge(request: Any, challenge_id: str) -> None:
+    from stepup.models import PendingChallenge
+
+    found = subject(request)
+    if found is not None:
+        PendingChallenge.objects.filter(challenge_id=challenge_id, subject=found).delete()

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
+from stepup import grants
 from stepup.decorators import ENFORCED_ATTR
 from stepup.enforcement import StepUpDenied, enforce_url
 from stepup.exceptions import StepUpRequired
@@ -57,7 +58,9 @@ class StepUpMiddleware:
     ``StepUpPermission``) has the URL-name policies included in its own
     decision, so the middleware stays out and nothing is challenged twice.
     ``StepUpRequired`` raised by ``enforce()`` inside a view is turned into
-    the challenge response here. Sync and async capable.
+    the challenge response here. Once the view is done, challenges that a
+    rolled-back request transaction took with it (DRF under
+    ``ATOMIC_REQUESTS``) are saved again. Sync and async capable.
     """
 
     sync_capable = True
@@ -72,10 +75,16 @@ class StepUpMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
             return self.__acall__(request)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if getattr(request, grants.SAVED_ATTR, None):
+            grants.keep_saved_challenges(request)  # after the view's transaction: see there
+        return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
-        return await self.get_response(request)  # type: ignore[misc]
+        response = await self.get_response(request)  # type: ignore[misc]
+        if getattr(request, grants.SAVED_ATTR, None):
+            await sync_to_async(grants.keep_saved_challenges)(request)
+        return response
 
     def process_view(
         self,

@@ -42,7 +42,8 @@ class Policy(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    # A text reason: sync's reasons (files, commit, change) and admins' reasons exceed 100 characters.
+    history = HistoricalRecords(history_change_reason_field=models.TextField(null=True))
 
     class Meta:
         ordering = ["policy_id"]
@@ -177,6 +178,10 @@ class DecisionLog(models.Model):
     roles = models.JSONField(default=list, blank=True)
     attrs = models.JSONField(default=dict, blank=True)
     detail = models.TextField(blank=True)
+    facts = models.JSONField(null=True, blank=True)
+    """For ``allowed``/``challenged``/``denied`` rows: the rest of what the decision was made on
+    (``url``, ``session_age``, ``verified``, ``one_shot``), so ``stepup plan --replay`` can
+    decide it again. ``None`` on other events."""
 
     class Meta:
         ordering = ["-created_at"]
@@ -185,3 +190,55 @@ class DecisionLog(models.Model):
     def __str__(self) -> str:
         target = self.action or self.url_name
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.event} {self.username} {target}"
+
+
+class Grant(models.Model):
+    """What one grant subject has proven: a verification of a factor kind, or a single-request grant.
+
+    The *subject* is the server-side identity grants belong to (see :mod:`stepup.grants`): a
+    random id kept in a browser's session, or a keyed hash of an API client's ``Authorization``
+    credential — never the credential itself. A row counts only for its ``user``, only while the
+    user's grant epoch and password (``auth``, a digest of the session auth hash) are unchanged,
+    and only until ``expires_at``. A single-request grant (``digest`` set) is used up by setting
+    ``used_at`` with a conditional ``UPDATE``, so two parallel requests can't both use it.
+    """
+
+    subject = models.CharField(max_length=80)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, blank=True)
+    """Empty for a verification; else the request digest a single-request grant is bound to."""
+    verified_at = models.FloatField()
+    """Unix time of the verification (floats: exact, and independent of ``USE_TZ``)."""
+    expires_at = models.FloatField(db_index=True)
+    used_at = models.FloatField(null=True, blank=True)
+    epoch = models.PositiveIntegerField(default=0)
+    auth = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [models.Index(fields=["subject", "user"])]
+
+    def __str__(self) -> str:
+        what = "single-request grant" if self.digest else "verification"
+        return f"{self.kind} {what} of user {self.user_id}"
+
+
+class PendingChallenge(models.Model):
+    """A step-up challenge waiting for its verification: what is being authorized, and where to go back.
+
+    ``challenge_id`` is random and not guessable; ``data`` is the challenge dict of the
+    enforcement/verification hand-off. It belongs to one grant subject (and user).
+    """
+
+    challenge_id = models.CharField(max_length=64, unique=True)
+    subject = models.CharField(max_length=80, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    data = models.JSONField()
+    created_at = models.FloatField()
+    expires_at = models.FloatField(db_index=True)
+
+    def __str__(self) -> str:
+        target = self.data.get("action") or self.data.get("url_name")
+        return f"challenge {self.challenge_id[:6]}… for {target}"

@@ -3,7 +3,8 @@
 - :class:`~stepup.StepUpRequired` → a pending challenge is saved and the
   browser is sent to ``stepup:verify`` (``302``), or an API client gets the
   RFC 9470 ``401``; an anonymous user gets the usual login redirect (or a
-  plain ``401`` from an API); a user with no acceptable device is sent to
+  plain ``401`` from an API); a user with no usable device
+  (:func:`stepup.devices.usable_devices`) is sent to
   ``STEPUP["ENROLL_URL"]`` or shown a ``403`` page that says how to enrol.
 - a ``deny`` → ``403`` through Django's ``handler403`` (JSON for an API).
 - the policy store unreachable on an unsafe URL-only request → ``503``.
@@ -12,6 +13,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +39,7 @@ ENROLL_TEMPLATE = "stepup/enroll_required.html"
 MAX_SAVED_FIELDS = 200
 MAX_SAVED_BYTES = 64 * 1024
 _DESCRIPTION_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 error_description
+_ACR_VALUE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # one value of a space-separated list
 
 
 # --- is this an API request? ---------------------------------------------------------
@@ -79,52 +83,115 @@ def is_api_request(request: HttpRequest) -> bool:
 # --- step-up -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ApiRefusal:
+    """A refusal as an API client gets it: the status, the JSON body and the headers.
+
+    :func:`api_refusal` builds it; :func:`refusal_response` sends it as a
+    ``JsonResponse``, and :class:`stepup.permissions.StepUpPermission` raises
+    it as a DRF exception, so both say exactly the same.
+    """
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> HttpResponse:
+        response = JsonResponse(self.body, status=self.status)
+        for name, value in self.headers.items():
+            response[name] = value
+        add_never_cache_headers(response)
+        return response
+
+
 def stepup_response(request: Any, exc: StepUpRequired) -> HttpResponse:
     """The response for a request that needs step-up (see the module doc)."""
     http = http_request(request)
+    if is_api_request(http):
+        return stepup_refusal(request, exc).response()
     user = request_user(request)
-    api = is_api_request(http)
     if not user.is_authenticated:
-        return _login_required(http, api)
+        return redirect_to_login(http.get_full_path())
     decision = exc.decision
-    if not devices.acceptable_devices(user, decision.factors):
-        return _enroll_required(http, decision, api)
-    challenge = build_challenge(http, exc, include_post=not api)
+    if not devices.usable_devices(user, decision.factors):
+        return _enroll_page(http, decision)
+    challenge = build_challenge(http, exc)
     challenge_id = grants.save_challenge(http, challenge)
-    verify_url = (
-        reverse("stepup:verify") + "?" + urlencode({"next": challenge["next"], "challenge": challenge_id})
-    )
-    response: HttpResponse
-    if api:
-        max_age = challenge["max_age"]
-        response = JsonResponse(
-            {
-                "code": "stepup_required",
-                "max_age": max_age,
-                "factors": challenge["factors"],
-                "verify_url": verify_url,
-            },
-            status=401,
-        )
-        response["WWW-Authenticate"] = www_authenticate(max_age)
-    else:
-        response = HttpResponseRedirect(verify_url)
+    response = HttpResponseRedirect(_verify_url(challenge, challenge_id))
     add_never_cache_headers(response)
     return response
 
 
-def www_authenticate(max_age: int, description: str | None = None) -> str:
-    """The RFC 9470 challenge: ``Bearer error="insufficient_user_authentication", …, max_age=N``."""
+def stepup_refusal(request: Any, exc: StepUpRequired) -> ApiRefusal:
+    """What an API client gets for a request that needs step-up.
+
+    ``401`` with the RFC 9470 ``WWW-Authenticate`` challenge and the body
+    ``{"code": "stepup_required", "max_age", "factors", "verify_url",
+    "challenge"}`` (``challenge`` is the id to send to ``stepup:api-verify``);
+    ``401 not_authenticated`` when nobody is logged in; ``403
+    stepup_enroll_required`` when the user has no device that can satisfy it.
+    """
+    http = http_request(request)
+    user = request_user(request)
+    if not user.is_authenticated:
+        return not_authenticated()
+    decision = exc.decision
+    if not devices.usable_devices(user, decision.factors):
+        return _enroll_refusal(decision)
+    challenge = build_challenge(http, exc, include_post=False)
+    challenge_id = grants.save_challenge(http, challenge)
+    max_age, factors = challenge["max_age"], challenge["factors"]
+    body = {
+        "code": "stepup_required",
+        "max_age": max_age,
+        "factors": factors,
+        "verify_url": _verify_url(challenge, challenge_id),
+        "challenge": challenge_id,
+    }
+    return ApiRefusal(401, body, {"WWW-Authenticate": www_authenticate(max_age, factors=factors)})
+
+
+def _verify_url(challenge: dict[str, Any], challenge_id: str) -> str:
+    query = urlencode({"next": challenge["next"], "challenge": challenge_id})
+    return f"{reverse('stepup:verify')}?{query}"
+
+
+def www_authenticate(max_age: int, description: str | None = None, factors: Sequence[str] = ()) -> str:
+    """The RFC 9470 challenge: ``Bearer error="insufficient_user_authentication", …, max_age=N``.
+
+    ``acr_values="…"`` is added when ``STEPUP["ACR_VALUES"]`` maps any of
+    ``factors`` (empty: any kind) to an ACR value.
+    """
     if description is None:
         description = (
             "A fresh second-factor verification is required for this request"
             if max_age == 0
             else f"A second factor verified within the last {max_age} seconds is required"
         )
-    text = _DESCRIPTION_UNSAFE.sub(" ", description)
-    return (
-        f'Bearer error="insufficient_user_authentication", error_description="{text}", max_age={int(max_age)}'
-    )
+    params = [
+        'error="insufficient_user_authentication"',
+        f'error_description="{_DESCRIPTION_UNSAFE.sub(" ", description)}"',
+    ]
+    acr = acr_values(factors)
+    if acr:
+        params.append(f'acr_values="{" ".join(acr)}"')
+    params.append(f"max_age={int(max_age)}")
+    return "Bearer " + ", ".join(params)
+
+
+def acr_values(factors: Sequence[str]) -> list[str]:
+    """The ACR values ``STEPUP["ACR_VALUES"]`` maps ``factors`` to, in its order (empty factors: all).
+
+    A value that can't appear in a space-separated quoted list (spaces,
+    quotes, backslashes, control or non-ASCII characters) is left out.
+    """
+    wanted = set(factors)
+    found: list[str] = []
+    for kind, value in conf.ACR_VALUES.items():
+        usable = isinstance(value, str) and _ACR_VALUE.fullmatch(value) is not None
+        if usable and (not wanted or kind in wanted) and value not in found:
+            found.append(value)
+    return found
 
 
 def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True) -> dict[str, Any]:
@@ -172,39 +239,38 @@ def _saved_post(http: HttpRequest) -> dict[str, list[str]] | None:
     return fields
 
 
-def _login_required(http: HttpRequest, api: bool) -> HttpResponse:
-    if not api:
-        return redirect_to_login(http.get_full_path())
-    response = JsonResponse(
-        {"code": "not_authenticated", "detail": "Authentication credentials were not provided."},
-        status=401,
-    )
-    response["WWW-Authenticate"] = 'Session realm="api"'
-    add_never_cache_headers(response)
-    return response
+def not_authenticated() -> ApiRefusal:
+    """``401`` for an API request nobody is logged in for (no RFC 9470 challenge: log in first)."""
+    body = {"code": "not_authenticated", "detail": "Authentication credentials were not provided."}
+    return ApiRefusal(401, body, {"WWW-Authenticate": 'Session realm="api"'})
 
 
-def _enroll_required(http: HttpRequest, decision: Decision, api: bool) -> HttpResponse:
-    factors = list(decision.factors)
-    enroll_url = resolve_url(conf.ENROLL_URL) if conf.ENROLL_URL else None
-    detail = "This action needs a second factor, and you have no device that can provide it."
+_ENROLL_DETAIL = "This action needs a second factor, and you have no device that can provide it."
+
+
+def _enroll_url() -> str | None:
+    return resolve_url(conf.ENROLL_URL) if conf.ENROLL_URL else None
+
+
+def _enroll_refusal(decision: Decision) -> ApiRefusal:
+    body = {
+        "code": "stepup_enroll_required",
+        "detail": _ENROLL_DETAIL,
+        "factors": list(decision.factors),
+        "enroll_url": _enroll_url(),
+    }
+    return ApiRefusal(403, body)
+
+
+def _enroll_page(http: HttpRequest, decision: Decision) -> HttpResponse:
+    enroll_url = _enroll_url()
     response: HttpResponse
-    if api:
-        response = JsonResponse(
-            {
-                "code": "stepup_enroll_required",
-                "detail": detail,
-                "factors": factors,
-                "enroll_url": enroll_url,
-            },
-            status=403,
-        )
-    elif enroll_url:
-        messages.warning(http, f"{detail} Set one up to continue.", fail_silently=True)
+    if enroll_url:
+        messages.warning(http, f"{_ENROLL_DETAIL} Set one up to continue.", fail_silently=True)
         response = HttpResponseRedirect(enroll_url)
     else:
         context = {
-            "factors": factors,
+            "factors": list(decision.factors),
             "descriptions": _descriptions(decision),
             "next": _local(http.get_full_path()),
         }
@@ -221,28 +287,49 @@ def _local(path: str) -> str:
 # --- deny, unavailable -----------------------------------------------------------------
 
 
+def denied_refusal() -> ApiRefusal:
+    """``403 stepup_denied`` for an API client."""
+    return ApiRefusal(403, {"code": "stepup_denied", "detail": "This request is denied by policy."})
+
+
+def unavailable_refusal() -> ApiRefusal:
+    """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
+    body = {"code": "stepup_unavailable", "detail": _UNAVAILABLE}
+    return ApiRefusal(503, body, {"Retry-After": str(RETRY_AFTER)})
+
+
+_UNAVAILABLE = "Security policies are temporarily unavailable; try again shortly."
+RETRY_AFTER = 30
+
+
 def denied_response(request: Any, exc: StepUpDenied) -> HttpResponse:
     """``403``: JSON for an API client, else Django's ``handler403`` page."""
     http = http_request(request)
     if is_api_request(http):
-        return JsonResponse(
-            {"code": "stepup_denied", "detail": "This request is denied by policy."}, status=403
-        )
+        return denied_refusal().response()
     return response_for_exception(http, exc)
 
 
 def unavailable_response(request: Any) -> HttpResponse:
     """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
     http = http_request(request)
-    detail = "Security policies are temporarily unavailable; try again shortly."
-    response: HttpResponse
     if is_api_request(http):
-        response = JsonResponse({"code": "stepup_unavailable", "detail": detail}, status=503)
-    else:
-        response = HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
-    response["Retry-After"] = "30"
+        return unavailable_refusal().response()
+    response = HttpResponse(_UNAVAILABLE, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(RETRY_AFTER)
     add_never_cache_headers(response)
     return response
+
+
+def api_refusal(request: Any, exc: BaseException) -> ApiRefusal | None:
+    """One of stepup's refusals as an API client gets it, or ``None`` for any other exception."""
+    if isinstance(exc, StepUpRequired):
+        return stepup_refusal(request, exc)
+    if isinstance(exc, StepUpDenied):
+        return denied_refusal()
+    if isinstance(exc, PolicyStoreUnavailable):
+        return unavailable_refusal()
+    return None
 
 
 def refusal_response(request: Any, exc: BaseException) -> HttpResponse | None:

@@ -1,25 +1,61 @@
 """The active policy set of this process, compiled from the database.
 
 Every process keeps one compiled :class:`~stepup.policy.engine.PolicySet` in
-memory. A change to any policy bumps ``PolicySetState.version`` in the same
-transaction (see :mod:`stepup.signals`); this process drops its copy at once
-and again after commit, and other processes notice the new version within
-``STEPUP["RELOAD_INTERVAL"]`` seconds.
+memory and learns about changes through ``PolicySetState.version``, which
+every policy change bumps in its own transaction (:mod:`stepup.signals`).
 
-Fail closed: when the database can't be read, the last good set stays in
-force; a stored row that no longer validates is replaced by a stricter
-stand-in (same match, ``max_age: 0`` or ``deny``) instead of being dropped,
-and never disables the other policies.
+- **With a shared cache** (``STEPUP["CACHE"]``, default ``"default"``, when it
+  is Redis, Memcached or any backend other than the local-memory and dummy
+  ones): after a change commits, the committing process writes a fresh random
+  notice to the cache. Every request reads the notice (one cache ``GET``, no
+  SQL); a notice this process has not seen makes it read the version from the
+  database at once, so a committed change is enforced by every process from
+  its next request on. The database is still asked every
+  ``STEPUP["RESYNC_INTERVAL"]`` seconds, in case a notice was lost.
+- **Without one**: the version is read from the database at most every
+  ``STEPUP["RELOAD_INTERVAL"]`` seconds.
+
+The version and rows are read from the database policies are written to
+(``router.db_for_write``): a read replica may lag behind a notice.
+
+Fail closed, as OPA keeps its last bundle:
+
+- the database can't be read: the last good set stays in force, and the
+  database is tried again after ``RELOAD_INTERVAL`` (never on every request);
+  with no good set at all, :class:`PolicyStoreUnavailable` is raised and
+  :mod:`stepup.enforcement` challenges declared actions and refuses unsafe
+  methods with 503;
+- the cache can't be read: the process polls the database every
+  ``RELOAD_INTERVAL`` until the cache answers again;
+- a stored row that no longer validates is replaced by a stricter stand-in
+  (same targets, no conditions, ``max_age: 0`` or ``deny``) and never
+  disables the other policies.
+
+Each of these events is logged on the ``stepup.store`` logger, at most once
+per interval.
+
+Uncommitted changes are private: a thread that changed policies inside a
+transaction decides with its own view until the transaction ends, and the
+set shared by the other threads is only rebuilt from committed rows.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import threading
-import time
+from collections.abc import Callable
+from time import monotonic as _clock
 from typing import Any
 
-from django.db import DatabaseError
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.signals import setting_changed
+from django.db import DatabaseError, connections, router, transaction
+from django.dispatch import receiver
 
 from stepup.conf import conf
 from stepup.policy.engine import PolicySet, compile_policies
@@ -28,67 +64,200 @@ from stepup.policy.model import PolicySpec
 
 logger = logging.getLogger("stepup.store")
 
+NOTICE_KEY = "stepup:policy-set:notice"
+"""The cache key holding the latest change notice (a random token, rewritten after each change)."""
+
+STAND_IN_DESCRIPTION = "Stored policy is malformed: the strictest requirement applies until it is fixed."
+
 
 class PolicyStoreUnavailable(RuntimeError):
     """No policy set could be loaded, and there is no earlier good one to keep."""
 
 
-class _Store:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._set: PolicySet | None = None
-        self._version: int | None = None
-        self._checked_at = 0.0
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._checked_at = 0.0
-            self._version = None
-
-    def get(self) -> PolicySet:
-        now = time.monotonic()
-        current = self._set
-        if (
-            current is not None
-            and self._version is not None
-            and now - self._checked_at < conf.RELOAD_INTERVAL
-        ):
-            return current
-        with self._lock:
-            try:
-                version = current_version()
-                if self._set is None or version != self._version:
-                    self._set = load_policy_set(version)
-                    self._version = version
-                self._checked_at = now
-            except DatabaseError:
-                logger.exception("policy store unreachable; keeping the last good policy set")
-                if self._set is None:
-                    raise PolicyStoreUnavailable("the policy store is unreachable") from None
-                self._checked_at = now
-            return self._set
+def _brief(exc: BaseException) -> str:
+    """An exception in one line, for a log message that is repeated every interval."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def current_version() -> int:
+# --- the shared cache ---------------------------------------------------------------
+
+
+def shared_cache() -> BaseCache | None:
+    """The cache that carries change notices between processes, or ``None``.
+
+    The local-memory and dummy backends are not shared between processes, so
+    they are never used: a process polls the database instead.
+    """
+    alias = conf.CACHE
+    if alias is None:
+        return None
+    try:
+        cache = caches[alias]
+    except InvalidCacheBackendError:
+        return None  # reported by the stepup.W003 system check
+    if isinstance(cache, (LocMemCache, DummyCache)):
+        return None
+    return cache
+
+
+class Notices:
+    """Reads and writes the change notice in one shared cache.
+
+    The notice is a random integer, which Django's Redis backend stores as
+    plain digits; with that backend the notice is read through a redis-py
+    client of this process's own (one ``GET``, no client object built and no
+    unpickling per call, which Django's ``cache.get`` costs), from the first
+    (writable) server of ``LOCATION``. Other backends are read through the
+    Django cache API.
+    """
+
+    def __init__(self, alias: str, cache: BaseCache) -> None:
+        self.alias = alias
+        self.cache = cache
+        self.raw = _raw_redis(alias, cache)
+        self.raw_key = cache.make_key(NOTICE_KEY) if self.raw is not None else ""
+
+    def read(self) -> object:
+        if self.raw is not None:
+            return self.raw.get(self.raw_key)
+        return self.cache.get(NOTICE_KEY)
+
+    def write(self, *, only_if_missing: bool = False) -> None:
+        token = secrets.randbits(62) + 1
+        if only_if_missing:
+            self.cache.add(NOTICE_KEY, token, timeout=None)
+        else:
+            self.cache.set(NOTICE_KEY, token, timeout=None)
+
+
+_raw_clients: dict[tuple[str, str], Any] = {}
+_raw_lock = threading.Lock()
+
+
+def _raw_redis(alias: str, cache: BaseCache) -> Any:
+    """A redis-py client for Django's Redis backend (shared by this process's threads), else ``None``."""
+    from django.conf import settings
+    from django.core.cache.backends.redis import RedisCache
+
+    if not isinstance(cache, RedisCache):
+        return None
+    config = settings.CACHES.get(alias, {})
+    options = dict(config.get("OPTIONS") or {})
+    if "serializer" in options:
+        return None  # values may not be plain digits
+    location = config.get("LOCATION", "")
+    servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
+    if not servers or not servers[0]:
+        return None
+    key = (alias, servers[0])
+    with _raw_lock:
+        client = _raw_clients.get(key)
+        if client is None:
+            import redis
+
+            kwargs = {
+                k: options[k] for k in ("socket_timeout", "socket_connect_timeout", "db") if k in options
+            }
+            client = _raw_clients[key] = redis.Redis.from_url(servers[0], **kwargs)
+    return client
+
+
+class _Config:
+    """What the store needs from the settings, read once per thread (and again when they change)."""
+
+    __slots__ = ("generation", "notices", "reload_interval", "resync_interval")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.reload_interval = conf.RELOAD_INTERVAL
+        self.resync_interval = conf.RESYNC_INTERVAL
+        cache = shared_cache()
+        self.notices = Notices(conf.CACHE or "", cache) if cache is not None else None
+
+
+_generation = 0
+_local = threading.local()
+
+
+def _config() -> _Config:
+    config: _Config | None = getattr(_local, "config", None)
+    if config is None or config.generation != _generation:
+        config = _local.config = _Config(_generation)
+    return config
+
+
+@receiver(setting_changed, dispatch_uid="stepup.store.settings")
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global _generation
+    if setting in ("STEPUP", "CACHES"):
+        _generation += 1
+        _raw_clients.clear()
+
+
+def announce_change(*, only_if_missing: bool = False) -> None:
+    """Write a fresh notice to the shared cache, so every process re-reads the version.
+
+    Called after a policy change commits. A failure is logged, never raised:
+    the change is committed, and other processes still find it within
+    ``RESYNC_INTERVAL`` (or ``RELOAD_INTERVAL`` while their cache is down).
+    """
+    notices = _config().notices
+    if notices is None:
+        return
+    try:
+        notices.write(only_if_missing=only_if_missing)
+    except Exception as exc:
+        logger.error(
+            "could not publish a policy change to the cache %r (%s); other processes "
+            "will notice it within STEPUP['RESYNC_INTERVAL'] (%ss)",
+            notices.alias,
+            _brief(exc),
+            conf.RESYNC_INTERVAL,
+        )
+
+
+# --- reading the database ---------------------------------------------------------------
+
+
+def store_alias() -> str:
+    """The database the store reads: the one policies are written to, never a lagging replica."""
     from stepup.models import PolicySetState
 
-    state = PolicySetState.objects.filter(pk=1).values_list("version", flat=True).first()
+    return router.db_for_write(PolicySetState) or "default"
+
+
+def current_version(using: str | None = None) -> int:
+    from stepup.models import PolicySetState
+
+    alias = using or store_alias()
+    state = PolicySetState.objects.using(alias).filter(pk=1).values_list("version", flat=True).first()
     return int(state or 0)
 
 
-def load_policy_set(version: int) -> PolicySet:
-    """Compile every stored policy; malformed rows become stricter stand-ins."""
+def load_policy_set(
+    version: int, *, using: str | None = None, previous: PolicySet | None = None
+) -> PolicySet:
+    """Compile every stored policy; malformed rows become stricter stand-ins.
+
+    :param previous: the set in force until now: a malformed row's stand-in
+        also keeps the targets of that policy's last good version.
+    """
     from stepup.models import Policy
 
-    specs = [spec_from_row(row.policy_id, row.to_dict()) for row in Policy.objects.all()]
-    return compile_policies(
-        [s for s in specs if s is not None],
-        default_max_age=conf.DEFAULT_MAX_AGE,
-        version=str(version),
-    )
+    alias = using or store_alias()
+    specs = []
+    for row in Policy.objects.using(alias).all():
+        last_good = previous.specs.get(row.policy_id) if previous is not None else None
+        spec = spec_from_row(row.policy_id, row.to_dict(), last_good=last_good)
+        if spec is not None:
+            specs.append(spec)
+    return compile_policies(specs, default_max_age=conf.DEFAULT_MAX_AGE, version=str(version))
 
 
-def spec_from_row(policy_id: str, data: dict[str, Any]) -> PolicySpec | None:
+def spec_from_row(
+    policy_id: str, data: dict[str, Any], *, last_good: PolicySpec | None = None
+) -> PolicySpec | None:
     spec, errors = validate_policy(data, source=f"<database:{policy_id}>")
     if spec is not None:
         return spec
@@ -97,27 +266,50 @@ def spec_from_row(policy_id: str, data: dict[str, Any]) -> PolicySpec | None:
         policy_id,
         "; ".join(str(e) for e in errors),
     )
-    return stand_in(policy_id, data)
+    return stand_in(policy_id, data, last_good=last_good)
 
 
-def stand_in(policy_id: str, data: dict[str, Any]) -> PolicySpec | None:
-    """The fail-closed replacement of a malformed row: same targets, no conditions, strictest effect."""
+def _names(value: Any) -> tuple[str, ...]:
+    """The target names that can be read from a stored ``actions``/``urls`` value."""
+    if isinstance(value, str):
+        value = [value]  # one name where a list was expected: still that name
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and v)
+
+
+def is_stand_in(spec: PolicySpec) -> bool:
+    return spec.description == STAND_IN_DESCRIPTION
+
+
+def stand_in(
+    policy_id: str, data: dict[str, Any], *, last_good: PolicySpec | None = None
+) -> PolicySpec | None:
+    """The fail-closed replacement of a malformed row: same targets, no conditions, strictest effect.
+
+    The targets are the names that can still be read from the row plus those
+    of the policy's last good version in this process (``last_good``), so
+    that breaking a row's ``match`` never unprotects what it protected.
+    """
     match = data.get("match") if isinstance(data.get("match"), dict) else {}
     assert isinstance(match, dict)
-    names = {
-        key: tuple(v for v in match.get(key) or () if isinstance(v, str) and v)
-        for key in ("actions", "urls")
-    }
+    names = {key: _names(match.get(key)) for key in ("actions", "urls")}
+    deny = data.get("decision") == "deny"
+    if last_good is not None and last_good.enabled:
+        names = {
+            "actions": tuple(dict.fromkeys((*names["actions"], *last_good.actions))),
+            "urls": tuple(dict.fromkeys((*names["urls"], *last_good.urls))),
+        }
+        deny = deny or (last_good.decision == "deny" and last_good.mode == "enforce")
     if not names["actions"] and not names["urls"]:
         logger.critical(
             "stored policy %r names no action or URL that can be read; it cannot be enforced",
             policy_id,
         )
         return None
-    deny = data.get("decision") == "deny"
     return PolicySpec(
         id=policy_id,
-        description="Stored policy is malformed: the strictest requirement applies until it is fixed.",
+        description=STAND_IN_DESCRIPTION,
         actions=names["actions"],
         urls=names["urls"],
         decision="deny" if deny else "step_up",
@@ -125,14 +317,247 @@ def stand_in(policy_id: str, data: dict[str, Any]) -> PolicySpec | None:
     )
 
 
+# --- uncommitted changes ---------------------------------------------------------------
+
+
+class _Pending(threading.local):
+    """This thread's policy changes that are not committed yet (Django connections are per thread)."""
+
+    alias: str | None
+    callbacks: list[Callable[[], None]]
+    key: tuple[int, ...]
+    policy_set: PolicySet | None
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.alias = None
+        self.callbacks = []
+        self.key = ()
+        self.policy_set = None
+
+
+_pending = _Pending()
+
+
+def _live(callbacks: list[Callable[[], None]], alias: str) -> list[Callable[[], None]]:
+    """The callbacks still waiting for a commit: Django drops those of rolled-back savepoints."""
+    waiting = {id(entry[1]) for entry in connections[alias].run_on_commit}
+    return [c for c in callbacks if id(c) in waiting]
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class _NoNotice:
+    """Stands for "no notice to compare": no shared cache, or it failed."""
+
+
+_NO_CACHE = _NoNotice()
+
+
+class _Store:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set: PolicySet | None = None
+        self._version: int | None = None
+        self._notice: object = None  # the notice seen before the last database read
+        self._checked_at = -float("inf")  # last successful database read (monotonic)
+        self._db_retry_at = -float("inf")  # no database read before this, after a failure
+        self._db_down = False
+        self._cache_retry_at = -float("inf")  # no cache read before this, after a failure
+        self._cache_down = False
+
+    # -- state changes --
+
+    def invalidate(self) -> None:
+        """Forget the compiled set: the next request reads and compiles the database's."""
+        with self._lock:
+            self._version = None
+            self._checked_at = -float("inf")
+            self._db_retry_at = -float("inf")
+
+    def recheck(self) -> None:
+        """Read the version again on the next request (recompile only if it changed)."""
+        self._checked_at = -float("inf")
+        self._notice = None
+
+    # -- reading --
+
+    def get(self) -> PolicySet:
+        if _pending.alias is not None:
+            private = self._private()
+            if private is not None:
+                return private
+        config = _config()
+        now = _clock()
+        notice = self._read_notice(config, now)
+        current = self._set
+        if current is not None and self._fresh(config, notice, now):
+            return current
+        with self._lock:
+            if self._set is not None and self._fresh(config, notice, now):
+                return self._set
+            return self._refresh(config, notice, now)
+
+    def _fresh(self, config: _Config, notice: object, now: float) -> bool:
+        if self._version is None:
+            return False
+        if now < self._db_retry_at:
+            return True  # the database failed a moment ago: keep the last good set
+        if notice is _NO_CACHE or notice is None:
+            return now - self._checked_at < config.reload_interval
+        return notice == self._notice and now - self._checked_at < config.resync_interval
+
+    def _read_notice(self, config: _Config, now: float) -> object:
+        notices = config.notices
+        if notices is None or now < self._cache_retry_at:
+            return _NO_CACHE
+        try:
+            notice = notices.read()
+        except Exception as exc:
+            with self._lock:
+                if now >= self._cache_retry_at:
+                    self._cache_retry_at = now + config.reload_interval
+                    self._cache_down = True
+                    logger.error(
+                        "the cache %r is unreachable (%s); polling the database for policy "
+                        "changes every %ss until it answers",
+                        notices.alias,
+                        _brief(exc),
+                        config.reload_interval,
+                    )
+            return _NO_CACHE
+        if self._cache_down:
+            self._cache_down = False
+            logger.warning("the cache %r answers again; policy changes are seen at once", notices.alias)
+        return notice
+
+    def _refresh(self, config: _Config, notice: object, now: float) -> PolicySet:
+        if now < self._db_retry_at:
+            if self._set is None:
+                raise PolicyStoreUnavailable("the policy store is unreachable")
+            return self._set
+        try:
+            self._load_if_changed()
+        except Exception as exc:
+            self._db_retry_at = now + config.reload_interval
+            self._db_down = True
+            if self._set is None:
+                logger.error(
+                    "policy store unreachable and no policy set loaded yet (%s); failing closed, "
+                    "next try in %ss",
+                    _brief(exc),
+                    config.reload_interval,
+                    exc_info=not isinstance(exc, DatabaseError),
+                )
+                raise PolicyStoreUnavailable("the policy store is unreachable") from None
+            logger.error(
+                "policy store unreachable (%s); keeping the last good policy set v%s, next try in %ss",
+                _brief(exc),
+                self._set.version,
+                config.reload_interval,
+                exc_info=not isinstance(exc, DatabaseError),
+            )
+            return self._set
+        if self._db_down:
+            self._db_down = False
+            logger.warning("policy store reachable again; policy set v%s in force", self._version)
+        self._checked_at = now
+        self._db_retry_at = -float("inf")
+        self._notice = None if notice is _NO_CACHE else notice
+        if notice is None:
+            # The cache has no notice (new, flushed or evicted): put one back, so that
+            # the processes compare notices again instead of polling.
+            announce_change(only_if_missing=True)
+        assert self._set is not None
+        return self._set
+
+    def _load_if_changed(self) -> None:
+        alias = store_alias()
+        in_callers_transaction = connections[alias].in_atomic_block
+        with transaction.atomic(using=alias):
+            version = current_version(alias)
+            if self._set is not None and self._version is not None:
+                if version == self._version:
+                    return
+                if version < self._version and in_callers_transaction:
+                    # Inside a caller's transaction (a snapshot, under REPEATABLE READ):
+                    # never go back to an older set than the one already in force.
+                    return
+            policy_set = load_policy_set(version, using=alias, previous=self._set)
+        self._set, self._version = policy_set, version
+        logger.info("policy set v%s loaded: %d policies", version, len(policy_set))
+
+    # -- uncommitted changes of this thread --
+
+    def note_change(self, using: str, on_commit: Callable[[], None]) -> None:
+        """A policy change in ``using``'s current transaction, committed when ``on_commit`` runs."""
+        if not connections[using].in_atomic_block:
+            return  # autocommit: already committed
+        if _pending.alias != using:
+            _pending.clear()
+            _pending.alias = using
+        _pending.callbacks.append(on_commit)
+
+    def committed(self, on_commit: Callable[[], None]) -> None:
+        if on_commit in _pending.callbacks:
+            _pending.callbacks.remove(on_commit)
+            if not _pending.callbacks:
+                _pending.clear()
+        self.recheck()
+
+    def _private(self) -> PolicySet | None:
+        """This thread's own view while its policy changes are uncommitted, else ``None``."""
+        alias = _pending.alias
+        if alias is None:
+            return None
+        live = _live(_pending.callbacks, alias)
+        if not live:
+            _pending.clear()  # rolled back
+            return None
+        key = tuple(id(c) for c in live)
+        if _pending.policy_set is None or _pending.key != key:
+            _pending.callbacks = live
+            try:
+                with transaction.atomic(using=alias):
+                    version = current_version(alias)
+                    previous = _pending.policy_set or self._set
+                    policy_set = load_policy_set(version, using=alias, previous=previous)
+            except Exception as exc:
+                logger.error("could not read this transaction's policy changes (%s)", _brief(exc))
+                if self._set is None:
+                    raise PolicyStoreUnavailable("the policy store is unreachable") from None
+                return self._set
+            _pending.key, _pending.policy_set = key, policy_set
+        return _pending.policy_set
+
+
 _store = _Store()
 
 
 def get_policy_set() -> PolicySet:
-    """The policy set in force for this process (reloaded when the stored version changes)."""
+    """The policy set in force for this process (reloaded when the stored version changes).
+
+    :raises PolicyStoreUnavailable: nothing could be loaded and there is no
+        earlier good set to keep.
+    """
     return _store.get()
 
 
 def invalidate() -> None:
-    """Forget the compiled set; the next :func:`get_policy_set` reads the database."""
+    """Forget the compiled sets (this thread's uncommitted view too); the next call reads the database."""
+    _pending.policy_set = None
     _store.invalidate()
+
+
+def note_uncommitted_change(using: str, on_commit: Callable[[], None]) -> None:
+    """Record a policy change made in ``using``'s current transaction (see :mod:`stepup.signals`)."""
+    _store.note_change(using, on_commit)
+
+
+def change_committed(on_commit: Callable[[], None]) -> None:
+    """A policy change committed: re-read the version here, and tell the other processes."""
+    announce_change()
+    _store.committed(on_commit)

@@ -89,7 +89,7 @@ def stepup_verified(
     url_name: str | None = None,
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
-    """Make the client's session freshly verified with ``factor`` while the block runs.
+    """Make the client's session (or its API token) freshly verified with ``factor`` while the block runs.
 
     The grants are written into ``client.session`` exactly as a successful
     verification writes them (so the session key rotates, as in real life);
@@ -97,7 +97,7 @@ def stepup_verified(
     ``action`` (or ``url_name``) and ``attributes`` of the one request it
     authorizes.
     """
-    request = _session_request(client)
+    request = _session_request(client, user)
     digest = None
     if action is not None or url_name is not None:
         digest = grants.attributes_digest(action, url_name, attributes or {})
@@ -106,14 +106,23 @@ def stepup_verified(
     try:
         yield
     finally:
-        request = _session_request(client)
+        request = _session_request(client, user)
         grants.clear(request)
         _store(client, request)
 
 
-def _session_request(client: Client) -> HttpRequest:
+def _session_request(client: Client, user: AbstractBaseUser) -> HttpRequest:
+    """A request as ``client`` sends them: its session, and its credentials (DRF's ``APIClient``).
+
+    An ``Authorization`` credential set with ``APIClient.credentials()`` makes
+    the grants the token's, as they are for a token client (see :mod:`stepup.grants`).
+    """
     request = HttpRequest()
     request.session = client.session
+    request.user = user  # type: ignore[assignment]  # any user model
+    authorization = getattr(client, "_credentials", {}).get("HTTP_AUTHORIZATION")
+    if authorization:
+        request.META["HTTP_AUTHORIZATION"] = authorization
     return request
 
 

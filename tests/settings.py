@@ -21,6 +21,10 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "simple_history",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_otp.plugins.otp_email",  # a device kind the code form can't use (tests/api)
     "stepup",
     "project.demo",
 ]
@@ -64,4 +68,20 @@ STEPUP = {
     "POLICY_FILES": [FIXTURES / "policies.yaml"],
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",  # first: DRF would turn 401s into 403s
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "stepup tests",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["drf_spectacular.hooks.preprocess_exclude_path_format"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # as the demo: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }

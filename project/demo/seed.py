@@ -32,6 +32,7 @@ class DemoUser:
     totp: bool = True
     backup_codes: bool = False
     company: str = "Acme Corp"
+    api_token: bool = False
     transfers: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -45,6 +46,7 @@ DEMO_USERS = (
         "finance",
         groups=("finance",),
         backup_codes=True,
+        api_token=True,
         transfers=(
             ("250.00", "DE89370400440532013000"),
             ("4800.00", "FR1420041010050500013M02606"),
@@ -70,6 +72,11 @@ def totp_key(username: str) -> str:
 def totp_secret(username: str) -> str:
     """The same key in base32, as an authenticator app takes it."""
     return b32encode(bytes.fromhex(totp_key(username))).decode("ascii")
+
+
+def api_token_key(username: str) -> str:
+    """The fixed REST API token of a demo user (40 hex digits, like DRF's own tokens)."""
+    return hashlib.sha256(f"demo-api-token-{username}".encode()).hexdigest()[:40]
 
 
 def backup_codes(username: str) -> list[str]:
@@ -105,6 +112,8 @@ def _seed_user(spec: DemoUser, using: str) -> None:
         )
     if spec.backup_codes:
         _seed_backup_codes(user, backup_codes(spec.username), using)
+    if spec.api_token:
+        _seed_api_token(user, api_token_key(spec.username), using)
     _seed_billing(user, spec, using)
 
 
@@ -113,6 +122,14 @@ def _seed_backup_codes(user: User, codes: list[str], using: str) -> None:
     tokens = StaticToken.objects.using(using).filter(device__user=user)
     if sorted(tokens.values_list("token", flat=True)) != sorted(codes):
         replace_backup_codes(user, codes, using=using)
+
+
+def _seed_api_token(user: User, key: str, using: str) -> None:
+    """The user's DRF token, for the demo's REST API (``Authorization: Token <key>``)."""
+    from rest_framework.authtoken.models import Token
+
+    Token.objects.using(using).filter(user=user).exclude(key=key).delete()
+    Token.objects.using(using).get_or_create(key=key, defaults={"user": user})
 
 
 def _stepup_view_permissions(using: str) -> list[Permission]:

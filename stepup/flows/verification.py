@@ -1,7 +1,7 @@
 """The verification flow: prove a second factor, for a pending challenge or generically.
 
 The HTML form (:func:`stepup.views.verify`) and the JSON API
-(:func:`stepup.views.api_verify`) both call :func:`verify`; nothing about
+(:class:`stepup.api.VerifyAPIView`) both call :func:`verify`; nothing about
 checking a code lives in the views.
 
 What a verification authorizes is always read from the server-side
@@ -45,16 +45,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp.models import Device
 
 from stepup import audit, grants, throttling
-from stepup.devices import acceptable_devices, device_kind
+from stepup.devices import device_kind, usable_devices
 from stepup.signals import stepup_failed, stepup_verified
 from stepup.throttling import Throttle
-
-TOKEN_KINDS: frozenset[str] = frozenset({"totp", "hotp", "static"})
-"""Factor kinds whose devices verify a typed code without a prior challenge.
-
-``email`` (needs a code sent first) and ``webauthn`` (a browser ceremony) are
-not offered by the code form.
-"""
 
 KIND_LABELS: dict[str, str] = {
     "totp": "Authenticator app",
@@ -196,11 +189,6 @@ class DeviceChoice:
     def label(self) -> str:
         kind = KIND_LABELS.get(self.kind, self.kind)
         return f"{kind}: {self.name}" if self.name else kind
-
-
-def usable_devices(user: AbstractBaseUser, factors: tuple[str, ...]) -> list[Device]:
-    """The user's confirmed devices that ``factors`` accept and that verify a typed code."""
-    return [d for d in acceptable_devices(user, factors) if device_kind(d) in TOKEN_KINDS]
 
 
 def device_choices(devices: list[Device]) -> list[DeviceChoice]:
@@ -392,7 +380,8 @@ def _succeeded(
 ) -> None:
     factor = result.factor or ""
     grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
-    django_otp.login(request, result.device)
+    if grants.uses_session(request, user):  # an API credential has no session to mark
+        django_otp.login(request, result.device)
     audit.record_event(
         request, "verified", factor=factor, outcome="verified", **target.audit_fields()
     )

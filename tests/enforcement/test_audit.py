@@ -31,13 +31,14 @@ def test_shadow_policy_is_logged_but_not_enforced(logged_in, policy, recorder, c
     policy("trial-url", urls=["plain"], mode="shadow", decision="deny")
     with caplog.at_level(logging.INFO, logger="stepup"):
         assert logged_in.get("/plain/").status_code == 200
-    row = DecisionLog.objects.get()
+    row = DecisionLog.objects.get(event="shadow")
     assert (row.event, row.url_name, row.outcome, row.policies) == (
         "shadow",
         "plain",
         "allow",
         ["trial-url"],
     )
+    assert list(DecisionLog.objects.values_list("event", flat=True).order_by("pk")) == ["shadow", "allowed"]
     assert "stepup shadow" in caplog.text
     assert recorder.challenged == [] and recorder.denied == []
     assert views.CALLS == ["plain"]

@@ -1,10 +1,11 @@
-"""``manage.py stepup <subcommand>``: validate, test, plan, sync, export, explain, routes."""
+"""``manage.py stepup <subcommand>``: validate, test, plan, sync, export, explain, routes, prune-log."""
 
 from __future__ import annotations
 
 import json
-from argparse import SUPPRESS, ArgumentParser
+from argparse import SUPPRESS, ArgumentParser, ArgumentTypeError
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,13 @@ class Command(BaseCommand):
         p = sub.add_parser("plan", help="Show what sync would change; exit 2 when anything would.")
         files(p)
         database(p)
+        p.add_argument(
+            "--replay",
+            type=_positive_days,
+            metavar="DAYS",
+            help="Also replay the decision log of the last DAYS against the files and report "
+            "the decisions that would flip.",
+        )
         p = sub.add_parser("sync", help="Make the database equal to the files, atomically.")
         files(p)
         database(p)
@@ -92,9 +100,21 @@ class Command(BaseCommand):
             help="Exit 1 when a route whose name matches a pattern has no policy.",
         )
 
+        p = sub.add_parser("prune-log", help="Delete decision-log entries older than the retention period.")
+        database(p)
+        p.add_argument(
+            "--days",
+            type=int,
+            help="Keep this many days (default: STEPUP['DECISION_LOG_RETENTION'], 90).",
+        )
+        p.add_argument("--dry-run", action="store_true", help="Count the entries, delete nothing.")
+        p.add_argument(
+            "--batch-size", type=int, default=10_000, help="Rows deleted per statement (default: 10000)."
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         self.verbosity = int(options.get("verbosity", 1))
-        handler = getattr(self, "do_" + options["subcommand"])
+        handler = getattr(self, "do_" + options["subcommand"].replace("-", "_"))
         handler(**options)
 
     # -- helpers --
@@ -160,13 +180,38 @@ class Command(BaseCommand):
         if suite.failed:
             raise SystemExit(1)
 
-    def do_plan(self, files: Sequence[str], database: str, **_: Any) -> None:
+    def do_plan(self, files: Sequence[str], database: str, replay: float | None, **_: Any) -> None:
         from stepup.sync import make_plan
 
-        plan = make_plan(self.load(files), using=database)
+        policy_file = self.load(files)
+        plan = make_plan(policy_file, using=database)
         self.write_plan(plan, "Plan")
+        if replay is not None:
+            self.write_replay(policy_file, replay, database)
         if not plan.empty:
             raise SystemExit(2)
+
+    def write_replay(self, policy_file: PolicyFile, days: float, database: str) -> None:
+        from stepup.replay import current_policy_set, replay
+
+        proposed = compile_policies(
+            policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE, version="files"
+        )
+        current = current_policy_set(database, default_max_age=conf.DEFAULT_MAX_AGE)
+        result = replay(proposed, current, days=days, using=database)
+        self.stdout.write(
+            f"Replay of the decision log since {result.since:%Y-%m-%d %H:%M} UTC: "
+            f"{_count(result.replayed, 'decision')} replayed, {result.flipped} would flip."
+        )
+        for flip in result.flips:
+            self.stdout.write(f"  {flip.describe()}")
+        if result.skipped:
+            self.say(f"  {_count(result.skipped, 'logged decision')} without facts to replay left out.")
+        if result.unexplained:
+            self.say(
+                f"  note: {_count(result.unexplained, 'logged decision')} came out differently under the "
+                "current policies (made under an earlier policy version, or on facts the log lacks)."
+            )
 
     def do_sync(
         self, files: Sequence[str], database: str, reason: str | None, dry_run: bool, **_: Any
@@ -184,6 +229,24 @@ class Command(BaseCommand):
             dry_run=dry_run,
         )
         self.write_plan(plan, "Dry run, nothing was changed; the plan" if dry_run else "Synced")
+
+    def do_prune_log(self, database: str, days: int | None, dry_run: bool, batch_size: int, **_: Any) -> None:
+        from django.utils import timezone
+
+        from stepup.audit import prune_log
+
+        keep = conf.DECISION_LOG_RETENTION if days is None else days
+        if keep < 0:
+            raise CommandError(f"--days must be 0 or more, got {keep}.")
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be 1 or more, got {batch_size}.")
+        before = timezone.now() - timedelta(days=keep)
+        count = prune_log(before, using=database, batch_size=batch_size, dry_run=dry_run)
+        when = f"older than {keep} days (before {before:%Y-%m-%d %H:%M} UTC)"
+        if dry_run:
+            self.stdout.write(f"Dry run: {count} decision-log entries {when} would be deleted.")
+        else:
+            self.stdout.write(f"Deleted {count} decision-log entries {when}.")
 
     def write_plan(self, plan: Any, verb: str) -> None:
         for change in plan.changes:
@@ -249,6 +312,20 @@ class Command(BaseCommand):
                 )
             if missing:
                 raise SystemExit(1)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _positive_days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a number of days, got {value!r}") from None
+    if not 0 < days < 100_000:
+        raise ArgumentTypeError(f"expected a number of days above 0, got {value!r}")
+    return days
 
 
 def _relative(path: Path) -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from project.demo.seed import DemoUser, backup_codes, seed, totp_secret
+from project.demo.seed import DemoUser, api_token_key, backup_codes, seed, totp_secret
 from stepup.models import Policy
 
 
@@ -47,6 +47,9 @@ class Command(BaseCommand):
             if user.backup_codes:
                 codes = " ".join(backup_codes(user.username))
                 self.stdout.write(f"\nBackup codes for {user.username}: {codes}")
+        for user in users:
+            if user.api_token:
+                self.stdout.write(f"\nREST API token for {user.username}: {api_token_key(user.username)}")
         self.stdout.write(self.style.SUCCESS("\nDemo data ready. Sign in at /accounts/login/."))
 
     def _print_secrets(self, users: list[DemoUser]) -> None:

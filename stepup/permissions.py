@@ -1,0 +1,134 @@
+"""``StepUpPermission``: the same policies for Django REST framework views.
+
+::
+
+    from rest_framework.permissions import IsAuthenticated
+    from rest_framework.views import APIView
+    from stepup.permissions import StepUpPermission
+
+    class TransferAPI(APIView):
+        permission_classes = [IsAuthenticated, StepUpPermission]
+        stepup_action = "payments.transfer"
+
+        def get_stepup_attributes(self, request):
+            return {"amount": request.data.get("amount")}
+
+The decision is made by :func:`stepup.enforcement.enforce`, exactly as for the
+decorator, the mixin and the middleware; the answers are those of
+:mod:`stepup.responses`. This module and the API views are the only ones that
+import DRF (``import stepup`` never does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework.exceptions import APIException
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from stepup.decorators import validate_action
+from stepup.enforcement import StepUpDenied, enforce
+from stepup.exceptions import StepUpRequired
+from stepup.responses import ApiRefusal, api_refusal
+from stepup.store import PolicyStoreUnavailable
+
+__all__ = ["StepUpPermission", "StepUpRefused"]
+
+
+class StepUpRefused(APIException):
+    """A stepup refusal raised inside DRF: the status, JSON body and headers of an :class:`ApiRefusal`.
+
+    It is deliberately not a ``NotAuthenticated``/``AuthenticationFailed``:
+    DRF turns those into ``403`` when the first authentication class has no
+    ``authenticate_header`` (``SessionAuthentication``). This one keeps its
+    status, and DRF's exception handler sends its ``WWW-Authenticate``
+    (``auth_header``) and ``Retry-After`` (``wait``) headers. The body is the
+    contract's JSON as it is (``APIException`` would turn numbers into strings).
+
+    :ivar refusal: the :class:`~stepup.responses.ApiRefusal` it carries.
+    """
+
+    def __init__(self, refusal: ApiRefusal) -> None:
+        self.refusal = refusal
+        self.status_code = refusal.status
+        self.detail = refusal.body
+        self.default_code = str(refusal.body.get("code", "error"))
+        self.auth_header = refusal.headers.get("WWW-Authenticate")
+        retry_after = refusal.headers.get("Retry-After")
+        self.wait = int(retry_after) if retry_after else None
+
+    def __str__(self) -> str:
+        return str(self.refusal.body.get("detail") or self.refusal.body.get("code"))
+
+    def get_codes(self) -> Any:
+        return self.default_code
+
+    def get_full_details(self) -> Any:
+        return dict(self.refusal.body)
+
+
+class StepUpPermission(BasePermission):
+    """Enforce the step-up policies for the view's action before it runs.
+
+    The action is ``view.get_stepup_action(request)`` when the view defines
+    it, else ``view.stepup_action``; a view with neither is held to the
+    policies that target its URL name only (so ``StepUpPermission`` can sit in
+    ``DEFAULT_PERMISSION_CLASSES``). Transaction attributes come from
+    ``view.get_stepup_attributes(request)`` (default: none). Format suffixes
+    (``.json``) and ``?format=`` reach the same decision: the URL name and the
+    action are the same.
+
+    - step-up needed: ``401`` with ``WWW-Authenticate: Bearer
+      error="insufficient_user_authentication", error_description="…",
+      max_age=N`` (RFC 9470; ``acr_values`` when ``STEPUP["ACR_VALUES"]`` maps
+      the acceptable factor kinds) and the body ``{"code": "stepup_required",
+      "max_age", "factors", "verify_url", "challenge"}``;
+    - no device that could satisfy it: ``403 stepup_enroll_required``;
+    - ``deny``: ``403`` ``{"code": "stepup_denied", …}``;
+    - policies unavailable (an unsafe URL-only request): ``503``;
+    - not logged in: refused like ``IsAuthenticated`` refuses.
+    """
+
+    message = "Step-up authentication is required."
+    code = "stepup_required"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        action = self.get_action(request, view)
+        attributes = self.get_attributes(request, view)
+        try:
+            enforce(request, action, attributes)
+        except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
+            if isinstance(exc, StepUpRequired) and not request.user.is_authenticated:
+                return False  # DRF answers as for any unauthenticated request
+            refusal = api_refusal(request, exc)
+            assert refusal is not None
+            raise StepUpRefused(refusal) from exc
+        return True
+
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        return True  # decided once per request, in has_permission
+
+    @staticmethod
+    def get_action(request: Request, view: Any) -> str | None:
+        """The view's declared action, or ``None`` (URL-name policies only)."""
+        getter = getattr(view, "get_stepup_action", None)
+        action = getter(request) if callable(getter) else getattr(view, "stepup_action", None)
+        if action is None:
+            return None
+        return validate_action(action, f"{type(view).__name__}.stepup_action")
+
+    @staticmethod
+    def get_attributes(request: Request, view: Any) -> Mapping[str, Any]:
+        """The view's transaction attributes (``get_stepup_attributes(request)``), else none."""
+        getter = getattr(view, "get_stepup_attributes", None)
+        if not callable(getter):
+            return {}
+        attributes = getter(request)
+        if not isinstance(attributes, Mapping):
+            raise TypeError(
+                f"{type(view).__name__}.get_stepup_attributes() must return a mapping, "
+                f"got {type(attributes).__name__}"
+            )
+        return attributes

@@ -1,0 +1,368 @@
+"""Real processes for the scale tests: a fresh PostgreSQL database, gunicorn servers, TCP proxies.
+
+Everything here listens on, or connects to, loopback only, and every process
+it starts is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+SETTINGS = "tests.scale.server_settings"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def with_address(url: str, host: str, port: int) -> str:
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# --- the database ----------------------------------------------------------------------
+
+
+class FreshDatabase:
+    """A PostgreSQL database created for one test run and dropped after it."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"stepup_scale_{os.getpid()}_{secrets.token_hex(3)}"
+        self.url = with_database(admin_url, self.name)
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create(self) -> None:
+        self._admin(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def scalar(self, sql: str, *params: Any) -> Any:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            return row[0] if row else None
+
+
+# --- a proxy that can play a dead server ------------------------------------------------
+
+
+class TcpProxy:
+    """Forwards loopback connections to ``target``; :meth:`cut` kills them all.
+
+    While cut, a new connection is accepted and closed at once (the client sees
+    its server go away) and counted in :attr:`refused`, so a test can tell how
+    often the process behind it tried.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.up = True
+        self.accepted = 0
+        self.refused = 0
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                with self._lock:
+                    self.refused += 1
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _reset(client)
+                continue
+            with self._lock:
+                self.accepted += 1
+                self._sockets.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with self._lock:
+                    self._sockets.discard(s)
+                _reset(s)
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones."""
+        self.up = False
+        with self._lock:
+            sockets = list(self._sockets)
+            self._sockets.clear()
+        for s in sockets:
+            _reset(s)
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+
+def _reset(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        s.close()
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def process_env(base: Mapping[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SCALE_"))}
+    env.update(base)
+    env.update(extra)
+    env["DJANGO_SETTINGS_MODULE"] = SETTINGS
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Worker:
+    """A long-lived :mod:`tests.scale.worker` process: one JSON command per line, one answer per line."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "tests.scale.worker", "--serve"],
+            cwd=ROOT,
+            env=dict(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        log.close()
+
+    def call(self, command: str, args: Mapping[str, Any] | None = None) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"command": command, "args": dict(args or {})}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise AssertionError(f"worker exited:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+        answer = json.loads(line)
+        if not answer["ok"]:
+            raise AssertionError(f"worker {command} failed:\n{answer['error']}")
+        return answer["result"]
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def run_manage(env: Mapping[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+CSRF = secrets.token_hex(16)  # 32 characters: a CSRF secret Django accepts as cookie and header
+
+
+@dataclass
+class Server:
+    """A gunicorn server of the demo project (``project/gunicorn.conf.py``) on a loopback port."""
+
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    workers: int = 1
+    threads: int = 8
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Server:
+        self.port = free_port()
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "project" / "gunicorn.conf.py"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+                "--access-logfile",
+                "-",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"server {self.name} exited:\n{self.log()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if self.request("GET", "/probe/open/").status == 200:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"server {self.name} did not start:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        session: str | None = None,
+        json_body: Any = None,
+        timeout: float = 10.0,
+    ) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Host": "127.0.0.1", "Cookie": f"csrftoken={CSRF}"}
+        if session:
+            headers["Cookie"] += f"; sessionid={session}"
+        body = None
+        if method not in ("GET", "HEAD"):
+            headers["X-CSRFToken"] = CSRF
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+            headers["Accept"] = "application/json"
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            raw = conn.getresponse()
+            return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, raw.read().decode())
+        finally:
+            conn.close()
+
+    def stats(self, reset: bool = False) -> Any:
+        return self.request("GET", "/probe/stats/" + ("?reset=1" if reset else "")).json()
+
+
+@contextlib.contextmanager
+def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
+    """Start the servers together, wait for all of them, stop them all at the end."""
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def eventually(check: Any, timeout: float, interval: float = 0.02) -> float:
+    """Seconds until ``check()`` is true; ``AssertionError`` after ``timeout``."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not true after {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,35 @@
+"""Settings of the processes the scale tests start: the demo project's, from the environment.
+
+``DATABASE_URL`` and ``REDIS_URL`` come from the test (a fresh PostgreSQL
+database, and Redis under a key prefix of its own); the ``SCALE_*`` variables
+set what one scenario needs. Only the scale tests use this module.
+"""
+
+import os
+
+from project.settings import *  # noqa: F403
+from project.settings import STEPUP
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "tests.scale.urls"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# 0 turns django-otp's per-device back-off off, so that every parallel guess is checked
+# and counted by stepup's per-user counter; the per-device throttle has its own scenario.
+OTP_TOTP_THROTTLE_FACTOR = int(os.environ.get("SCALE_OTP_THROTTLE_FACTOR", "0"))
+
+STEPUP = {
+    **STEPUP,
+    "RELOAD_INTERVAL": float(os.environ.get("SCALE_RELOAD_INTERVAL", "1")),
+    "RESYNC_INTERVAL": float(os.environ.get("SCALE_RESYNC_INTERVAL", "30")),
+    "USER_FAILURE_LIMIT": int(os.environ.get("SCALE_USER_FAILURE_LIMIT", "1000")),
+    "CACHE": os.environ.get("SCALE_STEPUP_CACHE", "default") or None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(process)d %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"stepup": {"handlers": ["console"], "level": "INFO"}},
+}
