@@ -147,7 +147,9 @@ def test_changelist_shows_source_and_drift(admin_client: Client, synced: None, p
     assert set(differs.values()) == {"no", "yes: max_age", "yes: not in the files"}
     sources = column(html, "source_display")
     assert sources["billing-update"] == f"{POLICY_FILE}@abc123"
-    assert column(html, "targets")["admin-user-changes"] == "URL admin:auth_user_*; URL admin:auth_group_*"
+    assert column(html, "targets")["admin-device-secrets"] == (
+        "URL admin:otp_totp_totpdevice_config; URL admin:otp_totp_totpdevice_qrcode"
+    )
 
 
 def test_drift_filter(admin_client: Client, synced: None) -> None:
