@@ -372,14 +372,17 @@ def _trim_one_shot(found: str) -> None:
         Grant.objects.filter(pk__in=stale).delete()
 
 
-def prune(at: float | None = None) -> int:
-    """Delete every expired grant and challenge, of every subject; return how many rows went."""
+def prune(at: float | None = None, using: str = "default", dry_run: bool = False) -> int:
+    """Delete every expired grant and challenge, of every subject; return how many rows (would) go."""
     from stepup.models import Grant, PendingChallenge
 
     t = now() if at is None else at
-    grants, _ = Grant.objects.filter(expires_at__lte=t).delete()
-    challenges, _ = PendingChallenge.objects.filter(expires_at__lte=t).delete()
-    return grants + challenges
+    expired = [
+        model.objects.using(using).filter(expires_at__lte=t) for model in (Grant, PendingChallenge)
+    ]
+    if dry_run:
+        return sum(query.count() for query in expired)
+    return sum(query.delete()[0] for query in expired)
 
 
 def clear(request: Any) -> None:

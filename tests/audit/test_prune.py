@@ -75,3 +75,29 @@ def test_bad_options(args: tuple[str, ...]) -> None:
     with pytest.raises(CommandError):
         prune(*args)
     assert len(ages()) == 1
+
+
+def test_prune_log_also_deletes_expired_grants_and_challenges(django_user_model):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from stepup import grants
+    from stepup.models import Grant, PendingChallenge
+
+    user = django_user_model.objects.create_user("pruned")
+    common = {"subject": "s", "user": user, "kind": "totp", "verified_at": 1.0, "auth": "x"}
+    Grant.objects.create(**common, expires_at=grants.now() - 1)
+    live = Grant.objects.create(**common, expires_at=grants.now() + 3600)
+    PendingChallenge.objects.create(
+        challenge_id="c1", subject="s", user=user, data={}, created_at=1.0, expires_at=grants.now() - 1
+    )
+    out = StringIO()
+    call_command("stepup", "prune-log", "--dry-run", stdout=out)
+    assert "2 expired grants and challenges would be deleted" in out.getvalue()
+    assert Grant.objects.count() == 2
+    out = StringIO()
+    call_command("stepup", "prune-log", stdout=out)
+    assert "Deleted 2 expired grants and challenges." in out.getvalue()
+    assert list(Grant.objects.all()) == [live]
+    assert not PendingChallenge.objects.exists()

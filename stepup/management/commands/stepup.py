@@ -233,6 +233,7 @@ class Command(BaseCommand):
     def do_prune_log(self, database: str, days: int | None, dry_run: bool, batch_size: int, **_: Any) -> None:
         from django.utils import timezone
 
+        from stepup import grants
         from stepup.audit import prune_log
 
         keep = conf.DECISION_LOG_RETENTION if days is None else days
@@ -243,10 +244,13 @@ class Command(BaseCommand):
         before = timezone.now() - timedelta(days=keep)
         count = prune_log(before, using=database, batch_size=batch_size, dry_run=dry_run)
         when = f"older than {keep} days (before {before:%Y-%m-%d %H:%M} UTC)"
+        expired = grants.prune(using=database, dry_run=dry_run)
         if dry_run:
             self.stdout.write(f"Dry run: {count} decision-log entries {when} would be deleted.")
+            self.stdout.write(f"Dry run: {expired} expired grants and challenges would be deleted.")
         else:
             self.stdout.write(f"Deleted {count} decision-log entries {when}.")
+            self.stdout.write(f"Deleted {expired} expired grants and challenges.")
 
     def write_plan(self, plan: Any, verb: str) -> None:
         for change in plan.changes:
