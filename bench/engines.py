@@ -34,6 +34,10 @@ HOW = {
         "patterns memoised per action (what stepup's own index does; CEL has no policy sets), "
         "each executed with a cel.Context built once per input; results combined in Python."
     ),
+    "cel-scan": (
+        "CEL alone, without a host-side index: every policy's program (its action match first) plus "
+        "one for the default requirement, all executed on every request, same prepared cel.Context."
+    ),
 }
 
 
@@ -209,9 +213,13 @@ class Cel:
         return found
 
     def prepare(self, facts: Facts) -> tuple[tuple[Any, ...], Any]:
+        return self._candidates(facts.action), self.context(self.cel, facts)
+
+    @staticmethod
+    def context(cel: Any, facts: Facts) -> Any:
         amount = _amount(facts.amount)
         origin = int(ipaddress.ip_address(facts.origin)) if facts.origin else 0
-        context = self.cel.Context(
+        return cel.Context(
             variables={
                 "method": facts.method,
                 "roles": list(facts.roles),
@@ -223,7 +231,6 @@ class Cel:
                 "any_age": min(facts.verified.values(), default=-1),
             }
         )
-        return self._candidates(facts.action), context
 
     def decide(self, prepared: tuple[tuple[Any, ...], Any]) -> str:
         programs, context = prepared
@@ -235,13 +242,58 @@ class Cel:
         return "deny" if worst == 3 else "step_up" if worst == 2 else "allow"
 
 
-ENGINES: dict[str, Callable[[list[PolicySpec]], Any]] = {"stepup": Stepup, "cedar": Cedar, "cel": Cel}
+class CelScan:
+    """CEL on its own: every policy's program (with its action match) run on every request."""
+
+    name = "cel-scan"
+
+    def __init__(self, specs: list[PolicySpec]) -> None:
+        import cel
+
+        self.cel = cel
+        exact, prefixes = [], []
+        self.programs = []
+        for spec in specs:
+            i = int(spec.id[1:])
+            pattern = action_pattern(i)
+            if is_glob(i):
+                prefix = pattern[:-1]  # the generated globs end in "*"
+                prefixes.append(f'action.startsWith("{prefix}")')
+                match = f'action.startsWith("{prefix}")'
+            else:
+                exact.append(json.dumps(pattern))
+                match = f"action == {json.dumps(pattern)}"
+            self.programs.append(cel.compile(f"has_action && {match} ? ({cel_expression(i)}) : 0"))
+        covered = " || ".join([f"action in [{', '.join(exact)}]", *prefixes])
+        self.programs.append(cel.compile(f"has_action && !({covered}) ? ({DEFAULT_CEL}) : 0"))
+
+    def prepare(self, facts: Facts) -> Any:
+        context = Cel.context(self.cel, facts)
+        context.add_variable("has_action", facts.action is not None)
+        context.add_variable("action", facts.action or "")
+        return context
+
+    def decide(self, prepared: Any) -> str:
+        worst = 0
+        for program in self.programs:
+            result = program.execute(prepared)
+            if result > worst:
+                worst = result
+        return "deny" if worst == 3 else "step_up" if worst == 2 else "allow"
+
+
+ENGINES: dict[str, Callable[[list[PolicySpec]], Any]] = {
+    "stepup": Stepup,
+    "cedar": Cedar,
+    "cel": Cel,
+    "cel-scan": CelScan,
+}
 
 
 def available() -> dict[str, str | None]:
     """Each engine, and why it can't run here (``None`` when it can)."""
     missing: dict[str, str | None] = {"stepup": None}
-    for name, module in (("cedar", "cedarpy"), ("cel", "cel")):
+    for name, module in (("cedar", "cedarpy"), ("cel", "cel"), ("cel-scan", "cel")):
         try:
             __import__(module)
             missing[name] = None

@@ -29,11 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 
 from stepup.context import CONTEXT_ATTR, client_ip, http_request, request_user
 from stepup.context import url_name as route_name
+from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision
 
 if TYPE_CHECKING:
@@ -107,15 +108,15 @@ def decision_facts(
     :param spent: factor kinds of the single-request grants the decision used
         up (no longer readable from the grants).
     """
-    return {
-        "roles": sorted(context.roles()),
-        "facts": {
-            "url": url,
-            "session_age": _rounded(context.session_age),
-            "verified": {kind: _rounded(age) for kind, age in sorted(context.verified.items())},
-            "one_shot": sorted({*context.one_shot(digest), *spent}),
-        },
+    facts: dict[str, Any] = {
+        "url": url,
+        "session_age": _rounded(context.session_age),
+        "verified": {kind: _rounded(age) for kind, age in sorted(context.verified.items())},
+        "one_shot": sorted({*context.one_shot(digest), *spent}),
     }
+    if context.method == ANY_METHOD:
+        facts["method"] = ANY_METHOD  # matched as every method (see stepup.context.matching_method)
+    return {"roles": sorted(context.roles()), "facts": facts}
 
 
 def _rounded(seconds: float | None) -> float | None:
@@ -204,7 +205,7 @@ def record_event(
         ",".join(policy_ids) or "-",
         row.client_ip or "-",
     )
-    _save(row)
+    _save(row, http)
 
 
 def _version_in_force() -> str:
@@ -217,15 +218,72 @@ def _version_in_force() -> str:
         return ""
 
 
-def _save(row: Any) -> None:
+def _save(row: Any, request: HttpRequest) -> None:
+    """Store ``row`` now, or, inside a transaction the request may still roll back, once it is over.
+
+    With ``ATOMIC_REQUESTS`` a view runs in a transaction that Django rolls
+    back when the view raises (``enforce()`` refusing deep inside it) and
+    DRF's exception handler marks for rollback on any refusal: a row written
+    there would be lost with it, and a security log must not lose denials.
+    So when :class:`~stepup.middleware.StepUpMiddleware` wraps the request
+    (:func:`defer_rows`) and a transaction is open, the row is kept on the
+    request: written right after that transaction commits (``on_commit``), or,
+    if it rolls back, by the middleware once the view is done
+    (:func:`write_deferred_rows`). Each row is written exactly once.
+    """
+    from stepup.models import DecisionLog
+
+    alias = router.db_for_write(DecisionLog)
+    deferred: list[Any] | None = getattr(request, DEFERRED_ATTR, None)
+    if deferred is None or not connections[alias].in_atomic_block:
+        _write(row, alias)
+        return
+    deferred.append(row)
+
+    def committed() -> None:
+        for index, waiting in enumerate(deferred):
+            if waiting is row:
+                del deferred[index]
+                _write(row, alias)
+                return
+
+    transaction.on_commit(committed, using=alias)
+
+
+def _write(row: Any, alias: str) -> None:
     try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():  # a savepoint: a failed insert can't break the caller's transaction
-                row.save()
+        if connections[alias].in_atomic_block:
+            with transaction.atomic(using=alias):  # a savepoint: a failed insert can't break the caller's transaction
+                row.save(using=alias)
         else:
-            row.save()
+            row.save(using=alias)
     except DatabaseError:
         logger.exception("could not store the stepup %s event", row.event)
+
+
+DEFERRED_ATTR = "_stepup_deferred_rows"
+
+
+def defer_rows(request: HttpRequest) -> None:
+    """Keep this request's rows written inside a transaction until it is over (see :func:`_save`)."""
+    setattr(request, DEFERRED_ATTR, [])
+
+
+def write_deferred_rows(request: HttpRequest) -> None:
+    """Write the rows whose transaction rolled back (the middleware calls this after the view)."""
+    deferred: list[Any] = getattr(request, DEFERRED_ATTR, None) or []
+    if hasattr(request, DEFERRED_ATTR):
+        delattr(request, DEFERRED_ATTR)
+    rows = list(deferred)
+    deferred.clear()  # a commit callback that runs later finds nothing left to write
+    if not rows:
+        return
+    from stepup.models import DecisionLog
+
+    alias = router.db_for_write(DecisionLog)
+    for row in rows:
+        row.pk = None  # a rolled-back insert may have set one
+        _write(row, alias)
 
 
 # --- retention ------------------------------------------------------------------------

@@ -98,13 +98,25 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
 
 def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
     if MIDDLEWARE not in middleware:
-        return [
+        missing: list[CheckMessage] = [
             Warning(
                 f"{MIDDLEWARE!r} is not in MIDDLEWARE: policies that target URL names are not enforced.",
                 hint="Add it after django_otp.middleware.OTPMiddleware.",
                 id="stepup.W001",
             )
         ]
+        atomic = sorted(a for a, db in getattr(settings, "DATABASES", {}).items() if db.get("ATOMIC_REQUESTS"))
+        if atomic:
+            missing.append(
+                Warning(
+                    f"ATOMIC_REQUESTS is on ({', '.join(atomic)}) and {MIDDLEWARE!r} is not in MIDDLEWARE: "
+                    "the decision log loses the challenges and denials of requests whose transaction "
+                    "rolls back (enforce() raising in a view, every DRF refusal).",
+                    hint="Add the middleware: it writes those rows once the view's transaction is over.",
+                    id="stepup.W004",
+                )
+            )
+        return missing
     errors: list[CheckMessage] = []
     position = middleware.index(MIDDLEWARE)
     for required in REQUIRED_BEFORE:
@@ -126,8 +138,9 @@ def _check_session_engine() -> list[CheckMessage]:
         return []
     return [
         Warning(
-            "SESSION_ENGINE is signed_cookies: stepup keeps pending challenges (and the form data of an "
-            "interrupted POST) in the session, which this backend hands to the browser, readable.",
+            "SESSION_ENGINE is signed_cookies: a copy of a session cookie can't be revoked, so it stays "
+            "logged in after logout. stepup's grants don't go with it (they are "
+            "deleted at logout and move to a new subject at every verification), but the login does.",
             hint="Use a server-side session backend (db, cache or cached_db).",
             id="stepup.W002",
         )

@@ -38,10 +38,11 @@ from typing import Any, cast
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from stepup import grants
 from stepup.conf import conf
+from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision, Input, IPAddress
 
 CONTEXT_ATTR = "_stepup_context"
@@ -63,6 +64,17 @@ def http_request(request: Any) -> HttpRequest:
 # --- URL name -----------------------------------------------------------------
 
 
+def resolver_match(request: HttpRequest) -> ResolverMatch | None:
+    """``request.resolver_match``, or the path resolved here (a view called directly)."""
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        try:
+            match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
+        except Resolver404:
+            return None
+    return cast(ResolverMatch, match)
+
+
 def url_name(request: HttpRequest) -> str | None:
     """The namespaced URL name of the request's route (``admin:auth_user_change``), or ``None``.
 
@@ -71,25 +83,47 @@ def url_name(request: HttpRequest) -> str | None:
     resolved here. Unnamed routes have no name: their dotted view path is
     never used as one.
     """
-    match = getattr(request, "resolver_match", None)
-    if match is None:
-        try:
-            match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
-        except Resolver404:
-            return None
-    if not match.url_name:
+    match = resolver_match(request)
+    if match is None or not match.url_name:
         return None
     return ":".join([*match.namespaces, match.url_name])
 
 
-def matching_method(request: HttpRequest) -> str:
-    """The method policies are matched on: the real one, with ``HEAD`` treated as ``GET``.
+PLAIN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+"""Methods every view tells apart, and policies name as themselves."""
+HANDLED_BY_CLASS_VIEWS = frozenset({"OPTIONS", "TRACE"})
+"""Methods a class-based view answers without calling another method's handler."""
 
-    Django serves ``HEAD`` with the ``GET`` view, so a policy on ``GET`` covers
-    it. Override headers (``X-HTTP-Method-Override``, ``_method``) are ignored.
+
+def matching_method(request: HttpRequest) -> str:
+    """The method policies are matched on.
+
+    - ``HEAD`` is ``GET``: Django serves ``HEAD`` with the ``GET`` view.
+    - ``GET``, ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` are themselves.
+    - ``OPTIONS`` and ``TRACE`` are themselves for a class-based view (Django's
+      ``View`` and DRF's ``APIView`` answer them with ``options()`` or ``405``,
+      never with the ``get``/``post`` handler); for a function view, which runs
+      its one body whatever the method, and for any other method (``PROPFIND``,
+      made-up ones), they are :data:`~stepup.policy.engine.ANY_METHOD`, which
+      every policy's ``methods`` matches (fail closed).
+
+    Override headers (``X-HTTP-Method-Override``, ``_method``) are ignored.
     """
     method = (request.method or "GET").upper()
-    return "GET" if method == "HEAD" else method
+    if method == "HEAD":
+        return "GET"
+    if method in PLAIN_METHODS:
+        return method
+    if method in HANDLED_BY_CLASS_VIEWS and _is_class_view(request):
+        return method
+    return ANY_METHOD
+
+
+def _is_class_view(request: HttpRequest) -> bool:
+    match = resolver_match(request)
+    func = match.func if match is not None else None
+    cls = getattr(func, "view_class", None) or getattr(func, "cls", None)
+    return isinstance(cls, type)
 
 
 # --- client IP ---------------------------------------------------------------

@@ -39,6 +39,7 @@ from stepup.context import (
     http_request,
     matching_method,
     request_user,
+    resolver_match,
     url_name,
 )
 from stepup.exceptions import StepUpRequired
@@ -50,8 +51,15 @@ logger = logging.getLogger("stepup")
 
 URL_ENFORCED_ATTR = "_stepup_url_enforced"
 CONSUMED_ATTR = "_stepup_one_shot_used"
-EXEMPT_NAMESPACE = "stepup"
-"""URL names in this namespace (the verification views) are never subject to URL policies."""
+EXEMPT_MODULES = ("stepup.views", "stepup.api")
+"""stepup's own views (verification, status, decide) are never subject to URL policies.
+
+Recognised by what they are, not by the namespace they are included under:
+``include("stepup.urls", namespace="mfa")`` must not put the verification
+page behind a ``urls: ["*"]`` policy (nobody could ever verify), and a
+project's own view in a namespace that happens to be called ``stepup`` is not
+exempt.
+"""
 
 
 class StepUpDenied(PermissionDenied):
@@ -68,11 +76,18 @@ class StepUpDenied(PermissionDenied):
 
 
 def _route(http: HttpRequest) -> str | None:
-    """The URL name URL policies match on, or ``None`` (no name, or a verification view)."""
+    """The URL name URL policies match on, or ``None`` (no name, or one of stepup's own views)."""
     name = url_name(http)
-    if name is None or name.split(":", 1)[0] == EXEMPT_NAMESPACE:
+    match = resolver_match(http)
+    if name is None or (match is not None and is_stepup_view(match.func)):
         return None
     return name
+
+
+def is_stepup_view(func: Any) -> bool:
+    """Whether a view is one of stepup's own (see :data:`EXEMPT_MODULES`)."""
+    target = getattr(func, "view_class", None) or getattr(func, "cls", None) or func
+    return getattr(target, "__module__", None) in EXEMPT_MODULES
 
 
 def _url_for(http: HttpRequest) -> str | None:
@@ -262,12 +277,16 @@ def _allowed(http: HttpRequest, context: RequestContext, decision: Decision, sub
 
 
 def _is_login_page(http: HttpRequest) -> bool:
-    """Whether this is ``settings.LOGIN_URL`` (a URL policy there would loop anonymous users)."""
+    """Whether this is ``settings.LOGIN_URL`` (a URL policy there would loop anonymous users).
+
+    Compared with ``request.path``, which carries the script prefix
+    (``SCRIPT_NAME``/``FORCE_SCRIPT_NAME``) as a reversed ``LOGIN_URL`` does.
+    """
     try:
         login = urlsplit(resolve_url(settings.LOGIN_URL))
     except NoReverseMatch:
         return False
-    return not login.netloc and login.path == http.path_info
+    return not login.netloc and login.path == http.path
 
 
 # --- single-request grants ---------------------------------------------------------

@@ -9,8 +9,10 @@ one client:
 
 - a browser, or any request authenticated by its session: a random id kept in
   the session (``request.session["_stepup"]["subject"]``). It is not the
-  session key, which rotates at login and at every verification; a new id is
-  drawn at every login.
+  session key; like the key, it is new at every login and at every
+  verification (the grants move to the new id), so a copy of the session
+  cookie taken before a verification carries none of its grants, even with a
+  session backend that can't revoke old cookies (``signed_cookies``).
 - an API client authenticated by an ``Authorization`` header (DRF's
   ``TokenAuthentication``, a JWT, …) rather than by the session: a keyed hash
   (HMAC-SHA256 with ``SECRET_KEY``) of that header. A client holding the
@@ -341,6 +343,7 @@ def record_verification(
 
     found = subject(request, user, create=True)
     assert found is not None
+    session_bound = uses_session(request, user)
     t = now()
     common = {
         "subject": found,
@@ -351,6 +354,8 @@ def record_verification(
         "auth": _auth_digest(user),
     }
     with transaction.atomic():
+        if session_bound:
+            common["subject"] = found = _rotate_subject(request, found)
         Grant.objects.filter(subject=found, user_id=user.pk, kind=kind, digest="").delete()
         rows = [Grant(**common, expires_at=t + _verification_ttl())]
         if one_shot_digest:
@@ -359,8 +364,24 @@ def record_verification(
         _trim_one_shot(found)
         prune(t)
     _invalidate(request)
-    if uses_session(request, user):
+    if session_bound:
         request.session.cycle_key()
+
+
+def _rotate_subject(request: Any, old: str) -> str:
+    """Give the session a new subject id and move the old one's grants and challenges to it.
+
+    The session key rotates too, but a cookie-held session (``signed_cookies``)
+    can't be revoked: a copy of the cookie from before this verification would
+    still carry the old id. With a new one, it carries no grant at all.
+    """
+    from stepup.models import Grant, PendingChallenge
+
+    new = _new_session_subject()
+    Grant.objects.filter(subject=old).update(subject=new)
+    PendingChallenge.objects.filter(subject=old).update(subject=new)
+    _save(request, {**_state(request), "subject": new})
+    return new
 
 
 def _trim_one_shot(found: str) -> None:

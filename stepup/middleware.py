@@ -12,7 +12,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from stepup import grants
+from stepup import audit, grants
 from stepup.decorators import ENFORCED_ATTR
 from stepup.enforcement import StepUpDenied, enforce_url
 from stepup.exceptions import StepUpRequired
@@ -20,6 +20,7 @@ from stepup.responses import refusal_response, view_class
 from stepup.store import PolicyStoreUnavailable
 
 PERMISSION_PATH = "stepup.permissions.StepUpPermission"
+APIVIEW_PATH = "rest_framework.views.APIView"
 
 
 def _is_stepup_permission(permission: Any) -> bool:
@@ -40,7 +41,16 @@ def _is_stepup_permission(permission: Any) -> bool:
 
 
 def declares_action(view_func: Callable[..., Any]) -> bool:
-    """Whether the view enforces its own action (decorator, mixin or DRF permission)."""
+    """Whether the view enforces its own action (decorator, mixin or DRF permission).
+
+    Such a view includes the URL-name policies in its own decision, so the
+    middleware stays out. A DRF view counts only when ``StepUpPermission``
+    runs for *every* request: it is among the permission classes the view is
+    built with (``as_view(permission_classes=…)`` replaces the class's), and
+    ``get_permissions()`` is DRF's own (an override, as ViewSets use to pick
+    permissions per action, may leave it out). Otherwise the middleware
+    enforces the URL-name policies itself.
+    """
     if getattr(view_func, ENFORCED_ATTR, False):
         return True
     cls = view_class(view_func)
@@ -48,7 +58,25 @@ def declares_action(view_func: Callable[..., Any]) -> bool:
         return False
     if getattr(cls, ENFORCED_ATTR, False):
         return True
-    return any(_is_stepup_permission(p) for p in getattr(cls, "permission_classes", None) or ())
+    initkwargs = getattr(view_func, "view_initkwargs", None) or {}
+    permissions = initkwargs.get("permission_classes", getattr(cls, "permission_classes", None))
+    return any(_is_stepup_permission(p) for p in permissions or ()) and _drf_get_permissions(cls)
+
+
+def _drf_get_permissions(cls: type) -> bool:
+    """Whether ``cls.get_permissions`` is DRF's own (instantiating ``permission_classes``)."""
+    owner = next((k for k in cls.__mro__ if "get_permissions" in vars(k)), None)
+    return owner is not None and f"{owner.__module__}.{owner.__qualname__}" == APIVIEW_PATH
+
+
+def _saved_anything(request: HttpRequest) -> bool:
+    return bool(getattr(request, grants.SAVED_ATTR, None) or getattr(request, audit.DEFERRED_ATTR, None))
+
+
+def _after_the_view(request: HttpRequest) -> None:
+    """Save again what a rolled-back request transaction took with it (see each function)."""
+    grants.keep_saved_challenges(request)
+    audit.write_deferred_rows(request)
 
 
 class StepUpMiddleware:
@@ -58,9 +86,9 @@ class StepUpMiddleware:
     ``StepUpPermission``) has the URL-name policies included in its own
     decision, so the middleware stays out and nothing is challenged twice.
     ``StepUpRequired`` raised by ``enforce()`` inside a view is turned into
-    the challenge response here. Once the view is done, challenges that a
-    rolled-back request transaction took with it (DRF under
-    ``ATOMIC_REQUESTS``) are saved again. Sync and async capable.
+    the challenge response here. Once the view is done, challenges and
+    decision-log rows that a rolled-back request transaction took with it
+    (``ATOMIC_REQUESTS``) are saved again. Sync and async capable.
     """
 
     sync_capable = True
@@ -75,15 +103,17 @@ class StepUpMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self._is_async:
             return self.__acall__(request)
+        audit.defer_rows(request)
         response = self.get_response(request)
-        if getattr(request, grants.SAVED_ATTR, None):
-            grants.keep_saved_challenges(request)  # after the view's transaction: see there
+        if _saved_anything(request):
+            _after_the_view(request)
         return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
+        audit.defer_rows(request)
         response = await self.get_response(request)  # type: ignore[misc]
-        if getattr(request, grants.SAVED_ATTR, None):
-            await sync_to_async(grants.keep_saved_challenges)(request)
+        if _saved_anything(request):
+            await sync_to_async(_after_the_view)(request)
         return response
 
     def process_view(

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.http import HttpResponse
+from django.utils.cache import add_never_cache_headers
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -69,6 +71,20 @@ class StepUpRefused(APIException):
         return dict(self.refusal.body)
 
 
+def _never_cache(view: Any) -> None:
+    """Mark the response the view is about to send uncacheable (as stepup's other refusals are).
+
+    DRF's exception handler (the project's own, maybe) builds the response and
+    sends only ``WWW-Authenticate`` and ``Retry-After`` from the exception;
+    ``APIView.finalize_response`` then adds ``view.headers`` to whatever it built.
+    """
+    marker = HttpResponse()
+    add_never_cache_headers(marker)
+    headers = dict(getattr(view, "headers", None) or {})
+    headers.update({name: marker[name] for name in ("Cache-Control", "Expires") if name in marker})
+    view.headers = headers
+
+
 class StepUpPermission(BasePermission):
     """Enforce the step-up policies for the view's action before it runs.
 
@@ -104,6 +120,7 @@ class StepUpPermission(BasePermission):
                 return False  # DRF answers as for any unauthenticated request
             refusal = api_refusal(request, exc)
             assert refusal is not None
+            _never_cache(view)
             raise StepUpRefused(refusal) from exc
         return True
 

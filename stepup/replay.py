@@ -164,7 +164,7 @@ def input_of(row: Mapping[str, Any]) -> Input | None:
         return Input(
             action=str(action) if action else None,
             url=str(url) if url else None,
-            method=str(row.get("method") or "GET").upper(),
+            method=str(facts.get("method") or row.get("method") or "GET").upper(),
             roles=frozenset(str(r) for r in row.get("roles") or ()),
             origin=ipaddress.ip_address(row["client_ip"]) if row.get("client_ip") else None,
             session_age=_seconds(facts.get("session_age")),

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from stepup import devices, grants, store
-from stepup.audit import display_attrs
+from stepup.audit import display_attrs, is_secret_name
 from stepup.conf import conf
 from stepup.context import http_request, request_user
 from stepup.enforcement import StepUpDenied
@@ -226,7 +226,13 @@ def _descriptions(decision: Decision) -> list[str]:
 
 
 def _saved_post(http: HttpRequest) -> dict[str, list[str]] | None:
-    """An interrupted form POST, to present again after verification (too big: not kept)."""
+    """An interrupted form POST, to present again after verification.
+
+    Not kept when too big, or when any field looks like a secret (a password,
+    a token, a key …: :func:`stepup.audit.is_secret_name`): the challenge is
+    stored in the database, and a secret never is. The user then lands on the
+    form again and types it anew.
+    """
     if http.method != "POST":
         return None
     try:
@@ -235,6 +241,8 @@ def _saved_post(http: HttpRequest) -> dict[str, list[str]] | None:
         return None
     size = sum(len(k) + sum(len(v) for v in values) for k, values in fields.items())
     if len(fields) > MAX_SAVED_FIELDS or size > MAX_SAVED_BYTES:
+        return None
+    if any(is_secret_name(name) for name in fields):
         return None
     return fields
 

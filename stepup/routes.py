@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
+import inspect
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,3 +149,80 @@ def uncovered_routes(routes: Sequence[Route], patterns: Sequence[str]) -> list[R
         for r in routes
         if r.name and any(fnmatch.fnmatchcase(r.name, p) for p in patterns) and not r.policies
     ]
+
+
+# --- one view, several routes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One route of a view: its pattern, its URL name (``""`` when unnamed) and its URL policies."""
+
+    pattern: str
+    name: str
+    policies: tuple[str, ...]
+
+    def describe(self) -> str:
+        where = f"/{self.pattern}"
+        if not self.name:
+            return f"unnamed ({where})"
+        covered = f"URL policies {', '.join(self.policies)}" if self.policies else "no URL policy"
+        return f"{self.name!r} ({where}, {covered})"
+
+
+@dataclass(frozen=True)
+class PartlyCovered:
+    """A view mounted under several routes whose URL-name policies differ (some may have none)."""
+
+    view: str
+    mounts: tuple[Mount, ...]
+
+    def warning(self) -> str:
+        routes = "; ".join(m.describe() for m in self.mounts)
+        return (
+            f"view {self.view} is mounted under several routes that URL-name policies do not cover "
+            f"alike: {routes}. A URL policy applies to the names it lists only: name every "
+            "route of the view in it, or declare an action on the view (@require_stepup, "
+            "StepUpRequiredMixin, StepUpPermission) so that its policies apply wherever it is mounted."
+        )
+
+
+def _view_key(callback: Callable[..., Any]) -> Hashable:
+    """What identifies one view across its routes (decorators and ``as_view()`` copies see through)."""
+    cls = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    if isinstance(cls, type):
+        initkwargs = getattr(callback, "view_initkwargs", None) or {}
+        actions = getattr(callback, "actions", None) or {}
+        return (cls, repr(sorted(initkwargs.items())), repr(sorted(actions.items())))
+    return inspect.unwrap(callback, stop=inspect.ismethod)  # a bound method: one ModelAdmin's view
+
+
+def partly_covered_views(policy_set: PolicySet, urlconf: str | None = None) -> list[PartlyCovered]:
+    """Views mounted under several routes (names, or no name) whose URL policies differ.
+
+    URL-name policies are per name by design (``admin:auth_user_change`` is one
+    route); a view mounted twice needs both names in its policy. ``routes`` and
+    ``validate`` warn about each such view.
+    """
+    from stepup.enforcement import is_stepup_view
+
+    groups: dict[Hashable, list[tuple[str, str, Callable[..., Any]]]] = defaultdict(list)
+    for pattern, name, callback in _walk(get_resolver(urlconf).url_patterns):
+        if is_stepup_view(callback):
+            continue
+        try:
+            groups[_view_key(callback)].append((pattern, name, callback))
+        except TypeError:  # an unhashable callable: can't be matched with its other routes
+            continue
+    found = []
+    for mounts in groups.values():
+        names = {name for _, name, _ in mounts}
+        if len(names) < 2:
+            continue
+        rows = tuple(
+            Mount(pattern, name, tuple(sorted(p.id for p in policy_set.policies_for_url(name))) if name else ())
+            for pattern, name, _ in mounts
+        )
+        if len({m.policies for m in rows}) > 1:
+            found.append(PartlyCovered(_view_path(mounts[0][2]), rows))
+    return found

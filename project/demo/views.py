@@ -231,6 +231,9 @@ def totp_enroll(request: AuthenticatedHttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def totp_confirm(request: AuthenticatedHttpRequest) -> HttpResponse:
+    # Confirming makes a device a second factor: guarded like starting one, or a session
+    # thief could finish an enrollment the user abandoned (the page shows its secret).
+    _guard_devices(request, "add an authenticator app")
     if security.pending_device(request.user) is None:
         messages.error(request, "There is no authenticator waiting to be confirmed. Start again.")
         return redirect(_security_url(request))

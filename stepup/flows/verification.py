@@ -59,6 +59,9 @@ KIND_LABELS: dict[str, str] = {
 
 MAX_TOKEN_LENGTH = 64
 _TOKEN = re.compile(rf"[!-~]{{1,{MAX_TOKEN_LENGTH}}}")  # printable ASCII, no spaces
+_DIGITS = re.compile(r"[0-9]+")
+NUMERIC_KINDS = frozenset({"totp", "hotp"})
+"""Factor kinds whose codes are digits only (see :func:`_require_token`)."""
 _CHALLENGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_DEVICE_ID = 200
 _MAX_RAW_TOKEN = 1024
@@ -303,7 +306,7 @@ def _attempt(
         return Result(LOCKED, "locked", retry_message(lockout), throttle=lockout)
     try:
         device = _select_device(user, target, device_id)
-        token = _require_token(raw_token)
+        token = _require_token(raw_token, device)
     except _Invalid as exc:
         return Result(INVALID, exc.code, exc.message, field=exc.field)
     throttle = throttling.device_throttle(device)
@@ -346,10 +349,20 @@ def _select_device(user: AbstractBaseUser, target: Target, device_id: object) ->
     return device
 
 
-def _require_token(raw: object) -> str:
+def _require_token(raw: object, device: Device) -> str:
+    """The code exactly as ``device`` shows it, or :class:`_Invalid` (no guess is spent).
+
+    An authenticator's code (TOTP, HOTP) is its digits, as many as the device
+    shows: django-otp compares ``int(token)``, which would also take
+    ``"123_456"``, ``"+123456"`` or ``"0123456"`` for ``123456``.
+    """
     token = normalize_token(raw)
+    if token is not None and device_kind(device) in NUMERIC_KINDS:
+        digits = getattr(device, "digits", None)
+        if not _DIGITS.fullmatch(token) or (isinstance(digits, int) and len(token) != digits):
+            token = None
     if token is None:
-        message = "Enter the code shown by your device (digits and letters only)."
+        message = "Enter the code exactly as your device shows it."
         raise _Invalid("invalid_token", message, "token")
     return token
 

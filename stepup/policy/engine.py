@@ -49,6 +49,14 @@ logger = logging.getLogger("stepup.policy")
 DEFAULT_POLICY_ID = "stepup.default"
 """The id reported for the implicit requirement on an uncovered declared action."""
 
+ANY_METHOD = "*"
+"""An ``Input.method`` that every ``match.methods`` list matches.
+
+For a request whose method a policy can't tell apart from the others: a
+function view runs the same body for ``OPTIONS`` or ``PROPFIND`` as for
+``GET`` or ``POST`` (see :func:`stepup.context.matching_method`).
+"""
+
 _ALL_FACTORS = frozenset(FACTOR_KINDS)
 _CACHE_LIMIT = 4096
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -293,7 +301,7 @@ class CompiledPolicy:
     requirement: str
 
     def method_matches(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
+        return self.methods is None or method == ANY_METHOD or method in self.methods
 
     def satisfied(self, inp: Input) -> tuple[bool, bool]:
         """(satisfied, by a single-request grant)."""
@@ -449,7 +457,7 @@ class PolicySet:
         applying: list[CompiledPolicy] = []
         notes: list[str] = []
         for policy in found.policies:
-            if policy.methods is not None and method not in policy.methods:
+            if policy.methods is not None and method != ANY_METHOD and method not in policy.methods:
                 continue
             if self._conditions_hold(policy, inp, notes):
                 applying.append(policy)

@@ -153,17 +153,19 @@ def test_with_a_session_and_a_token_the_authenticating_one_owns_the_grants(
 # --- sessions: the subject survives key rotation, not login or logout -------------------------
 
 
-def test_session_subject_survives_rotation_not_login(client: Client, user: Any, totp: Any) -> None:
+def test_session_subject_is_new_at_verification_and_at_login(client: Client, user: Any, totp: Any) -> None:
     client.force_login(user)
     request = _session_request(client, user)
     subject = grants.subject(request)
     assert subject is not None and subject.startswith("s:")
     assert subject != client.session.session_key
     grants.record_verification(request, user, "totp")
-    assert grants.subject(request) == subject  # the key rotated, the subject did not
+    rotated = grants.subject(request)
+    assert rotated not in (None, subject)  # a copy of the old session holds no grant (tests/security)
+    assert set(Grant.objects.values_list("subject", flat=True)) == {rotated}
     assert request.session.session_key != client.cookies["sessionid"].value
     client.force_login(user)
-    assert grants.subject(_session_request(client, user)) not in (None, subject)
+    assert grants.subject(_session_request(client, user)) not in (None, subject, rotated)
 
 
 def test_logout_deletes_the_subjects_grants_and_challenges(

@@ -148,7 +148,7 @@ def test_changelist_shows_source_and_drift(admin_client: Client, synced: None, p
     sources = column(html, "source_display")
     assert sources["billing-update"] == f"{POLICY_FILE}@abc123"
     assert column(html, "targets")["admin-device-secrets"] == (
-        "URL admin:otp_totp_totpdevice_config; URL admin:otp_totp_totpdevice_qrcode"
+        "URL admin:otp_totp_totpdevice_*; URL admin:otp_static_staticdevice_*; URL admin:authtoken_tokenproxy_*"
     )
 
 

@@ -116,17 +116,29 @@ def test_url_name_uses_path_info_not_the_raw_path(rf_request):
 
 
 @pytest.mark.parametrize(
-    ("method", "expected"),
+    ("method", "path", "expected"),
     [
-        ("get", "GET"),
-        ("head", "GET"),
-        ("post", "POST"),
-        ("options", "OPTIONS"),
-        ("delete", "DELETE"),
+        ("get", "/plain/", "GET"),
+        ("head", "/plain/", "GET"),
+        ("post", "/plain/", "POST"),
+        ("delete", "/plain/", "DELETE"),
+        # A function view runs its one body for these: every policy's methods match them.
+        ("options", "/plain/", "*"),
+        ("trace", "/plain/", "*"),
+        # A class-based view answers OPTIONS itself (and TRACE with 405).
+        ("options", "/settings/team/", "OPTIONS"),
+        ("trace", "/api/", "TRACE"),
     ],
 )
-def test_matching_method(rf_request, method, expected):
-    assert matching_method(rf_request(method, "/plain/")) == expected
+def test_matching_method(rf_request, method, path, expected):
+    assert matching_method(rf_request(method, path)) == expected
+
+
+@pytest.mark.parametrize("path", ["/plain/", "/settings/team/", "/no/such/page/"])
+def test_unknown_methods_match_every_policy(rf_request, path):
+    request = rf_request("get", path)
+    request.method = "PROPFIND"
+    assert matching_method(request) == "*"
 
 
 def test_method_override_headers_are_ignored(rf_request):

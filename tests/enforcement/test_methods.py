@@ -1,4 +1,4 @@
-"""Which method a policy sees: HEAD is GET, OPTIONS is OPTIONS, override headers change nothing."""
+"""Which method a policy sees: HEAD is GET; OPTIONS is OPTIONS for class-based views only; overrides change nothing."""
 
 from __future__ import annotations
 
@@ -20,17 +20,26 @@ def test_policy_on_get_covers_head(logged_in, reads):
     assert views.CALLS == []
 
 
-def test_policy_on_get_does_not_cover_options(logged_in, reads):
-    assert logged_in.options("/plain/").status_code == 200
+def test_policy_on_get_covers_options_on_a_function_view(logged_in, reads):
+    """A function view runs its body for OPTIONS too: the GET policy must hold."""
+    assert logged_in.options("/plain/").status_code == 302
+    assert views.CALLS == []
+
+
+def test_policy_on_get_does_not_cover_options_on_a_class_based_view(logged_in, policy):
+    policy("api-reads", urls=["api"], methods=["GET"])
+    assert logged_in.get("/api/").status_code == 401  # a DRF view: the RFC 9470 answer
+    assert logged_in.options("/api/").status_code == 200  # APIView.options: no handler runs
+    assert views.CALLS == []
 
 
 def test_policy_on_post_covers_post_only(logged_in, policy):
     policy("plain-writes", urls=["plain"], methods=["POST", "DELETE"])
     assert logged_in.get("/plain/").status_code == 200
     assert logged_in.head("/plain/").status_code == 200
-    assert logged_in.options("/plain/").status_code == 200
     assert logged_in.post("/plain/").status_code == 302
     assert logged_in.delete("/plain/").status_code == 302
+    assert logged_in.options("/plain/").status_code == 302  # a function view: any method may write
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from stepup.conf import conf
-from stepup.policy.engine import compile_policies, input_from_dict
+from stepup.policy.engine import PolicySet, compile_policies, input_from_dict
 from stepup.policy.loader import load_files, validate_test
 from stepup.policy.model import Decision, PolicyFile
 from stepup.policy.suite import run_suite
@@ -156,6 +156,7 @@ class Command(BaseCommand):
                 f"warning: declared action {action!r} has no policy; "
                 f"it gets the default requirement (max_age {conf.DEFAULT_MAX_AGE}s)."
             )
+        self.warn_partly_covered(compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE))
         self.say(
             f"OK: {len(policy_file.policies)} policies and {len(policy_file.tests)} tests "
             f"in {', '.join(policy_file.sources)}."
@@ -252,6 +253,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Deleted {count} decision-log entries {when}.")
             self.stdout.write(f"Deleted {expired} expired grants and challenges.")
 
+    def warn_partly_covered(self, policy_set: PolicySet) -> None:
+        """Warn about each view mounted under several routes that URL policies don't cover alike."""
+        from stepup.routes import partly_covered_views
+
+        for view in partly_covered_views(policy_set):
+            self.stderr.write(f"warning: {view.warning()}")
+
     def write_plan(self, plan: Any, verb: str) -> None:
         for change in plan.changes:
             self.say(f"{change.kind} {change.policy_id}" + (f"  ({change.why})" if change.why else ""))
@@ -303,6 +311,7 @@ class Command(BaseCommand):
         policy_file = self.load(files)
         policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
         routes = collect_routes(policy_set)
+        self.warn_partly_covered(policy_set)
         if format == "json":
             self.stdout.write(json.dumps([r.as_dict() for r in routes], indent=2))
         else:

@@ -1,0 +1,284 @@
+"""Brute force and replay: guessing codes, and using one code twice.
+
+Two limits hold every attempt, wherever it comes from: django-otp's throttle on
+the device, and stepup's per-user lockout (``USER_FAILURE_LIMIT`` failures in
+a row, across sessions, client IPs, the HTML form and the API). A code is
+checked only in the one canonical form the device shows, and works once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from project.demo.models import BillingProfile, Transfer
+from stepup.models import DecisionLog, Grant, UserState
+from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
+from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
+
+FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+@pytest.fixture
+def no_device_throttle(settings: Any) -> None:
+    """Turn django-otp's per-device throttle off, to see stepup's per-user lockout alone."""
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+
+
+def verified_anywhere() -> bool:
+    return Grant.objects.exists()
+
+
+# --- guessing from many places ------------------------------------------------------------
+
+
+def _form(user: Any, device: TOTPDevice, token: str, ip: str) -> int:
+    return fresh_client(user).post(VERIFY, {"token": token}, REMOTE_ADDR=ip).status_code
+
+
+def _session_api(user: Any, device: TOTPDevice, token: str, ip: str) -> int:
+    api = APIClient(REMOTE_ADDR=ip)
+    api.force_login(user)
+    return api.post(API_VERIFY, {"token": token}, format="json").status_code
+
+
+def _token_api(user: Any, device: TOTPDevice, token: str, ip: str) -> int:
+    api = APIClient(REMOTE_ADDR=ip)
+    key = Token.objects.get_or_create(user=user)[0].key
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return api.post(API_VERIFY, {"token": token}, format="json").status_code
+
+
+CHANNELS: list[Callable[[Any, TOTPDevice, str, str], int]] = [_form, _session_api, _token_api]
+
+
+@pytest.mark.usefixtures("no_device_throttle")
+def test_guessing_from_new_sessions_ips_form_and_api_locks_the_user_out(
+    user: Any, totp: TOTPDevice, settings: Any
+) -> None:
+    limit = 10
+    assert settings.STEPUP.get("USER_FAILURE_LIMIT", 10) == limit
+    for attempt in range(limit):
+        channel = CHANNELS[attempt % len(CHANNELS)]
+        status = channel(user, totp, wrong_code(totp), f"203.0.113.{attempt + 1}")
+        assert status in (200, 400, 429)
+    state = UserState.objects.get(user=user)
+    assert state.locked_until is not None
+    # Now even the right code, from yet another session, IP and channel, is refused.
+    for channel in CHANNELS:
+        assert channel(user, totp, code(totp), "192.0.2.200") == 429
+    assert not verified_anywhere()
+    assert DecisionLog.objects.filter(event="failed").count() >= limit
+    assert DecisionLog.objects.filter(event="locked").exists()
+    browser = fresh_client(user)
+    assert challenged(browser.post(BILLING_EDIT, BILLING))
+    assert not BillingProfile.objects.exists()
+
+
+@pytest.mark.usefixtures("no_device_throttle")
+def test_logging_out_and_in_again_does_not_reset_the_lockout(user: Any, totp: TOTPDevice) -> None:
+    browser = fresh_client(user)
+    for _ in range(10):
+        browser.post(VERIFY, {"token": wrong_code(totp)})
+    browser.post("/accounts/logout/")
+    browser.force_login(user)
+    assert browser.post(VERIFY, {"token": code(totp)}).status_code == 429
+    assert not verified_anywhere()
+
+
+def test_the_device_throttle_holds_across_sessions(user: Any, totp: TOTPDevice, settings: Any) -> None:
+    settings.OTP_TOTP_THROTTLE_FACTOR = 60
+    assert fresh_client(user).post(VERIFY, {"token": wrong_code(totp)}).status_code == 200
+    assert fresh_client(user).post(VERIFY, {"token": code(totp)}, REMOTE_ADDR="192.0.2.9").status_code == 429
+    assert _token_api(user, totp, code(totp), "192.0.2.10") == 429
+    assert not verified_anywhere()
+
+
+def test_success_on_one_device_does_not_reset_anothers_throttle(
+    user: Any, totp: TOTPDevice, backup: StaticDevice, settings: Any
+) -> None:
+    settings.OTP_TOTP_THROTTLE_FACTOR = 60
+    browser = fresh_client(user)
+    for _ in range(3):
+        browser.post(VERIFY, {"device": totp.persistent_id, "token": wrong_code(totp)})
+    totp.refresh_from_db()
+    failures = totp.throttling_failure_count
+    assert failures >= 1
+    ok = browser.post(VERIFY, {"device": backup.persistent_id, "token": "alpha111"})
+    assert ok.status_code == 303
+    totp.refresh_from_db()
+    assert totp.throttling_failure_count == failures
+    again = fresh_client(user).post(VERIFY, {"device": totp.persistent_id, "token": code(totp)})
+    assert again.status_code == 429
+    assert set(Grant.objects.values_list("kind", flat=True)) == {"static"}
+
+
+# --- odd encodings of a right code ---------------------------------------------------------
+
+
+def odd_forms(valid: str) -> list[str]:
+    return [
+        valid.translate(FULLWIDTH),
+        valid.translate(ARABIC_INDIC),
+        f"{valid[:3]}_{valid[3:]}",
+        f"+{valid}",
+        f"0{valid}",
+        f"{valid}0",
+        f"{valid[:3]}\n{valid[3:]}",
+        f"{valid[:3]}\t{valid[3:]}",
+        f"{valid}\x00",
+        f"\x00{valid}",
+        f"{valid}\u200b",
+        f"{valid[:3]}\u00a0{valid[3:]}",
+        f"{valid}.0",
+        f"{valid}e0",
+        f"{int(valid):#x}",
+        valid * 2,
+        valid + " " * 5000,
+        "9" * 100_000,
+    ]
+
+
+@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("channel", ["form", "api"])
+def test_odd_encodings_of_the_right_code_are_refused(
+    attacker: Client, totp: TOTPDevice, index: int, channel: str
+) -> None:
+    token = odd_forms(code(totp))[index]
+    if channel == "form":
+        response = attacker.post(VERIFY, {"token": token})
+        assert response.status_code == 200
+    else:
+        response = attacker.post(API_VERIFY, {"token": token}, content_type="application/json")
+        assert response.status_code == 400
+    assert not verified_anywhere()
+
+
+@pytest.mark.parametrize("token", [123456, 123456.0, ["123456"], {"token": "123456"}, None, True])
+def test_non_string_tokens_are_refused_by_the_api(attacker: Client, totp: TOTPDevice, token: Any) -> None:
+    valid = code(totp)
+    if isinstance(token, (int, float)) and not isinstance(token, bool):
+        token = type(token)(int(valid))
+    response = attacker.post(API_VERIFY, {"token": token}, content_type="application/json")
+    assert response.status_code == 400
+    assert not verified_anywhere()
+
+
+@pytest.mark.parametrize("spelling", ["{c}", " {c} ", "{a} {b}", "{c}\n", "\t{c}\r\n"])
+def test_the_documented_spellings_of_a_code_are_accepted(attacker: Client, totp: TOTPDevice, spelling: str) -> None:
+    """Surrounding whitespace and a space in the middle, as people type or paste codes."""
+    valid = code(totp)
+    token = spelling.format(c=valid, a=valid[:3], b=valid[3:])
+    assert attacker.post(VERIFY, {"token": token}).status_code == 303
+    assert verified_anywhere()
+
+
+def test_a_backup_code_is_checked_exactly(attacker: Client, user: Any, backup: StaticDevice) -> None:
+    for spelling in ("ALPHA111", "alpha111\x00", "alpha_111", "alpha111" + "\u200b"):
+        attacker.post(VERIFY, {"device": backup.persistent_id, "token": spelling})
+    assert not verified_anywhere()
+    assert backup.token_set.count() == 3
+
+
+# --- replay: the same code twice -------------------------------------------------------------
+
+
+def test_a_totp_code_works_once(user: Any, totp: TOTPDevice) -> None:
+    """A code seen over the victim's shoulder (or in a log) is dead once the victim used it."""
+    valid = code(totp)
+    victim, thief = fresh_client(user), fresh_client(user)
+    assert victim.post(VERIFY, {"token": valid}).status_code == 303
+    assert thief.post(VERIFY, {"token": valid}).status_code == 200
+    assert Grant.objects.count() == 1
+    assert challenged(thief.post(BILLING_EDIT, BILLING))
+    assert not BillingProfile.objects.exists()
+
+
+def test_an_older_code_does_not_work_after_a_newer_one(user: Any, totp: TOTPDevice) -> None:
+    victim, thief = fresh_client(user), fresh_client(user)
+    older = code(totp, -1)
+    assert victim.post(VERIFY, {"token": code(totp)}).status_code == 303
+    assert thief.post(VERIFY, {"token": older}).status_code == 200
+    assert Grant.objects.count() == 1
+
+
+def test_a_backup_code_works_once(user: Any, backup: StaticDevice) -> None:
+    victim, thief = fresh_client(user), fresh_client(user)
+    assert victim.post(VERIFY, {"token": "alpha111"}).status_code == 303
+    assert thief.post(VERIFY, {"token": "alpha111"}).status_code == 200
+    assert thief.post(API_VERIFY, {"token": "alpha111"}, content_type="application/json").status_code in (400, 429)
+    assert Grant.objects.count() == 1
+
+
+def test_a_single_request_grant_authorizes_one_transfer_once(user: Any, totp: TOTPDevice) -> None:
+    """``max_age: 0``: the verification is bound to one transfer, and used up by it."""
+    TRANSFER = {"amount": "5000.00", "account": "DE89370400440532013000"}
+    browser = fresh_client(user)
+    refused = browser.post("/transfers/", TRANSFER)
+    assert challenged(refused)
+    assert browser.post(refused["Location"], {"token": code(totp)}).status_code == 200  # confirm page
+    other_account = {**TRANSFER, "account": "GB82WEST12345698765432"}
+    other_amount = {**TRANSFER, "amount": "5000.01"}
+    same_but_respelled = {**TRANSFER, "amount": "5000.0"}
+    for attempt in (other_account, other_amount, same_but_respelled):
+        assert challenged(browser.post("/transfers/", attempt))
+    assert not Transfer.objects.exists()
+    assert browser.post("/transfers/", TRANSFER).status_code == 302
+    assert challenged(browser.post("/transfers/", TRANSFER))
+    assert Transfer.objects.count() == 1
+
+
+# --- replay in parallel ----------------------------------------------------------------------
+
+
+def _race(attempts: list[Callable[[], int]]) -> list[int | BaseException]:
+    results: list[int | BaseException] = [0] * len(attempts)
+    barrier = threading.Barrier(len(attempts))
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = attempts[i]()
+        except BaseException as exc:  # a database lock error is a refusal, not a success
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(attempts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["backup", "totp"])
+def test_one_code_submitted_in_parallel_verifies_at_most_once(
+    user: Any, totp: TOTPDevice, backup: StaticDevice, kind: str
+) -> None:
+    """SQLite serialises the writers (the PostgreSQL row-lock race is in tests/scale)."""
+    device, token = (backup, "alpha111") if kind == "backup" else (totp, code(totp))
+    clients = [fresh_client(user, raise_request_exception=False) for _ in range(6)]
+
+    def attempt(browser: Client) -> Callable[[], int]:
+        return lambda: browser.post(VERIFY, {"device": device.persistent_id, "token": token}).status_code
+
+    results = _race([attempt(c) for c in clients])
+    assert results.count(303) <= 1
+    assert Grant.objects.filter(kind="static" if kind == "backup" else "totp").count() <= 1
+    if kind == "backup":
+        assert backup.token_set.filter(token="alpha111").count() == (0 if 303 in results else 1)

@@ -1,0 +1,299 @@
+"""The policy store: bad files, bad rows, typos, half-done and concurrent syncs.
+
+None of them may open a path the intended policies close: a file with any
+error changes nothing; a row that no longer validates is enforced as a
+stricter stand-in; an action nobody's policy names gets the default step-up;
+a sync is all or nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from project.demo.models import BillingProfile
+from stepup import store
+from stepup.models import Policy, PolicySetState
+from stepup.sync import load, sync
+from stepup.testing import stepup_verified
+from tests.security import views
+from tests.security.conftest import DEMO_POLICIES
+from tests.security.test_routing import BILLING, BILLING_EDIT, challenged, run_stepup
+
+pytestmark = pytest.mark.django_db
+
+HistoricalPolicy = Policy.history.model
+
+
+def snapshot() -> tuple[Any, ...]:
+    """Everything a sync may touch: rows, history, the version."""
+    rows = tuple(Policy.objects.order_by("policy_id").values_list(*("policy_id", *Policy.SPEC_FIELDS)))
+    version = PolicySetState.objects.values_list("version", flat=True).first()
+    return rows, HistoricalPolicy.objects.count(), version
+
+
+GOOD = DEMO_POLICIES.read_text()
+ONE_GOOD_POLICY = """\
+version: 1
+policies:
+  - id: billing-update
+    description: x
+    match: {actions: [billing.update]}
+    decision: step_up
+    max_age: 300
+"""
+BAD_FILES = {
+    "yaml syntax": "version: 1\npolicies: [\n",
+    "unknown key": GOOD.replace("    decision: deny\n", "    decison: deny\n    decision: deny\n", 1),
+    "duplicate key": GOOD.replace("    max_age: 300\n", "    max_age: 300\n    max_age: 30000\n", 1),
+    "duplicate id": GOOD.replace("policies:\n", "policies:\n" + ONE_GOOD_POLICY.split("policies:\n", 1)[1], 1),
+    "bad cidr": GOOD.replace('"198.51.100.0/24"', '"198.51.100.0/33"'),
+    "negative age": GOOD.replace("max_age: 300", "max_age: -1", 1),
+    "unknown factor": GOOD.replace("factors: [totp, webauthn, static]", "factors: [totp, sms]"),
+    "url typo": GOOD.replace('"admin:auth_user_password_change"', '"admin:auth_user_pasword_change"'),
+    "unknown method": GOOD.replace("methods: [POST, PUT, PATCH, DELETE]", "methods: [POST, PROPFIND]", 1),
+    "decision allow": GOOD.replace("decision: deny", "decision: allow", 1),
+    "mode typo": GOOD.replace("mode: shadow", "mode: shadows"),
+    "empty match": GOOD.replace("      actions: [billing.update]\n      methods: [POST, PUT, PATCH, DELETE]\n", "      methods: [POST]\n", 1),
+    "anchors": GOOD.replace("factors: [totp, webauthn, static]", "factors: &f [totp]") + "\n# *f\n",
+    "alias bomb": 'version: 1\na: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+    'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\npolicies: []\n',
+    "empty": "",
+    "not a mapping": "- just\n- a list\n",
+    "json duplicate key": '{"version": 1, "version": 1, "policies": []}',
+}
+PYTHON_TAGS = [
+    "!!python/object/apply:os.system ['touch {marker}']",
+    "!!python/object/apply:subprocess.check_output [['touch', '{marker}']]",
+    "!!python/object/new:os.system ['touch {marker}']",
+    "!!python/name:os.system",
+    "!!python/module:os",
+    "!!binary dG91Y2g=",
+    "!!set {{a: null}}",
+    "!Custom touch",
+]
+
+
+@pytest.fixture
+def synced(db: Any) -> tuple[Any, ...]:
+    sync(load([DEMO_POLICIES]), reason="tests/security")
+    store.invalidate()
+    return snapshot()
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+@pytest.mark.parametrize("subcommand", ["sync", "validate"])
+def test_a_bad_file_changes_nothing(tmp_path: Path, synced: Any, name: str, subcommand: str) -> None:
+    path = tmp_path / ("policies.json" if name.startswith("json") else "policies.yaml")
+    path.write_text(BAD_FILES[name])
+    code, _, err = run_stepup(subcommand, str(path))
+    assert code == 1, err
+    assert "error" in err
+    assert snapshot() == synced
+
+
+@pytest.mark.parametrize("tag", PYTHON_TAGS)
+def test_a_yaml_tag_never_builds_a_python_object(tmp_path: Path, synced: Any, tag: str) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "policies.yaml"
+    path.write_text(GOOD.replace("description: Changing billing details", f"description: {tag.format(marker=marker)}\n    x: Changing billing details", 1).replace("\n    x: Changing", "\n    # Changing", 1))
+    code, _, err = run_stepup("sync", str(path))
+    assert code == 1 and "tag" in err.lower()
+    assert not marker.exists()
+    assert snapshot() == synced
+
+
+def test_a_tag_inside_a_value_is_refused_too(tmp_path: Path, synced: Any) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "policies.yaml"
+    path.write_text(GOOD.replace("max_age: 300", f"max_age: !!python/object/apply:os.system ['touch {marker}']", 1))
+    assert run_stepup("sync", str(path))[0] == 1
+    assert not marker.exists()
+    assert snapshot() == synced
+
+
+# --- malformed rows -----------------------------------------------------------------------
+
+ROW_DAMAGE = [
+    {"when": {"roles": {"any_off": ["auditor"]}}},
+    {"when": {"origin": {"not_in": ["not-a-cidr"]}}},
+    {"factors": ["sms"]},
+    {"methods": ["POST", "PROPFIND"]},
+    {"methods": "POST"},
+    {"decision": "allow"},
+    {"mode": "shadows"},
+    {"max_age": None},
+    {"actions": "billing.update"},
+    {"actions": ["billing.update", 7]},
+    {"when": {"attrs": {"amount": {"gt": "a lot"}}}},
+    {"when": "always"},
+]
+
+
+@pytest.mark.parametrize("damage", ROW_DAMAGE, ids=lambda d: "-".join(f"{k}={v}" for k, v in d.items()))
+def test_a_damaged_row_is_enforced_as_a_stricter_stand_in(
+    client: Client, django_user_model: Any, synced: Any, damage: dict[str, Any]
+) -> None:
+    """A row edited behind the loader's back (a raw UPDATE): still protects what it protected."""
+    user = django_user_model.objects.create_user("erin", password="pw")
+    TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    client.force_login(user)
+    Policy.objects.filter(policy_id="billing-update").update(**damage)  # no save(): no validation
+    PolicySetState.objects.filter(pk=1).update(version=999)
+    store.invalidate()
+    with stepup_verified(client, user):  # even a verified user: the stand-in wants a fresh code
+        assert challenged(client.post(BILLING_EDIT, BILLING))
+    assert not BillingProfile.objects.exists()
+
+
+# --- typos ------------------------------------------------------------------------------------
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"actions": ["things.chnage"]},  # a typo in the file
+        {"actions": ["thing.*"]},  # a glob that misses
+        {"actions": ["things.change"], "enabled": False},
+        {"actions": ["things.change"], "mode": "shadow"},
+    ],
+    ids=["typo", "glob", "disabled", "shadow"],
+)
+@pytest.mark.parametrize("path", ["/t/decorated/", "/t/deep/", "/t/thing/"])
+def test_an_action_no_enforced_policy_names_gets_the_default_step_up(
+    client: Client, django_user_model: Any, policy: Any, fields: dict[str, Any], path: str
+) -> None:
+    """Whether the typo is in the file or the code, the declared action is held to DEFAULT_MAX_AGE."""
+    user = django_user_model.objects.create_user("erin", password="pw")
+    TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    client.force_login(user)
+    policy("things", decision="deny", **fields)  # would deny outright, had it matched
+    response = client.post(path)
+    assert challenged(response)
+    assert "max_age=300" in response["Location"] or response.status_code == 302
+    assert views.CALLS == []
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_a_code_side_action_typo_is_reported_by_validate(tmp_path: Path) -> None:
+    path = tmp_path / "policies.yaml"
+    path.write_text(ONE_GOOD_POLICY.replace("billing.update", "things.chnage"))
+    code, _, err = run_stepup("validate", str(path))
+    assert code == 0
+    assert "declared action 'things.change' has no policy" in err
+
+
+def test_a_url_name_typo_is_refused_with_a_suggestion(tmp_path: Path, synced: Any) -> None:
+    path = tmp_path / "policies.yaml"
+    path.write_text(GOOD.replace('"admin:auth_user_password_change"', '"admin:auth_user_pasword_change"'))
+    code, _, err = run_stepup("sync", str(path))
+    assert code == 1
+    assert "did you mean 'admin:auth_user_password_change'" in err
+    assert snapshot() == synced
+
+
+# --- a sync that fails halfway ---------------------------------------------------------------
+
+
+def test_a_sync_interrupted_halfway_changes_nothing(
+    tmp_path: Path, synced: Any, monkeypatch: pytest.MonkeyPatch, client: Client, django_user_model: Any
+) -> None:
+    changed = GOOD.replace("max_age: 300", "max_age: 30").replace("decision: deny", "decision: step_up\n    max_age: 1", 1)
+    path = tmp_path / "policies.yaml"
+    path.write_text(changed)
+    original_save = Policy.save
+    saves: list[str] = []
+
+    def failing_save(self: Policy, *args: Any, **kwargs: Any) -> None:
+        saves.append(self.policy_id)
+        if len(saves) == 3:
+            raise RuntimeError("the database went away halfway")
+        original_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Policy, "save", failing_save)
+    with pytest.raises(RuntimeError):
+        call_command("stepup", "sync", str(path), stdout=StringIO(), stderr=StringIO())
+    assert len(saves) == 3  # two rows were written before the failure ...
+    assert snapshot() == synced  # ... and rolled back with their history and the version bump
+    monkeypatch.setattr(Policy, "save", original_save)
+    user = django_user_model.objects.create_user("audrey", password="pw")
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
+    client.force_login(user)
+    with stepup_verified(client, user):
+        assert client.post(BILLING_EDIT, BILLING).status_code == 403  # the deny still stands
+    assert not BillingProfile.objects.exists()
+
+
+def test_a_sync_interrupted_by_a_deletion_changes_nothing(
+    tmp_path: Path, synced: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "policies.yaml"
+    path.write_text(ONE_GOOD_POLICY)  # deletes every other policy
+
+    def failing_delete(self: Policy, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(Policy, "delete", failing_delete)
+    with pytest.raises(RuntimeError):
+        call_command("stepup", "sync", str(path), stdout=StringIO(), stderr=StringIO())
+    assert snapshot() == synced
+
+
+# --- concurrent syncs ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text(GOOD.replace("max_age: 300", "max_age: 60"))
+    b.write_text(GOOD.replace("max_age: 300", "max_age: 600").replace("    mode: shadow\n", "    mode: enforce\n"))
+    yield a, b
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_syncs_are_serialised_or_fail_cleanly(two_files: tuple[Path, Path]) -> None:
+    """SQLite: one writer at a time, or a clean "database is locked"; never a mix of the two files."""
+    sync(load([DEMO_POLICIES]), reason="base")
+    expected = {}
+    for path in two_files:
+        plan = load([path])
+        expected[path] = {s.id: (s.max_age, s.mode) for s in plan.policies}
+    before_history = HistoricalPolicy.objects.count()
+    outcomes: dict[Path, Any] = {}
+    barrier = threading.Barrier(len(two_files))
+
+    def run(path: Path) -> None:
+        try:
+            barrier.wait()
+            outcomes[path] = sync(load([path]), reason=f"sync {path.name}")
+        except Exception as exc:
+            outcomes[path] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in two_files]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    succeeded = [p for p, result in outcomes.items() if not isinstance(result, Exception)]
+    assert succeeded, outcomes
+    state = {row.policy_id: (row.max_age, row.mode) for row in Policy.objects.all()}
+    assert state in [expected[p] for p in succeeded]  # exactly one file's policies, never a mix
+    per_sync = {p: sum(1 for c in outcomes[p].changes) for p in succeeded}
+    assert HistoricalPolicy.objects.count() == before_history + sum(per_sync.values())
+    for p in set(two_files) - set(succeeded):
+        assert "locked" in str(outcomes[p]).lower()

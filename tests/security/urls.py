@@ -1,0 +1,36 @@
+"""A URLconf for routing attacks: the demo's URLs plus views mounted in the ways attackers look for."""
+
+from __future__ import annotations
+
+from django.urls import include, path, re_path
+from rest_framework.urlpatterns import format_suffix_patterns
+
+from project.urls import urlpatterns as demo_urlpatterns
+from tests.security import views
+
+urlpatterns = [
+    *demo_urlpatterns,
+    path("t/edit/", views.edit, name="edit"),
+    path("t/twice/", views.twice, name="twice"),
+    path("t/twice-again/", views.twice, name="twice-again"),  # the same view under a second name
+    path("t/twice-unnamed/", views.twice),  # ... and under no name at all
+    re_path(r"^t/[cC][iI]/[eE][dD][iI][tT]/$", views.edit, name="ci-edit"),  # any case
+    path("t/files/<path:name>", views.edit, name="file"),
+    path("t/decorated/", views.decorated, name="decorated"),
+    path("t/deep/", views.deep, name="deep"),
+    path("t/crash/", views.crash, name="crash"),
+    path("t/thing/", views.ThingView.as_view(), name="thing"),
+    *format_suffix_patterns(
+        [
+            path("t/api/things/", views.ThingsApi.as_view(), name="things-api"),
+            path("t/api/url/", views.UrlPolicyApi.as_view(), name="url-api"),
+            path("t/api/per-method/", views.PerMethodPermissionsApi.as_view(), name="per-method-api"),
+            path(
+                "t/api/open/",
+                views.UrlPolicyApi.as_view(permission_classes=views.NO_PERMISSIONS),
+                name="open-api",
+            ),
+        ]
+    ),
+    path("nested/", include([path("edit/", views.edit, name="nested-edit")])),
+]

@@ -1,0 +1,105 @@
+"""Purpose-built views for the attacks: each records in ``CALLS`` that it ran, and how."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from stepup import StepUpRequiredMixin, enforce, require_stepup
+from stepup.permissions import StepUpPermission
+
+CALLS: list[str] = []
+
+
+def ran(name: str, request: HttpRequest) -> HttpResponse:
+    CALLS.append(f"{name} {request.method}")
+    return HttpResponse(f"ran {name}")
+
+
+def edit(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    """A function view that does its work for every method (as many do)."""
+    return ran("edit", request)
+
+
+def twice(request: HttpRequest) -> HttpResponse:
+    """Mounted under two names and under no name (``tests.security.urls``)."""
+    return ran("twice", request)
+
+
+def catch_all(request: HttpRequest, rest: str = "") -> HttpResponse:
+    return ran("catch-all", request)
+
+
+@require_stepup("things.change")
+def decorated(request: HttpRequest) -> HttpResponse:
+    return ran("decorated", request)
+
+
+def deep(request: HttpRequest) -> HttpResponse:
+    """Enforces inside the view (``enforce()``), as the demo's device views do."""
+    enforce(request, "things.change", {"where": "deep"})
+    return ran("deep", request)
+
+
+@require_stepup("things.change")
+def crash(request: HttpRequest) -> HttpResponse:
+    """Allowed, then fails: its transaction (``ATOMIC_REQUESTS``) rolls back."""
+    ran("crash", request)
+    raise RuntimeError("the view failed after the decision")
+
+
+class ThingView(StepUpRequiredMixin, View):
+    stepup_action = "things.change"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return ran("thing", request)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        return ran("thing", request)
+
+
+class ThingsApi(APIView):
+    """A DRF view with a declared action."""
+
+    permission_classes = [IsAuthenticated, StepUpPermission]
+    stepup_action = "things.change"
+
+    def get(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"things-api {request.method}")
+        return Response({"ran": True})
+
+    def post(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"things-api {request.method}")
+        return Response({"ran": True}, status=201)
+
+
+class UrlPolicyApi(APIView):
+    """A DRF view guarded by URL-name policies only."""
+
+    permission_classes = [IsAuthenticated, StepUpPermission]
+
+    def get(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"url-api {request.method}")
+        return Response({"ran": True})
+
+    def post(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"url-api {request.method}")
+        return Response({"ran": True}, status=201)
+
+
+class PerMethodPermissionsApi(UrlPolicyApi):
+    """Drops ``StepUpPermission`` for reads in ``get_permissions()`` (a common ViewSet idiom)."""
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.request.method == "GET":
+            return [IsAuthenticated()]
+        return super().get_permissions()
+
+
+NO_PERMISSIONS: list[type[BasePermission]] = [AllowAny]
