@@ -253,7 +253,8 @@ def _save(row: Any, request: HttpRequest) -> None:
 def _write(row: Any, alias: str) -> None:
     try:
         if connections[alias].in_atomic_block:
-            with transaction.atomic(using=alias):  # a savepoint: a failed insert can't break the caller's transaction
+            # A savepoint: a failed insert can't break the caller's transaction.
+            with transaction.atomic(using=alias):
                 row.save(using=alias)
         else:
             row.save(using=alias)

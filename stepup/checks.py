@@ -105,7 +105,8 @@ def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
                 id="stepup.W001",
             )
         ]
-        atomic = sorted(a for a, db in getattr(settings, "DATABASES", {}).items() if db.get("ATOMIC_REQUESTS"))
+        databases = getattr(settings, "DATABASES", {})
+        atomic = sorted(alias for alias, db in databases.items() if db.get("ATOMIC_REQUESTS"))
         if atomic:
             missing.append(
                 Warning(

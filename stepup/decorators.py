@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from stepup.enforcement import StepUpDenied, enforce
+from stepup.enforcement import StepUpDenied, enforce, mark_view_started
 from stepup.exceptions import StepUpRequired
 from stepup.responses import refusal_response
 from stepup.store import PolicyStoreUnavailable
@@ -60,11 +60,17 @@ def require_stepup(action: str, attributes: Attributes | None = None) -> Callabl
     if attributes is not None and not callable(attributes):
         raise TypeError("require_stepup: attributes must be a callable (request, *args, **kwargs) -> dict.")
 
-    def check(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpResponse | None:
-        attrs = attributes(request, *args, **kwargs) if attributes is not None else {}
-        return guard(request, action, attrs)
-
     def decorator(view: View) -> View:
+        # Stacked on another @require_stepup, the view's own code starts only after that one's check.
+        innermost = not getattr(view, ENFORCED_ATTR, False)
+
+        def check(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpResponse | None:
+            attrs = attributes(request, *args, **kwargs) if attributes is not None else {}
+            refused = guard(request, action, attrs)
+            if refused is None and innermost:
+                mark_view_started(request)
+            return refused
+
         wrapper: Callable[..., Any]
         if iscoroutinefunction(view):
 

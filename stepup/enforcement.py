@@ -212,6 +212,17 @@ def enforce(request: Any, action: str | None, attributes: Mapping[str, Any] | No
     return _enforce(request, action, attributes, url=_url_for(http))
 
 
+def url_policies_may_apply(request: Any) -> bool:
+    """Whether any policy could target the request's URL name (cheap: no session or user is read)."""
+    url = _url_for(http_request(request))
+    if url is None:
+        return False
+    try:
+        return store.get_policy_set().may_match(None, url)
+    except PolicyStoreUnavailable:
+        return True  # enforce_url() decides how to fail closed
+
+
 def enforce_url(request: Any) -> Decision:
     """Enforce the URL-name policies alone (the middleware's part).
 
@@ -294,9 +305,22 @@ def _is_login_page(http: HttpRequest) -> bool:
 # A grant authorizes one request. It is used up (a conditional UPDATE, so only
 # one of two parallel requests can use it) when the decision that relied on it
 # allows the request. When the same request is then challenged for something
-# else (a URL policy passed in the middleware, then the view's own action), it
-# did not go through: the grants it used are given back, or the user could
-# never satisfy both at once.
+# else before the protected code started (a URL policy passed, then the view's
+# own action), it did not go through: the grants it used are given back, or
+# the user could never satisfy both at once. Once the protected code started
+# (mark_view_started), it may have done its work: a refusal after that point
+# gives nothing back, or the same grant would authorize the work twice.
+
+VIEW_STARTED_ATTR = "_stepup_view_started"
+
+
+def mark_view_started(request: Any) -> None:
+    """Note that the protected view's own code runs from now on (the enforcement points call this).
+
+    Single-request grants used so far in this request stay used, whatever is
+    refused later in it.
+    """
+    setattr(http_request(request), VIEW_STARTED_ATTR, True)
 
 
 def _consume_one_shot(http: HttpRequest, context: RequestContext, subject: _Subject) -> bool:
@@ -310,7 +334,7 @@ def _consume_one_shot(http: HttpRequest, context: RequestContext, subject: _Subj
 
 def _restore_one_shot(http: HttpRequest) -> None:
     used = getattr(http, CONSUMED_ATTR, None)
-    if used is None:
+    if used is None or getattr(http, VIEW_STARTED_ATTR, False):
         return
     delattr(http, CONSUMED_ATTR)
     grants.restore_one_shot(http, used)

@@ -14,9 +14,9 @@ from django.http import HttpRequest, HttpResponse
 
 from stepup import audit, grants
 from stepup.decorators import ENFORCED_ATTR
-from stepup.enforcement import StepUpDenied, enforce_url
+from stepup.enforcement import StepUpDenied, enforce_url, mark_view_started, url_policies_may_apply
 from stepup.exceptions import StepUpRequired
-from stepup.responses import refusal_response, view_class
+from stepup.responses import is_drf_view, refusal_response, view_class
 from stepup.store import PolicyStoreUnavailable
 
 PERMISSION_PATH = "stepup.permissions.StepUpPermission"
@@ -125,10 +125,16 @@ class StepUpMiddleware:
     ) -> HttpResponse | None:
         if declares_action(view_func):
             return None
+        client: Any = request
+        if is_drf_view(view_func) and not request.user.is_authenticated and url_policies_may_apply(request):
+            from stepup.permissions import authenticated_request  # DRF is installed: this is its view
+
+            client = authenticated_request(request, view_func)
         try:
-            enforce_url(request)
+            enforce_url(client)
         except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
-            return refusal_response(request, exc)
+            return refusal_response(client, exc)
+        mark_view_started(request)  # no enforcement point of its own comes before the view's code
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views import View
 
 from stepup.decorators import guard, validate_action
+from stepup.enforcement import mark_view_started
 
 
 class StepUpRequiredMixin:
@@ -53,7 +54,10 @@ class StepUpRequiredMixin:
         return {}
 
     def _stepup_guard(self, request: HttpRequest) -> HttpResponse | None:
-        return guard(request, self.get_stepup_action(), self.get_stepup_attributes())
+        refused = guard(request, self.get_stepup_action(), self.get_stepup_attributes())
+        if refused is None:
+            mark_view_started(request)
+        return refused
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         if getattr(self, "view_is_async", False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router, transaction
 from simple_history.models import HistoricalRecords
 
 from stepup.policy.model import PolicySpec
@@ -43,7 +43,10 @@ class Policy(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     # A text reason: sync's reasons (files, commit, change) and admins' reasons exceed 100 characters.
-    history = HistoricalRecords(history_change_reason_field=models.TextField(null=True))
+    # History rows go to the database the policy is written to, inside the same transaction.
+    history = HistoricalRecords(
+        history_change_reason_field=models.TextField(null=True), use_base_model_db=True
+    )
 
     class Meta:
         ordering = ["policy_id"]
@@ -52,6 +55,17 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return self.policy_id
+
+    # The row, its history and the policy-set version bump (a post_save/post_delete receiver)
+    # commit together or not at all, even when the caller is not in a transaction: a change
+    # committed without its bump would go unnoticed by other processes.
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        with transaction.atomic(using=kwargs.get("using") or router.db_for_write(type(self), instance=self)):
+            super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        with transaction.atomic(using=kwargs.get("using") or router.db_for_write(type(self), instance=self)):
+            return super().delete(*args, **kwargs)
 
     SPEC_FIELDS = (
         "description",

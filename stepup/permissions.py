@@ -22,21 +22,22 @@ import DRF (``import stepup`` never does).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from stepup.decorators import validate_action
-from stepup.enforcement import StepUpDenied, enforce
+from stepup.enforcement import StepUpDenied, enforce, mark_view_started
 from stepup.exceptions import StepUpRequired
 from stepup.responses import ApiRefusal, api_refusal
 from stepup.store import PolicyStoreUnavailable
 
-__all__ = ["StepUpPermission", "StepUpRefused"]
+__all__ = ["StepUpPermission", "StepUpRefused", "authenticated_request"]
 
 
 class StepUpRefused(APIException):
@@ -122,6 +123,7 @@ class StepUpPermission(BasePermission):
             assert refusal is not None
             _never_cache(view)
             raise StepUpRefused(refusal) from exc
+        mark_view_started(request)
         return True
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
@@ -149,3 +151,27 @@ class StepUpPermission(BasePermission):
                 f"got {type(attributes).__name__}"
             )
         return attributes
+
+
+def authenticated_request(request: HttpRequest, view_func: Any) -> Request | HttpRequest:
+    """``request`` as the DRF view ``view_func`` will see it: authenticated by the view's own classes.
+
+    The middleware enforces URL-name policies before the view runs; for a DRF
+    view that may not run :class:`StepUpPermission` itself (see
+    :func:`stepup.middleware.declares_action`), a client authenticated by a
+    token rather than the session is still anonymous then. Authenticating it
+    the way the view will lets it meet those policies (and verify) like any
+    other client. Anything unexpected leaves ``request`` as it is: an
+    anonymous client, refused (fail closed).
+    """
+    cls = getattr(view_func, "cls", None)
+    if not isinstance(cls, type):
+        return request
+    try:
+        view = cls(**(getattr(view_func, "view_initkwargs", None) or {}))
+        drf = Request(request, authenticators=view.get_authenticators())
+        with suppress(APIException):  # DRF refuses the request itself; here it is anonymous
+            drf.user  # noqa: B018  (authenticates)
+    except Exception:
+        return request
+    return drf

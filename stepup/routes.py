@@ -197,6 +197,10 @@ def _view_key(callback: Callable[..., Any]) -> Hashable:
     return inspect.unwrap(callback, stop=inspect.ismethod)  # a bound method: one ModelAdmin's view
 
 
+def _url_policies(policy_set: PolicySet, name: str) -> tuple[str, ...]:
+    return tuple(sorted(p.id for p in policy_set.policies_for_url(name))) if name else ()
+
+
 def partly_covered_views(policy_set: PolicySet, urlconf: str | None = None) -> list[PartlyCovered]:
     """Views mounted under several routes (names, or no name) whose URL policies differ.
 
@@ -219,10 +223,7 @@ def partly_covered_views(policy_set: PolicySet, urlconf: str | None = None) -> l
         names = {name for _, name, _ in mounts}
         if len(names) < 2:
             continue
-        rows = tuple(
-            Mount(pattern, name, tuple(sorted(p.id for p in policy_set.policies_for_url(name))) if name else ())
-            for pattern, name, _ in mounts
-        )
+        rows = tuple(Mount(pattern, name, _url_policies(policy_set, name)) for pattern, name, _ in mounts)
         if len({m.policies for m in rows}) > 1:
             found.append(PartlyCovered(_view_path(mounts[0][2]), rows))
     return found

@@ -348,13 +348,13 @@ def test_url_only_view_costs_no_stepup_query_when_nothing_matches(
     assert [q["sql"] for q in queries.captured_queries if "stepup_" in q["sql"]] == []
 
 
-def test_drf_view_without_the_permission_fails_closed_for_token_clients(
+def test_drf_view_without_the_permission_holds_token_clients_to_url_policies(
     token_api: APIClient, session_api: APIClient, totp: Any, policy: Any
 ) -> None:
-    """The middleware decides before DRF authenticates: a token user looks anonymous there."""
+    """The middleware authenticates a token client the way the DRF view will, and challenges it."""
     policy("unguarded", urls=["t-unguarded"], methods=["POST"])
     response = token_api.post("/t/unguarded/", {}, format="json")
-    assert (response.status_code, response.json()["code"]) == (401, "not_authenticated")
+    assert (response.status_code, response.json()["code"]) == (401, "stepup_required")
     challenged(session_api.post("/t/unguarded/", {}, format="json"))
     assert urls.CALLS == []
 

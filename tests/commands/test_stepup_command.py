@@ -270,3 +270,18 @@ def test_routes_require_coverage(run, good):
     assert result.code == 1
     assert "admin:auth_group_change" in result.err
     assert "thing-delete" in result.err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_change_without_its_version_bump_is_rolled_back(monkeypatch):
+    """Outside any transaction, a save whose version bump fails must leave nothing behind."""
+    from stepup import signals
+
+    def broken_bump(using="default"):
+        raise RuntimeError("version bump failed")
+
+    monkeypatch.setattr(signals, "bump_policy_version", broken_bump)
+    with pytest.raises(RuntimeError):
+        Policy.objects.create(policy_id="p", actions=["a"], decision="deny")
+    assert not Policy.objects.filter(policy_id="p").exists()
+    assert not Policy.history.filter(policy_id="p").exists()

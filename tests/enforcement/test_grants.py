@@ -142,7 +142,13 @@ def test_small_transfer_needs_nothing(logged_in, transfers):
 
 
 def test_two_one_shot_requirements_in_one_request_do_not_loop(logged_in, user, policy, recorder):
-    """A URL policy (middleware) and the view's own action both need a grant for this request."""
+    """A URL policy (middleware) and an ``enforce()`` deep in the view both need a grant for this request.
+
+    The second request's view code ran ("deep entered") before its ``enforce()``
+    refused: the URL grant it used stays used, since the view may have done its
+    work (tests/security/test_bruteforce.py). One more verification, and both
+    grants are at hand.
+    """
     policy("deep-url", urls=["deep"], max_age=0)
     policy("downloads", actions=["reports.download"], max_age=0)
     first = logged_in.post("/deep/", {"rows": "5"})
@@ -151,11 +157,15 @@ def test_two_one_shot_requirements_in_one_request_do_not_loop(logged_in, user, p
     assert second.status_code == 302
     assert views.CALLS == ["deep entered"]
     complete(logged_in, user, challenge_of(logged_in, second))
-    third = logged_in.post("/deep/", {"rows": "5"})  # the URL grant was given back
-    assert third.status_code == 200
+    third = logged_in.post("/deep/", {"rows": "5"})  # the URL grant is spent: asked for again
+    assert third.status_code == 302
+    assert views.CALLS == ["deep entered"]
+    complete(logged_in, user, challenge_of(logged_in, third))
+    fourth = logged_in.post("/deep/", {"rows": "5"})  # a URL grant, and the action's from before
+    assert fourth.status_code == 200
     assert views.CALLS == ["deep entered", "deep entered", "deep"]
     assert logged_in.post("/deep/", {"rows": "5"}).status_code == 302  # and now both are used up
-    assert len(recorder.challenged) == 3
+    assert len(recorder.challenged) == 4
 
 
 # --- the session key rotates on verification --------------------------------------------

@@ -23,12 +23,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.scale.harness import FreshDatabase, Server, Worker, process_env, run_manage, running
+from tests.scale.harness import FreshDatabase, Server, Worker, is_stale, process_env, run_manage, running
 
 DATABASE_ENV = "STEPUP_TEST_DATABASE_URL"
 REDIS_ENV = "STEPUP_TEST_REDIS_URL"
-
-pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 def _missing() -> str | None:
@@ -83,14 +81,16 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleEnv]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"scale tests cannot run in CI: {reason}")
         pytest.skip(reason)
+    FreshDatabase.drop_stale(os.environ[DATABASE_ENV])
     database = FreshDatabase(os.environ[DATABASE_ENV])
     database.create()
     env = ScaleEnv(
         database=database,
         redis_url=os.environ[REDIS_ENV],
-        prefix=f"stepup-scale-{secrets.token_hex(4)}",
+        prefix=f"stepup-scale-{os.getpid()}-{secrets.token_hex(4)}",
         logs=tmp_path_factory.mktemp("scale-logs"),
     )
+    _delete_stale_keys(env.redis())
     try:
         run_manage(env.env(), "migrate", "--noinput")
         run_manage(env.env(), "stepup", "sync", "--reason", "tests/scale")
@@ -117,6 +117,17 @@ def pair(scale: ScaleEnv) -> Iterator[tuple[Server, Server]]:
     b = scale.server("b", SCALE_RELOAD_INTERVAL=hour, SCALE_RESYNC_INTERVAL=hour)
     with running(a, b):
         yield a, b
+
+
+def _delete_stale_keys(client: Any) -> None:
+    """Delete the Redis keys of earlier runs whose process is gone."""
+    stale = [
+        key
+        for key in client.scan_iter(match="stepup-scale-*")
+        if is_stale(key.decode(), "stepup-scale-", "-")
+    ]
+    if stale:
+        client.delete(*stale)
 
 
 def redis_address(url: str) -> tuple[str, int]:

@@ -19,9 +19,10 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -68,6 +69,34 @@ class FreshDatabase:
 
     def drop(self) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    @classmethod
+    def drop_stale(cls, admin_url: str) -> list[str]:
+        """Drop the databases of earlier runs whose process is gone (a run killed before its teardown)."""
+        import psycopg
+
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            names = [row[0] for row in conn.execute("SELECT datname FROM pg_database")]
+            stale = [name for name in names if is_stale(name, "stepup_scale_", "_")]
+            for name in stale:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        return stale
+
+
+def is_stale(name: str, prefix: str, separator: str) -> bool:
+    """Whether ``name`` is ``<prefix><pid><separator>…`` of a process that no longer runs."""
+    if not name.startswith(prefix):
+        return False
+    pid = name[len(prefix) :].split(separator, 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
     def scalar(self, sql: str, *params: Any) -> Any:
         import psycopg
@@ -239,6 +268,7 @@ class Response:
     status: int
     headers: dict[str, str]
     body: str
+    cookies: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -319,6 +349,7 @@ class Server:
         *,
         session: str | None = None,
         json_body: Any = None,
+        form: Mapping[str, str] | None = None,
         timeout: float = 10.0,
     ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -332,10 +363,22 @@ class Server:
             body = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
             headers["Accept"] = "application/json"
+        if form is not None:
+            body = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             conn.request(method, path, body=body, headers=headers)
             raw = conn.getresponse()
-            return Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, raw.read().decode())
+            cookies = SimpleCookie()
+            for name, value in raw.getheaders():
+                if name.lower() == "set-cookie":
+                    cookies.load(value)
+            return Response(
+                raw.status,
+                {k.lower(): v for k, v in raw.getheaders()},
+                raw.read().decode(),
+                {name: morsel.value for name, morsel in cookies.items()},
+            )
         finally:
             conn.close()
 
@@ -355,6 +398,13 @@ def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
     finally:
         for server in servers:
             server.stop()
+
+
+def totp_code(key: str, digits: int = 6, step: int = 30) -> str:
+    """The TOTP code of a device's hex ``key`` now."""
+    from django_otp.oath import TOTP
+
+    return f"{TOTP(bytes.fromhex(key), step=step, digits=digits).token():0{digits}d}"
 
 
 def eventually(check: Any, timeout: float, interval: float = 0.02) -> float:

@@ -16,14 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django_otp.oath import TOTP
 
+from tests.scale.harness import totp_code
+
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 API_VERIFY = "/stepup/api/verify/"
 GUESSES = 20
-
-
-def current_code(key: str, digits: int, step: int) -> str:
-    return f"{TOTP(bytes.fromhex(key), step=step, digits=digits).token():0{digits}d}"
 
 
 def wrong_code(key: str, digits: int, step: int) -> str:
@@ -61,7 +59,7 @@ def test_twenty_parallel_wrong_guesses_are_each_counted(scale, pair):
 
 def test_twenty_parallel_replays_of_one_valid_code_succeed_once(scale, pair):
     user = scale.worker("user", {"username": "replayer", "sessions": GUESSES, "totp": True})
-    token = current_code(user["key"], user["digits"], user["step"])
+    token = totp_code(user["key"], user["digits"], user["step"])
     responses = parallel_attempts(pair, user, token)
     statuses = sorted(r.status for r in responses)
     assert statuses == [200] + [400] * (GUESSES - 1), [(r.status, r.body) for r in responses]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scale.harness import ROOT, Server, eventually, run_manage, running
+from tests.scale.harness import ROOT, Server, eventually, run_manage, running, totp_code
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -55,6 +55,52 @@ def test_a_change_committed_elsewhere_is_enforced_by_every_server_on_its_next_re
     for server in (a, b):
         response = server.request("GET", GUARDED, session=session)
         assert (response.status, response.body) == (200, "ran guarded"), server.name
+
+
+def test_a_policy_added_in_the_admin_of_one_server_is_enforced_by_the_other(scale, pair):
+    a, b = pair
+    admin = scale.worker("user", {"username": "scale-admin", "sessions": 1, "totp": True, "superuser": True})
+    warm(a, b)
+    # The built-in policy: changing policies in the admin needs a recent second factor.
+    verified = a.request(
+        "POST",
+        "/stepup/api/verify/",
+        session=admin["sessions"][0],
+        json_body={
+            "device": admin["device"],
+            "token": totp_code(admin["key"], admin["digits"], admin["step"]),
+        },
+    )
+    assert verified.status == 200, verified.body
+    session = verified.cookies["sessionid"]  # rotated by the verification
+    saved = a.request(
+        "POST",
+        "/admin/stepup/policy/add/",
+        session=session,
+        form={
+            "policy_id": "scale-admin-deny",
+            "description": "scale test: added in the admin of server a",
+            "decision": "deny",
+            "max_age": "",
+            "factors": "[]",
+            "enabled": "on",
+            "mode": "enforce",
+            "actions": "[]",
+            "urls": '["scale-guarded"]',
+            "methods": "[]",
+            "when": "{}",
+            "change_reason": "scale test: hot reload through the admin",
+            "_save": "Save",
+        },
+    )
+    assert saved.status == 302, saved.body[-3000:]
+    try:
+        response = b.request("GET", GUARDED)
+        assert response.status == 403, (response.status, response.body)
+        assert a.request("GET", GUARDED).status == 403
+    finally:
+        scale.worker("delete-policy", {"id": "scale-admin-deny"})
+    assert b.request("GET", GUARDED).status == 200
 
 
 def test_a_sync_from_the_command_line_is_enforced_on_the_next_request(scale, pair, tmp_path: Path):

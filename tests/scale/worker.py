@@ -71,7 +71,12 @@ def wrong_code(device: TOTPDevice) -> str:
 
 
 def cmd_user(args: dict[str, Any]) -> dict[str, Any]:
-    user = get_user_model().objects.create_user(args["username"], password="pw")
+    user = get_user_model().objects.create_user(
+        args["username"],
+        password="pw",
+        is_staff=bool(args.get("superuser")),
+        is_superuser=bool(args.get("superuser")),
+    )
     result: dict[str, Any] = {"user_id": user.pk, "sessions": []}
     if args.get("totp"):
         device = TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)

@@ -178,7 +178,9 @@ def test_non_string_tokens_are_refused_by_the_api(attacker: Client, totp: TOTPDe
 
 
 @pytest.mark.parametrize("spelling", ["{c}", " {c} ", "{a} {b}", "{c}\n", "\t{c}\r\n"])
-def test_the_documented_spellings_of_a_code_are_accepted(attacker: Client, totp: TOTPDevice, spelling: str) -> None:
+def test_the_documented_spellings_of_a_code_are_accepted(
+    attacker: Client, totp: TOTPDevice, spelling: str
+) -> None:
     """Surrounding whitespace and a space in the middle, as people type or paste codes."""
     valid = code(totp)
     token = spelling.format(c=valid, a=valid[:3], b=valid[3:])
@@ -219,7 +221,10 @@ def test_a_backup_code_works_once(user: Any, backup: StaticDevice) -> None:
     victim, thief = fresh_client(user), fresh_client(user)
     assert victim.post(VERIFY, {"token": "alpha111"}).status_code == 303
     assert thief.post(VERIFY, {"token": "alpha111"}).status_code == 200
-    assert thief.post(API_VERIFY, {"token": "alpha111"}, content_type="application/json").status_code in (400, 429)
+    assert thief.post(API_VERIFY, {"token": "alpha111"}, content_type="application/json").status_code in (
+        400,
+        429,
+    )
     assert Grant.objects.count() == 1
 
 
@@ -282,3 +287,62 @@ def test_one_code_submitted_in_parallel_verifies_at_most_once(
     assert Grant.objects.filter(kind="static" if kind == "backup" else "totp").count() <= 1
     if kind == "backup":
         assert backup.token_set.filter(token="alpha111").count() == (0 if 303 in results else 1)
+
+
+def test_an_api_single_request_grant_is_bound_to_the_refused_request(user: Any, totp: TOTPDevice) -> None:
+    token = Token.objects.create(user=user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    transfer = {"amount": "5000.00", "account": "DE89370400440532013000"}
+    refused = api.post("/api/transfers/", transfer, format="json")
+    assert challenged(refused)
+    answer = {"token": code(totp), "challenge": refused.json()["challenge"]}
+    assert api.post(API_VERIFY, answer, format="json").status_code == 200
+    assert challenged(
+        api.post("/api/transfers/", {**transfer, "account": "GB82WEST12345698765432"}, format="json")
+    )
+    assert challenged(api.post("/api/transfers/", {**transfer, "amount": "9000.00"}, format="json"))
+    assert api.post("/api/transfers/", transfer, format="json").status_code == 201
+    assert challenged(api.post("/api/transfers/", transfer, format="json"))
+    assert Transfer.objects.count() == 1
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_a_single_request_grant_is_not_given_back_after_the_view_did_its_work(
+    attacker: Client, user: Any, totp: TOTPDevice, backup: StaticDevice, policy: Any
+) -> None:
+    """A refusal deep in the view, after its side effect, must not hand the grant back for a second go."""
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0, factors=["totp"])
+    policy("notify", actions=["things.notify"], factors=["static"])
+    refused = attacker.post("/t/pay/", {"amount": "5000"})
+    assert challenged(refused)
+    assert (
+        attacker.post(refused["Location"], {"device": totp.persistent_id, "token": code(totp)}).status_code
+        == 200
+    )
+    assert challenged(attacker.post("/t/pay/", {"amount": "5000"}))  # paid, then refused for "notify"
+    assert views.CALLS == ["pay POST"]
+    assert challenged(attacker.post("/t/pay/", {"amount": "5000"}))  # the grant is spent: no second payment
+    assert views.CALLS == ["pay POST"]
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_a_grant_used_by_a_check_before_the_views_code_is_given_back(
+    attacker: Client, user: Any, totp: TOTPDevice, backup: StaticDevice, policy: Any
+) -> None:
+    """Two stacked checks, both needing a fresh code: the first one's grant survives the second's refusal."""
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0, factors=["totp"])
+    policy("notify", actions=["things.notify"], max_age=0, factors=["static"])
+    first = attacker.post("/t/pay-and-notify/", {"amount": "5000"})
+    attacker.post(first["Location"], {"device": totp.persistent_id, "token": code(totp)})
+    second = attacker.post("/t/pay-and-notify/", {"amount": "5000"})
+    assert challenged(second) and views.CALLS == []
+    attacker.post(second["Location"], {"device": backup.persistent_id, "token": "alpha111"})
+    assert attacker.post("/t/pay-and-notify/", {"amount": "5000"}).status_code == 200
+    assert views.CALLS == ["pay-and-notify POST"]
+    assert challenged(attacker.post("/t/pay-and-notify/", {"amount": "5000"}))
+    assert views.CALLS == ["pay-and-notify POST"]

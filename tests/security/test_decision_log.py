@@ -81,8 +81,10 @@ def test_refusals_of_drf_views_are_logged(
     """DRF's exception handler marks the transaction for rollback: the row must outlive it."""
     client = request.getfixturevalue(who)
     policy("things", actions=["things.change"], **effect)
-    response = client.post("/t/api/things/", {}, format="json") if who == "token_client" else client.post(
-        "/t/api/things/", {}, content_type="application/json"
+    response = (
+        client.post("/t/api/things/", {}, format="json")
+        if who == "token_client"
+        else client.post("/t/api/things/", {}, content_type="application/json")
     )
     assert response.status_code == (401 if event == "challenged" else 403)
     assert views.CALLS == []

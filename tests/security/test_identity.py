@@ -252,9 +252,7 @@ def test_an_unconfirmed_device_verifies_nothing(attacker: Client, user: Any) -> 
     assert not BillingProfile.objects.exists()
 
 
-def test_a_device_deleted_after_the_challenge_verifies_nothing(
-    attacker: Client, totp: TOTPDevice
-) -> None:
+def test_a_device_deleted_after_the_challenge_verifies_nothing(attacker: Client, totp: TOTPDevice) -> None:
     refused = attacker.post(BILLING_EDIT, BILLING)
     assert challenged(refused)
     valid = code(totp)
@@ -326,7 +324,9 @@ def staff_attacker(client: Client, django_user_model: Any) -> Client:
     return client
 
 
-def test_the_admin_does_not_show_a_totp_secret_without_step_up(staff_attacker: Client, totp: TOTPDevice) -> None:
+def test_the_admin_does_not_show_a_totp_secret_without_step_up(
+    staff_attacker: Client, totp: TOTPDevice
+) -> None:
     for url in (
         f"/admin/otp_totp/totpdevice/{totp.pk}/change/",
         f"/admin/otp_totp/totpdevice/{totp.pk}/config/",
@@ -337,7 +337,9 @@ def test_the_admin_does_not_show_a_totp_secret_without_step_up(staff_attacker: C
         assert totp.key.encode() not in response.content
 
 
-def test_the_admin_does_not_show_backup_codes_without_step_up(staff_attacker: Client, backup: StaticDevice) -> None:
+def test_the_admin_does_not_show_backup_codes_without_step_up(
+    staff_attacker: Client, backup: StaticDevice
+) -> None:
     response = staff_attacker.get(f"/admin/otp_static/staticdevice/{backup.pk}/change/")
     assert challenged(response)
     assert b"alpha111" not in response.content

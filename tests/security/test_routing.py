@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import set_script_prefix
 
 from project.demo.models import BillingProfile
-from stepup.testing import assert_requires_stepup, stepup_verified
+from stepup.testing import stepup_verified
 from tests.security import views
 from tests.security.conftest import VERIFY
 
@@ -323,7 +323,10 @@ def i18n(settings: Any) -> None:
     settings.LANGUAGE_CODE = "en"
     settings.LANGUAGES = [("en", "English"), ("de", "German"), ("fr", "French")]
     middleware = list(settings.MIDDLEWARE)
-    middleware.insert(middleware.index("django.middleware.common.CommonMiddleware"), "django.middleware.locale.LocaleMiddleware")
+    middleware.insert(
+        middleware.index("django.middleware.common.CommonMiddleware"),
+        "django.middleware.locale.LocaleMiddleware",
+    )
     settings.MIDDLEWARE = middleware
 
 
@@ -457,3 +460,27 @@ def test_a_protect_everything_policy_never_guards_the_verification_views_themsel
     assert verified.status_code == 200 and b'action="/t/edit/"' in verified.content  # confirm the POST
     attacker.post("/t/edit/")
     assert views.CALLS == ["edit POST"]
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.parametrize("path", ["/t/api/per-method/", "/t/api/open/"])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_token_clients_of_such_drf_views_are_held_to_url_policies_and_can_verify(
+    user: Any, totp: Any, policy: Any, path: str, method: str
+) -> None:
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from tests.security.conftest import API_VERIFY, code
+
+    policy("per-method", urls=["per-method-api", "open-api"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    refused = getattr(api, method)(path, {}, format="json")
+    assert challenged(refused)
+    assert refused.json()["code"] == "stepup_required"
+    assert views.CALLS == []
+    answer = {"token": code(totp), "challenge": refused.json()["challenge"]}
+    assert api.post(API_VERIFY, answer, format="json").status_code == 200
+    assert getattr(api, method)(path, {}, format="json").status_code in (200, 201)
+    assert [f"url-api {method.upper()}"] == views.CALLS

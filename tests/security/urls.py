@@ -19,6 +19,8 @@ urlpatterns = [
     path("t/decorated/", views.decorated, name="decorated"),
     path("t/deep/", views.deep, name="deep"),
     path("t/crash/", views.crash, name="crash"),
+    path("t/pay/", views.pay_then_notify, name="pay"),
+    path("t/pay-and-notify/", views.pay_and_notify, name="pay-and-notify"),
     path("t/thing/", views.ThingView.as_view(), name="thing"),
     *format_suffix_patterns(
         [

@@ -54,6 +54,21 @@ def crash(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("the view failed after the decision")
 
 
+@require_stepup("things.pay", attributes=lambda request, *a, **kw: {"amount": request.POST.get("amount")})
+def pay_then_notify(request: HttpRequest) -> HttpResponse:
+    """Does its work, then enforces another action: a refusal there comes after the side effect."""
+    ran("pay", request)
+    enforce(request, "things.notify")
+    return HttpResponse("paid and notified")
+
+
+@require_stepup("things.pay", attributes=lambda request, *a, **kw: {"amount": request.POST.get("amount")})
+@require_stepup("things.notify")
+def pay_and_notify(request: HttpRequest) -> HttpResponse:
+    """Two checks before any code of its own runs."""
+    return ran("pay-and-notify", request)
+
+
 class ThingView(StepUpRequiredMixin, View):
     stepup_action = "things.change"
 
