@@ -70,6 +70,14 @@ class FreshDatabase:
     def drop(self) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
+    def scalar(self, sql: str) -> Any:
+        """The first column of the first row ``sql`` returns, read from this database."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+        return None if row is None else row[0]
+
     @classmethod
     def drop_stale(cls, admin_url: str) -> list[str]:
         """Drop the databases of earlier runs whose process is gone (a run killed before its teardown)."""
