@@ -102,10 +102,11 @@ def matching_method(request: HttpRequest) -> str:
     - ``GET``, ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` are themselves.
     - ``OPTIONS`` and ``TRACE`` are themselves for a class-based view (Django's
       ``View`` and DRF's ``APIView`` answer them with ``options()`` or ``405``,
-      never with the ``get``/``post`` handler); for a function view, which runs
-      its one body whatever the method, and for any other method (``PROPFIND``,
-      made-up ones), they are :data:`~stepup.policy.engine.ANY_METHOD`, which
-      every policy's ``methods`` matches (fail closed).
+      never with the ``get``/``post`` handler).
+    - ``OPTIONS`` and ``TRACE`` sent to a function view (which runs its one
+      body whatever the method), and every other method (``PROPFIND``, made-up
+      ones), are :data:`~stepup.policy.engine.ANY_METHOD`, which every
+      policy's ``methods`` matches (fail closed).
 
     Override headers (``X-HTTP-Method-Override``, ``_method``) are ignored.
     """

@@ -95,7 +95,6 @@ PENDING_LINKS = {
     "docs/api.md": "written by the API helper (issue 4)",
     "docs/audit.md": "written by the audit helper (issue 5)",
     "docs/operations.md": "written by the scale helper (issue 6)",
-    "SECURITY.md": "written in a later issue",
 }
 """Pages other work is writing: a link to one is tolerated while it is missing (and reported)."""
 

@@ -284,9 +284,18 @@ def test_one_code_submitted_in_parallel_verifies_at_most_once(
 
     results = _race([attempt(c) for c in clients])
     assert results.count(303) <= 1
-    assert Grant.objects.filter(kind="static" if kind == "backup" else "totp").count() <= 1
-    if kind == "backup":
-        assert backup.token_set.filter(token="alpha111").count() == (0 if 303 in results else 1)
+    assert Grant.objects.count() <= 1
+    if kind == "backup" and 303 in results:
+        assert not backup.token_set.filter(token="alpha111").exists()
+    # Every browser but the one that succeeded is still held to step-up. (A request that failed
+    # with "database table is locked" after the check may burn the code, or leave a grant for a
+    # session it could not save: fail closed. PostgreSQL serialises them instead: tests/scale.)
+    for browser, result in zip(clients, results, strict=True):
+        if result != 303:
+            response = browser.post(BILLING_EDIT, BILLING)
+            assert response.status_code == 302
+            assert response["Location"].startswith((VERIFY, "/accounts/login/"))
+    assert not BillingProfile.objects.exists()
 
 
 def test_an_api_single_request_grant_is_bound_to_the_refused_request(user: Any, totp: TOTPDevice) -> None:

@@ -351,3 +351,45 @@ def test_the_admin_does_not_show_api_tokens_without_step_up(staff_attacker: Clie
     response = staff_attacker.get("/admin/authtoken/tokenproxy/")
     assert challenged(response)
     assert token.key.encode() not in response.content
+
+
+# --- transaction attributes the client controls ----------------------------------------------
+
+LARGE_ROWS = [
+    "5000",
+    "\uff15\uff10\uff10\uff10",  # full-width digits: int() reads 5000
+    "5_000",  # int() reads 5000
+    " 5000",
+    "5000 ",
+    "+5000",
+    "05000",
+    "5000\n",
+]
+
+
+@pytest.mark.parametrize("rows", LARGE_ROWS)
+def test_a_large_report_cannot_pass_as_a_small_one(attacker: Client, user: Any, rows: str) -> None:
+    """The view reads ``rows`` with ``int()``; whatever it reads as large, the policy must see as large.
+
+    Verified 30 minutes ago: enough for a small report from home (an hour), not for a large one
+    (15 minutes). A spelling the engine can't read as a number counts as holding (fail closed).
+    """
+    from django.db.models import F
+
+    with stepup_verified(attacker, user):
+        Grant.objects.update(verified_at=F("verified_at") - 1800)
+        small = attacker.get("/reports/invoices.csv", {"rows": "10"}, REMOTE_ADDR=HOME_IP)
+        assert got_report(small)  # the control
+        response = attacker.get("/reports/invoices.csv", {"rows": rows}, REMOTE_ADDR=HOME_IP)
+        assert challenged(response) or (response.status_code == 302 and "/reports/" in response["Location"])
+        assert not got_report(response)
+
+
+def test_a_repeated_parameter_is_read_the_same_by_policy_and_view(attacker: Client, user: Any) -> None:
+    from django.db.models import F
+
+    with stepup_verified(attacker, user):
+        Grant.objects.update(verified_at=F("verified_at") - 1800)
+        for query in ("rows=10&rows=5000", "rows=5000&rows=10&rows=5000"):
+            response = attacker.get(f"/reports/invoices.csv?{query}", REMOTE_ADDR=HOME_IP)
+            assert challenged(response) and not got_report(response)

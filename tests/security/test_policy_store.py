@@ -316,3 +316,30 @@ def test_concurrent_syncs_are_serialised_or_fail_cleanly(two_files: tuple[Path, 
     assert HistoricalPolicy.objects.count() == before_history + sum(per_sync.values())
     for p in set(two_files) - set(succeeded):
         assert "locked" in str(outcomes[p]).lower()
+
+
+# --- the admin ------------------------------------------------------------------------------------
+
+
+def test_a_stolen_staff_session_cannot_loosen_policies_in_the_admin(
+    client: Client, django_user_model: Any, synced: Any
+) -> None:
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-1")
+    TOTPDevice.objects.create(user=root, name="Phone", confirmed=True)
+    client.force_login(root)
+    row = Policy.objects.get(policy_id="billing-update")
+    history = row.history.first()
+    attempts = [
+        (
+            f"/admin/stepup/policy/{row.pk}/change/",
+            {"policy_id": row.policy_id, "enabled": "", "decision": "step_up"},
+        ),
+        (f"/admin/stepup/policy/{row.pk}/delete/", {"post": "yes"}),
+        ("/admin/stepup/policy/", {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"}),
+        ("/admin/stepup/policy/add/", {"policy_id": "allow-all", "decision": "step_up", "max_age": "999999"}),
+        (f"/admin/stepup/policy/{row.pk}/history/{history.pk}/", {"enabled": ""}),
+    ]
+    for url, data in attempts:
+        response = client.post(url, data)
+        assert challenged(response), url
+    assert snapshot() == synced
