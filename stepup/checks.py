@@ -21,9 +21,7 @@ REQUIRED_APPS = ("django_otp", "simple_history")
 
 
 @register(Tags.security, Tags.compatibility)
-def check_settings(
-    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     raw = getattr(settings, "STEPUP", {})
     if not isinstance(raw, dict):
@@ -122,14 +120,10 @@ def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
     position = middleware.index(MIDDLEWARE)
     for required in REQUIRED_BEFORE:
         if required not in middleware:
-            errors.append(
-                Error(f"{required!r} must be in MIDDLEWARE for stepup.", id="stepup.E006")
-            )
+            errors.append(Error(f"{required!r} must be in MIDDLEWARE for stepup.", id="stepup.E006"))
         elif middleware.index(required) > position:
             errors.append(
-                Error(
-                    f"{MIDDLEWARE!r} must come after {required!r} in MIDDLEWARE.", id="stepup.E007"
-                )
+                Error(f"{MIDDLEWARE!r} must come after {required!r} in MIDDLEWARE.", id="stepup.E007")
             )
     return errors
 

@@ -398,9 +398,7 @@ def prune(at: float | None = None, using: str = "default", dry_run: bool = False
     from stepup.models import Grant, PendingChallenge
 
     t = now() if at is None else at
-    expired = [
-        model.objects.using(using).filter(expires_at__lte=t) for model in (Grant, PendingChallenge)
-    ]
+    expired = [model.objects.using(using).filter(expires_at__lte=t) for model in (Grant, PendingChallenge)]
     if dry_run:
         return sum(query.count() for query in expired)
     return sum(query.delete()[0] for query in expired)

@@ -108,11 +108,7 @@ class Policy(models.Model):
     @property
     def source(self) -> str:
         if self.source_file:
-            return (
-                f"{self.source_file}@{self.source_commit}"
-                if self.source_commit
-                else self.source_file
-            )
+            return f"{self.source_file}@{self.source_commit}" if self.source_commit else self.source_file
         if self.source_user_id:
             return f"admin:{self.source_user}"
         return "unknown"

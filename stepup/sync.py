@@ -56,10 +56,7 @@ class Plan:
 
     def summary(self) -> str:
         kinds = ("create", "update", "enable", "disable", "delete")
-        return (
-            ", ".join(f"{self.count(k)} to {k}" for k in kinds)
-            + f", {len(self.unchanged)} unchanged"
-        )
+        return ", ".join(f"{self.count(k)} to {k}" for k in kinds) + f", {len(self.unchanged)} unchanged"
 
 
 def make_plan(policy_file: PolicyFile, using: str = "default") -> Plan:
@@ -73,9 +70,7 @@ def make_plan(policy_file: PolicyFile, using: str = "default") -> Plan:
         if row is None:
             assert spec is not None
             changes.append(
-                Change(
-                    "create", policy_id, _diff({}, spec_fields(spec)), spec, f"new in {spec.source}"
-                )
+                Change("create", policy_id, _diff({}, spec_fields(spec)), spec, f"new in {spec.source}")
             )
         elif spec is None:
             changes.append(Change("delete", policy_id, why="no longer in the policy files"))
@@ -179,9 +174,7 @@ def git_commit(paths: Sequence[str | Path]) -> str:
     folder = Path(paths[0]).resolve().parent
     try:
         sha = _git(folder, "rev-parse", "--short=12", "HEAD")
-        dirty = _git(
-            folder, "status", "--porcelain", "--", *(str(Path(p).resolve()) for p in paths)
-        )
+        dirty = _git(folder, "status", "--porcelain", "--", *(str(Path(p).resolve()) for p in paths))
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{sha}-dirty" if dirty else sha

@@ -35,7 +35,11 @@ def test_default_settings_pass(settings):
         ({"STEPUP": {"TRUSTED_PROXIES": "10.0.0.0/8"}}, "stepup.E005", "list of CIDRs"),
         ({"STEPUP": {"POLICY_FILES": ["/does/not/exist.yaml"]}}, "stepup.E009", "/does/not/exist.yaml"),
         ({"STEPUP": {"POLICY_FILES": "/x.yaml"}}, "stepup.E008", "list of paths"),
-        ({"SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies"}, "stepup.W002", "signed_cookies"),
+        (
+            {"SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies"},
+            "stepup.W002",
+            "signed_cookies",
+        ),
     ],
 )
 def test_misconfiguration_is_reported(settings, changes, check_id, words):

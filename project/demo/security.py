@@ -116,9 +116,7 @@ def replace_backup_codes(
         device = StaticDevice.objects.using(using).create(
             user=user, name=f"Made {today.day} {today:%b %Y}", confirmed=True
         )
-        StaticToken.objects.using(using).bulk_create(
-            StaticToken(device=device, token=code) for code in codes
-        )
+        StaticToken.objects.using(using).bulk_create(StaticToken(device=device, token=code) for code in codes)
     return codes
 
 

@@ -134,9 +134,7 @@ def _seed_api_token(user: User, key: str, using: str) -> None:
 
 def _stepup_view_permissions(using: str) -> list[Permission]:
     return list(
-        Permission.objects.using(using).filter(
-            content_type__app_label="stepup", codename__startswith="view_"
-        )
+        Permission.objects.using(using).filter(content_type__app_label="stepup", codename__startswith="view_")
     )
 
 
@@ -151,6 +149,4 @@ def _seed_billing(user: User, spec: DemoUser, using: str) -> None:
         },
     )
     for amount, account in spec.transfers:
-        Transfer.objects.using(using).get_or_create(
-            user=user, amount=Decimal(amount), account=account
-        )
+        Transfer.objects.using(using).get_or_create(user=user, amount=Decimal(amount), account=account)

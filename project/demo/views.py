@@ -26,9 +26,7 @@ from stepup import StepUpRequiredMixin, enforce, require_stepup
 
 RECENT_TRANSFERS = 20
 DEVICES_ACTION = "security.devices"
-NO_SECOND_FACTOR_WARNING = (
-    "You have no second factor now. Sensitive actions will ask you to set one up."
-)
+NO_SECOND_FACTOR_WARNING = "You have no second factor now. Sensitive actions will ask you to set one up."
 
 
 class AuthenticatedHttpRequest(HttpRequest):

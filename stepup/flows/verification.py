@@ -141,11 +141,7 @@ class Target:
         post = self._get("post")
         if not isinstance(post, Mapping):
             return None
-        return {
-            str(k): [str(v) for v in values]
-            for k, values in post.items()
-            if isinstance(values, list)
-        }
+        return {str(k): [str(v) for v in values] for k, values in post.items() if isinstance(values, list)}
 
     def audit_fields(self) -> dict[str, Any]:
         """The decision-log fields that say what was being authorized."""
@@ -297,9 +293,7 @@ def verify(request: HttpRequest, target: Target, device_id: object, token: objec
     return result
 
 
-def _attempt(
-    user: AbstractBaseUser, target: Target, device_id: object, raw_token: object
-) -> Result:
+def _attempt(user: AbstractBaseUser, target: Target, device_id: object, raw_token: object) -> Result:
     state = throttling.lock_user(user)
     lockout = throttling.user_lockout(state)
     if lockout is not None:
@@ -311,17 +305,13 @@ def _attempt(
         return Result(INVALID, exc.code, exc.message, field=exc.field)
     throttle = throttling.device_throttle(device)
     if throttle is not None:
-        return Result(
-            THROTTLED, "throttled", retry_message(throttle), device=device, throttle=throttle
-        )
+        return Result(THROTTLED, "throttled", retry_message(throttle), device=device, throttle=throttle)
     if device.verify_token(token):
         throttling.record_success(state)
         return Result(VERIFIED, "verified", device=device, checked=True)
     lockout = throttling.record_failure(state)
     if lockout is not None:
-        return Result(
-            LOCKED, "locked", retry_message(lockout), device=device, throttle=lockout, checked=True
-        )
+        return Result(LOCKED, "locked", retry_message(lockout), device=device, throttle=lockout, checked=True)
     message = "That code is not valid. Check it and try again."
     return Result(FAILED, "invalid_token", message, field="token", device=device, checked=True)
 
@@ -336,9 +326,7 @@ def _select_device(user: AbstractBaseUser, target: Target, device_id: object) ->
             raise _Invalid("invalid_device", "Choose the device you want to use.", "device")
         chosen = devices[0]
     else:
-        wanted = (
-            device_id if isinstance(device_id, str) and len(device_id) <= _MAX_DEVICE_ID else None
-        )
+        wanted = device_id if isinstance(device_id, str) and len(device_id) <= _MAX_DEVICE_ID else None
         chosen = next((d for d in devices if d.persistent_id == wanted), None)
         if chosen is None:
             raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
@@ -388,19 +376,13 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minutes"
 
 
-def _succeeded(
-    request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result
-) -> None:
+def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> None:
     factor = result.factor or ""
     grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
     if grants.uses_session(request, user):  # an API credential has no session to mark
         django_otp.login(request, result.device)
-    audit.record_event(
-        request, "verified", factor=factor, outcome="verified", **target.audit_fields()
-    )
-    stepup_verified.send(
-        sender=verify, request=request, user=user, factor=factor, device=result.device
-    )
+    audit.record_event(request, "verified", factor=factor, outcome="verified", **target.audit_fields())
+    stepup_verified.send(sender=verify, request=request, user=user, factor=factor, device=result.device)
     if target.id is not None:
         grants.drop_challenge(request, target.id)
 

@@ -164,7 +164,9 @@ def test_drift_filter(admin_client: Client, synced: None) -> None:
     )
 
 
-def test_files_with_errors_give_no_answer(admin_client: Client, synced: None, settings: Any, tmp_path: Path) -> None:
+def test_files_with_errors_give_no_answer(
+    admin_client: Client, synced: None, settings: Any, tmp_path: Path
+) -> None:
     broken = tmp_path / "policies.yaml"
     broken.write_text(POLICY_FILE.read_text() + "\n  - id: broken\n    decision: maybe\n")
     settings.STEPUP = {**settings.STEPUP, "POLICY_FILES": [broken]}

@@ -137,9 +137,12 @@ def test_a_file_policy_may_add_a_stricter_rule(
     )
     with stepup_verified(admin_client, admin_user):
         assert admin_client.post(f"/admin/stepup/policy/{billing.pk}/change/", form_data()).status_code == 302
-        assert "/stepup/verify/" not in admin_client.post(
-            f"/admin/stepup/policy/{billing.pk}/change/", form_data(max_age="30")
-        )["Location"]
+        assert (
+            "/stepup/verify/"
+            not in admin_client.post(f"/admin/stepup/policy/{billing.pk}/change/", form_data(max_age="30"))[
+                "Location"
+            ]
+        )
         verify_url_of(admin_client.post(f"/admin/stepup/policy/{billing.pk}/delete/", {"post": "yes"}))
     assert Policy.objects.filter(pk=billing.pk).exists()
     challenge = DecisionLog.objects.get(event="challenged")
@@ -156,10 +159,15 @@ def test_viewing_needs_no_step_up(admin_client: Client, billing: Policy) -> None
     ):
         assert admin_client.get(url).status_code == 200, url
     assert not DecisionLog.objects.exists()
-    assert "Reason for this change" in admin_client.get(f"/admin/stepup/policy/{billing.pk}/change/").content.decode()
+    assert (
+        "Reason for this change"
+        in admin_client.get(f"/admin/stepup/policy/{billing.pk}/change/").content.decode()
+    )
 
 
-def test_the_whole_flow_through_the_verify_form(admin_client: Client, admin_user: Any, billing: Policy) -> None:
+def test_the_whole_flow_through_the_verify_form(
+    admin_client: Client, admin_user: Any, billing: Policy
+) -> None:
     """Challenged, verified with a backup code, the interrupted POST confirmed, saved once."""
     from tests.verification.test_confirm import form_of
 
@@ -182,7 +190,9 @@ def test_the_whole_flow_through_the_verify_form(admin_client: Client, admin_user
     assert events == ["challenged", "verified", "allowed"]
 
 
-def test_the_second_line_refuses_a_write_that_skipped_the_view_guard(rf: Any, admin_user: Any, billing: Any) -> None:
+def test_the_second_line_refuses_a_write_that_skipped_the_view_guard(
+    rf: Any, admin_user: Any, billing: Any
+) -> None:
     """save_model/delete_model/delete_queryset enforce on their own when called directly."""
     from django.contrib import admin
     from django.contrib.sessions.middleware import SessionMiddleware

@@ -38,8 +38,13 @@ def rows(policy: Any) -> tuple[Policy, Policy]:
 @pytest.fixture
 def log_row(carol: Any) -> DecisionLog:
     return DecisionLog.objects.create(
-        event="challenged", user=carol, username="carol", action="billing.update", outcome="step_up",
-        policies=["billing-update"], client_ip="203.0.113.9",
+        event="challenged",
+        user=carol,
+        username="carol",
+        action="billing.update",
+        outcome="step_up",
+        policies=["billing-update"],
+        client_ip="203.0.113.9",
     )
 
 
@@ -51,7 +56,9 @@ def test_seed_gives_carol_view_permissions_on_policies_history_and_the_log(carol
     assert changing == []
 
 
-def test_the_auditor_can_review_everything(auditor: Client, rows: tuple[Policy, Policy], log_row: DecisionLog) -> None:
+def test_the_auditor_can_review_everything(
+    auditor: Client, rows: tuple[Policy, Policy], log_row: DecisionLog
+) -> None:
     billing, _ = rows
     version = billing.history.get().history_id  # type: ignore[attr-defined]
     for url in (
@@ -88,7 +95,10 @@ def test_the_auditor_cannot_change_a_policy(
 
 
 def test_the_auditor_cannot_change_the_log(auditor: Client, log_row: DecisionLog) -> None:
-    assert auditor.post(f"/admin/stepup/decisionlog/{log_row.pk}/change/", {"event": "allowed"}).status_code == 403
+    assert (
+        auditor.post(f"/admin/stepup/decisionlog/{log_row.pk}/change/", {"event": "allowed"}).status_code
+        == 403
+    )
     assert auditor.post(f"/admin/stepup/decisionlog/{log_row.pk}/delete/", {"post": "yes"}).status_code == 403
     assert auditor.get("/admin/stepup/decisionlog/add/").status_code == 403
     log_row.refresh_from_db()
@@ -106,7 +116,8 @@ def test_the_decision_log_is_read_only_even_for_superusers(
         delete = admin_client.post(f"/admin/stepup/decisionlog/{log_row.pk}/delete/", {"post": "yes"})
         assert delete.status_code == 403
         bulk = admin_client.post(
-            "/admin/stepup/decisionlog/", {"action": "delete_selected", "_selected_action": [log_row.pk], "post": "yes"}
+            "/admin/stepup/decisionlog/",
+            {"action": "delete_selected", "_selected_action": [log_row.pk], "post": "yes"},
         )
         assert bulk.status_code in (200, 302)
     assert DecisionLog.objects.filter(pk=log_row.pk, event="challenged").exists()
@@ -114,7 +125,9 @@ def test_the_decision_log_is_read_only_even_for_superusers(
     assert "action-checkbox" not in page and "delete_selected" not in page
 
 
-def test_history_records_are_read_only_for_superusers(admin_client: Client, rows: tuple[Policy, Policy]) -> None:
+def test_history_records_are_read_only_for_superusers(
+    admin_client: Client, rows: tuple[Policy, Policy]
+) -> None:
     record = rows[0].history.get()  # type: ignore[attr-defined]
     url = f"/admin/stepup/historicalpolicy/{record.history_id}/"
     assert admin_client.post(url + "change/", {"history_change_reason": "forged"}).status_code == 403
@@ -130,12 +143,16 @@ def test_revert_needs_the_change_permission_not_just_view(
     from django.contrib.auth.models import Permission
 
     viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
-    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_policy", "view_historicalpolicy"]))
+    viewer.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_policy", "view_historicalpolicy"])
+    )
     client.force_login(viewer)
     billing = rows[0]
     version = billing.history.get().history_id  # type: ignore[attr-defined]
     with stepup_verified(client, viewer):
-        response = client.post(f"/admin/stepup/policy/{billing.pk}/history/{version}/", form_data(max_age="1"))
+        response = client.post(
+            f"/admin/stepup/policy/{billing.pk}/history/{version}/", form_data(max_age="1")
+        )
     assert response.status_code == 403
     billing.refresh_from_db()
     assert billing.max_age == 300

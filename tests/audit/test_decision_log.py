@@ -97,27 +97,57 @@ def test_every_outcome_is_recorded_once_with_its_facts_and_no_secret(
     assert audit_urls.CALLS == ["transfer", "report"]
 
     rows = list(DecisionLog.objects.order_by("pk"))
-    assert [r.event for r in rows] == ["challenged", "failed", "verified", "allowed", "denied", "shadow", "allowed"]
+    assert [r.event for r in rows] == [
+        "challenged",
+        "failed",
+        "verified",
+        "allowed",
+        "denied",
+        "shadow",
+        "allowed",
+    ]
     assert sent.names() == ["stepup_challenged", "stepup_failed", "stepup_verified", "stepup_denied"]
     for row in rows:
-        assert (row.user, row.username, row.client_ip, row.user_agent) == (user, "alice", "127.0.0.1", USER_AGENT)
+        assert (row.user, row.username, row.client_ip, row.user_agent) == (
+            user,
+            "alice",
+            "127.0.0.1",
+            USER_AGENT,
+        )
         assert row.policy_version not in ("", "0"), row.event
     challenged, failed, verified, allowed, denied, shadow, report = rows
     assert (challenged.action, challenged.url_name, challenged.method, challenged.path) == (
-        "payments.transfer", "transfer", "POST", "/transfer/"
+        "payments.transfer",
+        "transfer",
+        "POST",
+        "/transfer/",
     )
-    assert (challenged.outcome, challenged.policies, challenged.roles) == ("step_up", ["transfers"], ["authenticated"])
+    assert (challenged.outcome, challenged.policies, challenged.roles) == (
+        "step_up",
+        ["transfers"],
+        ["authenticated"],
+    )
     assert challenged.attrs == {"amount": "5000", "card_pin": "[redacted]"}
     assert challenged.facts["url"] == "transfer" and challenged.facts["verified"] == {}
     assert 0 <= challenged.facts["session_age"] < 60
     assert (failed.factor, failed.outcome, failed.action, failed.policies) == (
-        "static", "invalid_token", "payments.transfer", ["transfers"]
+        "static",
+        "invalid_token",
+        "payments.transfer",
+        ["transfers"],
     )
     assert (verified.factor, verified.outcome, verified.action) == ("static", "verified", "payments.transfer")
-    assert (allowed.outcome, allowed.policies, list(allowed.facts["verified"])) == ("allow", ["transfers"], ["static"])
+    assert (allowed.outcome, allowed.policies, list(allowed.facts["verified"])) == (
+        "allow",
+        ["transfers"],
+        ["static"],
+    )
     assert (denied.action, denied.outcome, denied.policies) == ("payments.refund", "deny", ["refunds-denied"])
     assert (shadow.action, shadow.outcome, shadow.policies, shadow.facts) == (
-        "reports.view", "allow", ["reports-shadow"], None
+        "reports.view",
+        "allow",
+        ["reports-shadow"],
+        None,
     )
     assert (report.event, report.action, report.outcome) == ("allowed", "reports.view", "allow")
     for event in ("failed", "verified", "shadow"):
@@ -125,10 +155,18 @@ def test_every_outcome_is_recorded_once_with_its_facts_and_no_secret(
 
     # never a token, password or secret attribute: not in any stored field, not in the log lines
     assert_no_secrets(*(stored_text(row) for row in DecisionLog.objects.all()), caplog.text)
-    lines = [r.getMessage() for r in caplog.records if r.name == "stepup" and r.getMessage().startswith("stepup ")]
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "stepup" and r.getMessage().startswith("stepup ")
+    ]
     assert Counter(line.split(":")[0] for line in lines) == Counter(
-        {"stepup challenged": 1, "stepup failed": 1, "stepup verified": 1, "stepup allowed": 2,
-         "stepup denied": 1, "stepup shadow": 1}
+        {
+            "stepup challenged": 1,
+            "stepup failed": 1,
+            "stepup verified": 1,
+            "stepup allowed": 2,
+            "stepup denied": 1,
+            "stepup shadow": 1,
+        }
     )
     levels = {r.getMessage().split(":")[0]: r.levelno for r in caplog.records if r.name == "stepup"}
     assert levels["stepup allowed"] == logging.DEBUG and levels["stepup challenged"] == logging.INFO
@@ -143,7 +181,9 @@ def test_signal_arguments(browser: Client, user: Any, policies: None, sent: Sign
     challenged = by_name["stepup_challenged"]
     assert set(challenged) == {"signal", "request", "user", "decision", "action", "attributes"}
     assert (challenged["user"], challenged["action"], challenged["decision"].outcome) == (
-        user, "payments.transfer", "step_up"
+        user,
+        "payments.transfer",
+        "step_up",
     )
     assert challenged["attributes"] == {"amount": "5000", "card_pin": PIN}  # the view's own values, in memory
     assert set(by_name["stepup_failed"]) == {"signal", "request", "user", "factor", "device", "locked"}
@@ -153,7 +193,9 @@ def test_signal_arguments(browser: Client, user: Any, policies: None, sent: Sign
     assert by_name["stepup_verified"]["device"].user == user
     denied = by_name["stepup_denied"]
     assert (denied["action"], denied["decision"].outcome, denied["decision"].policies) == (
-        "payments.refund", "deny", ("refunds-denied",)
+        "payments.refund",
+        "deny",
+        ("refunds-denied",),
     )
 
 
@@ -179,13 +221,19 @@ def test_lockout_is_recorded_once_and_signalled(
     assert_no_secrets(*(stored_text(row) for row in DecisionLog.objects.all()))
 
 
-def test_a_decision_is_recorded_once_per_request(logged_in: Client, policy: Any, stepup_verified: Any, user: Any) -> None:
+def test_a_decision_is_recorded_once_per_request(
+    logged_in: Client, policy: Any, stepup_verified: Any, user: Any
+) -> None:
     policy("transfers", actions=["payments.transfer"])
     policy("transfer-url", urls=["transfer"], methods=["POST"])  # included in the view's own decision
     with stepup_verified(logged_in, user):
         assert logged_in.post("/transfer/", {"amount": "5"}).status_code == 200
     row = DecisionLog.objects.get()
-    assert (row.event, row.policies, row.facts["url"]) == ("allowed", ["transfer-url", "transfers"], "transfer")
+    assert (row.event, row.policies, row.facts["url"]) == (
+        "allowed",
+        ["transfer-url", "transfers"],
+        "transfer",
+    )
 
 
 def test_unmatched_requests_cost_no_query_and_log_nothing(
@@ -223,7 +271,10 @@ def test_a_single_request_grant_is_kept_in_the_facts(
         assert logged_in.post("/transfer/", {"amount": "5000"}).status_code == 200
         verify_url_of(logged_in.post("/transfer/", {"amount": "5000"}))  # the grant was used up
     allowed = DecisionLog.objects.get(event="allowed")
-    assert (allowed.facts["one_shot"], allowed.facts["verified"]) == (["static"], {"static": pytest.approx(0, abs=5)})
+    assert (allowed.facts["one_shot"], allowed.facts["verified"]) == (
+        ["static"],
+        {"static": pytest.approx(0, abs=5)},
+    )
     assert DecisionLog.objects.get(event="challenged").facts["one_shot"] == []
 
 
@@ -251,7 +302,10 @@ def test_the_admin_lists_filters_and_never_shows_a_secret(
         response = admin_client.get(f"/admin/stepup/decisionlog/?{query}")
         html = response.content.decode()
         assert response.status_code == 200, query
-        assert html.count('<tr><td class="field-created_at') + html.count('<tr><th class="field-created_at') == count, query
+        assert (
+            html.count('<tr><td class="field-created_at') + html.count('<tr><th class="field-created_at')
+            == count
+        ), query
         assert_no_secrets(html)
     user_filter = admin_client.get("/admin/stepup/decisionlog/").content.decode()
     assert "?user__id__exact=" in user_filter  # the user filter lists users found in the log

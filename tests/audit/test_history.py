@@ -58,7 +58,8 @@ def test_a_shell_create_update_and_delete_each_leave_a_reason() -> None:
         assert user is None
         assert why == default_change_reason()
     assert re.fullmatch(
-        r"no reason given: saved outside the admin and `stepup sync` \(.+, OS user .+\)", default_change_reason()
+        r"no reason given: saved outside the admin and `stepup sync` \(.+, OS user .+\)",
+        default_change_reason(),
     )
 
 
@@ -80,7 +81,9 @@ def test_admin_add_change_delete_record_the_user_and_reason(
         assert added.status_code == 302, added.content[:3000]
         row = Policy.objects.get(policy_id="made-in-admin")
         assert (row.source_user, row.source_file, row.source) == (admin_user, "", "admin:root")
-        admin_client.post(f"/admin/stepup/policy/{row.pk}/change/", form_data(max_age="30", change_reason="CHG-2"))
+        admin_client.post(
+            f"/admin/stepup/policy/{row.pk}/change/", form_data(max_age="30", change_reason="CHG-2")
+        )
         admin_client.post(f"/admin/stepup/policy/{row.pk}/delete/", {"post": "yes"})
     assert not Policy.objects.filter(policy_id="made-in-admin").exists()
     assert history("made-in-admin") == [
@@ -161,7 +164,9 @@ def test_policy_changes_list_includes_deleted_policies(
         ([], "python"),
     ],
 )
-def test_the_default_reason_names_the_program_but_no_argument(monkeypatch: Any, argv: list[str], program: str) -> None:
+def test_the_default_reason_names_the_program_but_no_argument(
+    monkeypatch: Any, argv: list[str], program: str
+) -> None:
     monkeypatch.setattr("sys.argv", argv)
     assert f"({program}, OS user " in default_change_reason()
     assert "5up3r53cr3t" not in default_change_reason()

@@ -31,8 +31,17 @@ def test_audit_suite_on_postgresql() -> None:
     if not os.environ.get("STEPUP_TEST_DATABASE_URL"):
         pytest.skip("STEPUP_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--create-db",
-         "--ds=tests.audit.pg_settings", *CHOSEN],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--create-db",
+            "--ds=tests.audit.pg_settings",
+            *CHOSEN,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -33,7 +33,10 @@ def prune(*args: str) -> str:
 
 def ages() -> list[int]:
     now = timezone.now()
-    return sorted(round((now - c).total_seconds() / 86400) for c in DecisionLog.objects.values_list("created_at", flat=True))
+    return sorted(
+        round((now - c).total_seconds() / 86400)
+        for c in DecisionLog.objects.values_list("created_at", flat=True)
+    )
 
 
 def test_default_retention_is_90_days() -> None:

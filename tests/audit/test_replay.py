@@ -70,16 +70,32 @@ def current(db: Any) -> None:
     sync(load_text(textwrap.dedent(CURRENT), "current.yaml"), reason="current", commit="c0ffee")
 
 
-def logged(event: str, *, user: str, roles: list[str], verified: dict[str, float] | None = None,
-           action: str = "billing.update", method: str = "POST", ip: str = "203.0.113.7",
-           days_ago: float = 0, facts: Any = "default", **fields: Any) -> DecisionLog:
+def logged(
+    event: str,
+    *,
+    user: str,
+    roles: list[str],
+    verified: dict[str, float] | None = None,
+    action: str = "billing.update",
+    method: str = "POST",
+    ip: str = "203.0.113.7",
+    days_ago: float = 0,
+    facts: Any = "default",
+    **fields: Any,
+) -> DecisionLog:
     """One decision row as enforcement writes it."""
     outcome = {"allowed": "allow", "challenged": "step_up", "denied": "deny"}.get(event, "")
     row = DecisionLog.objects.create(
-        event=event, username=user, action=action, method=method, roles=roles, client_ip=ip,
+        event=event,
+        username=user,
+        action=action,
+        method=method,
+        roles=roles,
+        client_ip=ip,
         outcome=outcome,
         facts={"url": None, "session_age": 600.0, "verified": verified or {}, "one_shot": []}
-        if facts == "default" else facts,
+        if facts == "default"
+        else facts,
         **fields,
     )
     if days_ago:
@@ -143,19 +159,28 @@ def test_no_change_no_flip(seeded_log: None) -> None:
 def test_decisions_the_current_policies_would_not_make_are_counted_apart(current: None) -> None:
     logged("challenged", user="finance0", roles=["authenticated", "finance"])  # finance isn't challenged now
     result = run(TIGHTER)
-    assert (result.unexplained, result.flips) == (1, (Flip("allow", "step_up", "billing.update", ("finance",),
-                                                            False, requests=1, users=1),))
+    assert (result.unexplained, result.flips) == (
+        1,
+        (Flip("allow", "step_up", "billing.update", ("finance",), False, requests=1, users=1),),
+    )
 
 
 @pytest.mark.parametrize(
     "facts",
-    [{"url": None, "verified": "totp"}, {"url": None, "session_age": "long"}, {"verified": {"totp": None}}, []],
+    [
+        {"url": None, "verified": "totp"},
+        {"url": None, "session_age": "long"},
+        {"verified": {"totp": None}},
+        [],
+    ],
 )
 def test_malformed_facts_are_skipped_not_guessed(current: None, facts: Any) -> None:
     row = logged("allowed", user="x", roles=["finance"], facts=facts)
-    values = DecisionLog.objects.filter(pk=row.pk).values(
-        "event", "user_id", "username", "action", "method", "roles", "client_ip", "attrs", "facts"
-    ).get()
+    values = (
+        DecisionLog.objects.filter(pk=row.pk)
+        .values("event", "user_id", "username", "action", "method", "roles", "client_ip", "attrs", "facts")
+        .get()
+    )
     assert input_of(values) is None
     assert run(TIGHTER).skipped == 1
 
@@ -173,7 +198,9 @@ def test_the_command_reports_flips_and_keeps_plan_exit_codes(seeded_log: None, t
         in text.splitlines()
     )
     unchanged = io.StringIO()
-    call_command("stepup", "plan", "--replay", "7", str(write(tmp_path, CURRENT, "same.yaml")), stdout=unchanged)
+    call_command(
+        "stepup", "plan", "--replay", "7", str(write(tmp_path, CURRENT, "same.yaml")), stdout=unchanged
+    )
     assert "155 decisions replayed, 0 would flip." in unchanged.getvalue()
 
 
@@ -235,7 +262,11 @@ def test_replaying_real_traffic(logged_in: Client, user: Any, stepup_verified: A
             assert logged_in.post("/transfer/", {"amount": "7"}).status_code == 200  # age 200
         assert logged_in.post("/transfer/", {"amount": "9"}).status_code == 302  # challenged
     assert list(DecisionLog.objects.order_by("pk").values_list("event", flat=True)) == [
-        "allowed", "allowed", "allowed", "allowed", "challenged"
+        "allowed",
+        "allowed",
+        "allowed",
+        "allowed",
+        "challenged",
     ]
     out = io.StringIO()
     with pytest.raises(SystemExit):

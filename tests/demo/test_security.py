@@ -127,9 +127,7 @@ def test_removing_a_device_needs_the_csrf_token(user, totp_device):
 
 def test_a_user_removes_their_own_device(logged_in, user, totp_device):
     with stepup_verified(logged_in, user):
-        response = logged_in.post(
-            reverse("demo:device-remove"), {"device": totp_device.persistent_id}
-        )
+        response = logged_in.post(reverse("demo:device-remove"), {"device": totp_device.persistent_id})
     assert response.status_code == 302
     assert not TOTPDevice.objects.filter(pk=totp_device.pk).exists()
 

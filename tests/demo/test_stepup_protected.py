@@ -108,17 +108,13 @@ def test_a_small_transfer_after_stepup_is_made(logged_in, user, totp_device):
     assert "DE89 3704 0044" in logged_in.get(reverse("demo:transfer")).content.decode()
 
 
-def test_a_large_transfer_needs_a_fresh_code_even_right_after_a_verification(
-    logged_in, user, totp_device
-):
+def test_a_large_transfer_needs_a_fresh_code_even_right_after_a_verification(logged_in, user, totp_device):
     with stepup_verified(logged_in, user):
         assert_requires_stepup(logged_in, "post", reverse("demo:transfer"), LARGE)
     assert not Transfer.objects.exists()
 
 
-def test_a_large_transfer_goes_through_with_a_grant_for_exactly_that_transfer(
-    logged_in, user, totp_device
-):
+def test_a_large_transfer_goes_through_with_a_grant_for_exactly_that_transfer(logged_in, user, totp_device):
     with verified_for(logged_in, user, LARGE):
         assert logged_in.post(reverse("demo:transfer"), LARGE).status_code == 302
         # The grant was for that one request: the same transfer again is challenged.

@@ -419,5 +419,7 @@ def test_candidate_cache_is_bounded():
 def test_head_is_matched_as_get_in_the_engine():
     specs = [policy(methods=("GET",))]
     assert decide(specs, method="HEAD").outcome == "step_up"
-    traced = compile_policies(specs).decide(input_from_dict({"action": "billing.update", "method": "HEAD"}), trace=True)
+    traced = compile_policies(specs).decide(
+        input_from_dict({"action": "billing.update", "method": "HEAD"}), trace=True
+    )
     assert traced.outcome == "step_up"

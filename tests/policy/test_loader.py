@@ -1475,7 +1475,9 @@ def test_the_demo_policy_file_loads_and_matches_the_schema() -> None:
 
 
 def test_head_in_methods_is_an_error_because_head_matches_as_get():
-    text = "version: 1\npolicies:\n  - id: p\n    match: {actions: [a], methods: [HEAD]}\n    decision: deny\n"
+    text = (
+        "version: 1\npolicies:\n  - id: p\n    match: {actions: [a], methods: [HEAD]}\n    decision: deny\n"
+    )
     result = load_text(text, "p.yaml")
     assert [(e.line, e.field) for e in result.errors] == [(4, "policies[0].match.methods")]
     assert "list GET instead" in result.errors[0].message

@@ -66,9 +66,7 @@ def backup(user: Any) -> StaticDevice:
 
 def code(device: TOTPDevice, offset: int = 0) -> str:
     """The device's TOTP code now (``offset`` steps away), computed from its key."""
-    totp = TOTP(
-        device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=device.drift
-    )
+    totp = TOTP(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=device.drift)
     totp.drift = device.drift + offset
     return f"{totp.token():0{device.digits}d}"
 

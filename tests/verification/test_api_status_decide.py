@@ -123,22 +123,16 @@ def test_status_uncovered_action_gets_the_default(logged_in: Client) -> None:
 
 
 @pytest.mark.usefixtures("policies")
-def test_status_reports_but_never_consumes_a_one_shot_grant(
-    logged_in: Client, user: Any, totp: Any
-) -> None:
+def test_status_reports_but_never_consumes_a_one_shot_grant(logged_in: Client, user: Any, totp: Any) -> None:
     challenge_id = save_challenge(logged_in, attrs={"amount": "5000"}, factors=["totp"])
     logged_in.post(VERIFY, {"token": code(totp), "challenge": challenge_id})
     digest = challenge_dict(attrs={"amount": "5000"})["digest"]
     for _ in range(3):
         assert (
-            status(logged_in, action="payments.transfer", **{"attrs.amount": "5000"}).json()[
-                "outcome"
-            ]
+            status(logged_in, action="payments.transfer", **{"attrs.amount": "5000"}).json()["outcome"]
             == "allow"
         )
-    assert grants.one_shot_kinds(session_request(logged_in, user), user, digest) == frozenset(
-        {"totp"}
-    )
+    assert grants.one_shot_kinds(session_request(logged_in, user), user, digest) == frozenset({"totp"})
     # bound to the attributes: another amount is not authorized by it
     assert (
         status(logged_in, action="payments.transfer", **{"attrs.amount": "5001"}).json()["outcome"]
@@ -228,11 +222,7 @@ def test_decide_returns_the_decision_and_trace(logged_in: Client) -> None:
     assert body["decision"]["policies"] == ["payments-large"]
     assert body["decision"]["factors"] == ["totp"] and body["decision"]["max_age"] == 0
     (trace,) = body["trace"]
-    assert (
-        trace["policy"] == "payments-large"
-        and trace["applied"]
-        and trace["effect"] == "unsatisfied"
-    )
+    assert trace["policy"] == "payments-large" and trace["applied"] and trace["effect"] == "unsatisfied"
     assert trace["conditions"] == [
         {"field": "when.attrs.amount.gt", "held": True, "detail": "attrs.amount > 1000"}
     ]

@@ -47,9 +47,7 @@ def interrupted(client: Client, **overrides: Any) -> str:
 
 def test_confirm_page_shows_the_saved_fields_and_does_nothing(logged_in: Client, totp: Any) -> None:
     challenge_id = interrupted(logged_in)
-    response = logged_in.post(
-        VERIFY, {"token": code(totp), "challenge": challenge_id, "next": "/pay/"}
-    )
+    response = logged_in.post(VERIFY, {"token": code(totp), "challenge": challenge_id, "next": "/pay/"})
     assert response.status_code == 200
     assert response.templates[0].name == "stepup/confirm.html"
     html = response.content.decode()
@@ -77,9 +75,9 @@ def test_the_confirm_form_submits_with_a_fresh_csrf_token(csrf_client: Client, t
     assert fields == POSTED
     done = csrf_client.post(action, {**fields, "csrfmiddlewaretoken": csrf_token_of(page)})
     assert done.status_code == 200
-    assert [
-        {k: v for k, v in call.items() if k != "csrfmiddlewaretoken"} for call in test_urls.CALLS
-    ] == [POSTED]
+    assert [{k: v for k, v in call.items() if k != "csrfmiddlewaretoken"} for call in test_urls.CALLS] == [
+        POSTED
+    ]
 
 
 def test_secret_looking_fields_are_masked_on_screen(logged_in: Client, totp: Any) -> None:
@@ -89,12 +87,8 @@ def test_secret_looking_fields_are_masked_on_screen(logged_in: Client, totp: Any
     assert 'name="password" value="hunter2"' in html  # still sent, only not displayed
 
 
-@pytest.mark.parametrize(
-    "path", ["//evil.com/pay/", "https://evil.com/pay/", "javascript:alert(1)", None]
-)
-def test_a_foreign_path_is_never_a_form_target(
-    logged_in: Client, totp: Any, path: str | None
-) -> None:
+@pytest.mark.parametrize("path", ["//evil.com/pay/", "https://evil.com/pay/", "javascript:alert(1)", None])
+def test_a_foreign_path_is_never_a_form_target(logged_in: Client, totp: Any, path: str | None) -> None:
     challenge_id = interrupted(logged_in, path=path)
     response = logged_in.post(VERIFY, {"token": code(totp), "challenge": challenge_id})
     assert response.status_code == 303

@@ -71,9 +71,7 @@ def test_interrupted_post_is_confirmed_by_one_click(user: Any, totp: Any) -> Non
     verify_url, _ = challenge_of(client.post(PROTECTED, {**fields, "csrfmiddlewaretoken": token}))
     assert test_urls.CALLS == []
     form = client.get(verify_url)
-    page = client.post(
-        verify_url, {"token": code(totp), "csrfmiddlewaretoken": csrf_token_of(form)}
-    )
+    page = client.post(verify_url, {"token": code(totp), "csrfmiddlewaretoken": csrf_token_of(form)})
     assert page.status_code == 200
     assert test_urls.CALLS == []
     action, hidden = form_of(page.content.decode())
@@ -84,9 +82,9 @@ def test_interrupted_post_is_confirmed_by_one_click(user: Any, totp: Any) -> Non
     }
     done = client.post(action, {k: v for k, v in hidden.items()})
     assert done.status_code == 200
-    assert [
-        {k: v for k, v in c.items() if k != "csrfmiddlewaretoken"} for c in test_urls.CALLS
-    ] == [{"amount": ["5000"], "account": ["DE89370400440532013000"]}]
+    assert [{k: v for k, v in c.items() if k != "csrfmiddlewaretoken"} for c in test_urls.CALLS] == [
+        {"amount": ["5000"], "account": ["DE89370400440532013000"]}
+    ]
     # the confirmation is not a reusable pass
     challenge_of(client.post(action, {k: v for k, v in hidden.items()}))
 
@@ -102,7 +100,4 @@ def test_spa_flow_over_the_json_api(logged_in: Client, totp: Any) -> None:
         content_type="application/json",
     )
     assert ok.json() == {"verified": True, "factor": "totp"}
-    assert (
-        logged_in.get(PROTECTED, {"amount": "5000"}, HTTP_ACCEPT="application/json").status_code
-        == 200
-    )
+    assert logged_in.get(PROTECTED, {"amount": "5000"}, HTTP_ACCEPT="application/json").status_code == 200

@@ -56,9 +56,7 @@ SAFE = [
 
 
 @pytest.mark.parametrize("next_url", OPEN_REDIRECTS)
-def test_open_redirects_land_on_the_default_page(
-    logged_in: Client, totp: Any, next_url: str
-) -> None:
+def test_open_redirects_land_on_the_default_page(logged_in: Client, totp: Any, next_url: str) -> None:
     response = logged_in.post(VERIFY, {"token": code(totp), "next": next_url})
     assert response.status_code == 303
     assert response["Location"] == "/"

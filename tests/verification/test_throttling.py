@@ -50,9 +50,7 @@ def test_device_throttle_gives_429_with_retry_after(logged_in: Client, totp: Any
     assert totp.throttling_failure_count == 1
 
 
-def test_device_throttle_applies_to_the_chosen_device_only(
-    logged_in: Client, user: Any, totp: Any
-) -> None:
+def test_device_throttle_applies_to_the_chosen_device_only(logged_in: Client, user: Any, totp: Any) -> None:
     spare = make_totp(user, "Tablet")
     first = logged_in.post(VERIFY, {"device": totp.persistent_id, "token": wrong_code(totp)})
     assert first.status_code == 200
@@ -67,18 +65,13 @@ def test_success_on_one_device_keeps_the_other_devices_failures(
 ) -> None:
     spare = make_totp(user, "Tablet")
     logged_in.post(VERIFY, {"device": totp.persistent_id, "token": wrong_code(totp)})
-    assert (
-        logged_in.post(VERIFY, {"device": spare.persistent_id, "token": code(spare)}).status_code
-        == 303
-    )
+    assert logged_in.post(VERIFY, {"device": spare.persistent_id, "token": code(spare)}).status_code == 303
     totp.refresh_from_db()
     assert totp.throttling_failure_count == 1
     assert totp.throttling_failure_timestamp is not None
 
 
-def test_throttled_attempts_are_logged_but_not_counted(
-    logged_in: Client, user: Any, totp: Any
-) -> None:
+def test_throttled_attempts_are_logged_but_not_counted(logged_in: Client, user: Any, totp: Any) -> None:
     logged_in.post(VERIFY, {"token": wrong_code(totp)})
     logged_in.post(VERIFY, {"token": wrong_code(totp)})
     assert UserState.objects.get(user=user).failures == 1
@@ -172,21 +165,15 @@ def test_lockout_of_one_user_leaves_others_alone(
     stepup_settings: Any, no_device_throttle: None, user: Any, other_user: Any, totp: Any
 ) -> None:
     stepup_settings(USER_FAILURE_LIMIT=1)
-    assert (
-        new_client(user, "192.0.2.1").post(VERIFY, {"token": wrong_code(totp)}).status_code == 429
-    )
+    assert new_client(user, "192.0.2.1").post(VERIFY, {"token": wrong_code(totp)}).status_code == 429
     theirs = make_totp(other_user)
-    assert (
-        new_client(other_user, "192.0.2.1").post(VERIFY, {"token": code(theirs)}).status_code == 303
-    )
+    assert new_client(other_user, "192.0.2.1").post(VERIFY, {"token": code(theirs)}).status_code == 303
 
 
 # --- the counter itself -------------------------------------------------------------------
 
 
-def test_record_failure_counts_every_call_even_with_stale_rows(
-    stepup_settings: Any, user: Any
-) -> None:
+def test_record_failure_counts_every_call_even_with_stale_rows(stepup_settings: Any, user: Any) -> None:
     stepup_settings(USER_FAILURE_LIMIT=5)
     stale = throttling.lock_user(user)
     results = [throttling.record_failure(stale) for _ in range(4)]

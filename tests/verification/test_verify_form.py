@@ -69,9 +69,7 @@ def test_get_shows_what_is_authorized_and_the_devices(logged_in: Client, totp: A
 
 def test_attributes_come_from_the_server_side_challenge_only(logged_in: Client, totp: Any) -> None:
     challenge_id = save_challenge(logged_in)
-    response = logged_in.get(
-        verify_url(challenge_id) + "&amount=1&attrs.amount=1&descriptions=owned"
-    )
+    response = logged_in.get(verify_url(challenge_id) + "&amount=1&attrs.amount=1&descriptions=owned")
     html = response.content.decode()
     assert "<dd>5000</dd>" in html
     assert "<dd>1</dd>" not in html and "owned" not in html
@@ -109,9 +107,7 @@ def test_backup_codes_get_a_text_keyboard(logged_in: Client, totp: Any, backup: 
     assert 'type="radio"' in html and "Backup code: Backup codes" in html
 
 
-def test_only_devices_the_challenge_accepts_are_offered(
-    logged_in: Client, totp: Any, backup: Any
-) -> None:
+def test_only_devices_the_challenge_accepts_are_offered(logged_in: Client, totp: Any, backup: Any) -> None:
     challenge_id = save_challenge(logged_in, factors=["static"])
     html = logged_in.get(verify_url(challenge_id)).content.decode()
     assert backup.persistent_id in html
@@ -160,9 +156,7 @@ def test_request_factory_anonymous_redirects(rf: RequestFactory) -> None:
 # --- POST: success --------------------------------------------------------------------
 
 
-def test_success_records_the_verification_and_goes_next(
-    logged_in: Client, user: Any, totp: Any
-) -> None:
+def test_success_records_the_verification_and_goes_next(logged_in: Client, user: Any, totp: Any) -> None:
     challenge_id = save_challenge(logged_in)
     before = logged_in.session.session_key
     response = post(logged_in, {"token": code(totp), "challenge": challenge_id, "next": "/pay/"})
@@ -206,9 +200,7 @@ def test_generic_verification_records_ages_only(logged_in: Client, user: Any, to
     assert grants.one_shot_kinds(request, user, challenge_dict()["digest"]) == frozenset()
 
 
-def test_challenge_without_one_shot_records_no_grant(
-    logged_in: Client, user: Any, totp: Any
-) -> None:
+def test_challenge_without_one_shot_records_no_grant(logged_in: Client, user: Any, totp: Any) -> None:
     challenge_id = save_challenge(logged_in, one_shot=False, max_age=300)
     post(logged_in, {"token": code(totp), "challenge": challenge_id})
     request = session_request(logged_in, user)
@@ -296,17 +288,13 @@ def test_unusable_codes_never_reach_the_device(logged_in: Client, totp: Any, tok
     assert totp.throttling_failure_count == 0
 
 
-def test_device_must_be_chosen_when_there_are_several(
-    logged_in: Client, totp: Any, backup: Any
-) -> None:
+def test_device_must_be_chosen_when_there_are_several(logged_in: Client, totp: Any, backup: Any) -> None:
     response = post(logged_in, {"token": code(totp)})
     assert response.status_code == 200
     assert "Choose the device" in response.content.decode()
 
 
-def test_another_users_device_is_a_form_error(
-    logged_in: Client, totp: Any, other_user: Any
-) -> None:
+def test_another_users_device_is_a_form_error(logged_in: Client, totp: Any, other_user: Any) -> None:
     foreign = make_totp(other_user, "Mallory's phone")
     response = post(logged_in, {"device": foreign.persistent_id, "token": code(foreign)})
     assert response.status_code == 200

@@ -34,9 +34,7 @@ class Migration(migrations.Migration):
                     models.CharField(
                         max_length=4,
                         validators=[
-                            django.core.validators.RegexValidator(
-                                "^\\d{4}$", "Enter exactly four digits."
-                            )
+                            django.core.validators.RegexValidator("^\\d{4}$", "Enter exactly four digits.")
                         ],
                         verbose_name="card (last 4 digits)",
                     ),
