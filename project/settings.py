@@ -108,6 +108,8 @@ LOGIN_REDIRECT_URL = "demo:home"
 LOGOUT_REDIRECT_URL = "login"
 
 OTP_TOTP_ISSUER = "django-stepup demo"
+# Keep device keys out of the admin even for staff who passed step-up.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 STEPUP = {
     "POLICY_FILES": [BASE_DIR / "fixtures" / "stepup" / "policies.yaml"],

@@ -91,6 +91,35 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
                         id="stepup.E005",
                     )
                 )
+    errors.extend(_check_acr_values(raw.get("ACR_VALUES", {})))
+    return errors
+
+
+def _check_acr_values(mapping: Any) -> list[CheckMessage]:
+    """``ACR_VALUES`` maps factor kinds to values a quoted, space-separated ``acr_values`` can carry."""
+    from stepup.policy.model import FACTOR_KINDS
+    from stepup.responses import ACR_VALUE
+
+    if not isinstance(mapping, dict):
+        return [Error("STEPUP['ACR_VALUES'] must be a dict of factor kind -> ACR value.", id="stepup.E011")]
+    errors: list[CheckMessage] = []
+    for kind, value in mapping.items():
+        if kind not in FACTOR_KINDS:
+            errors.append(
+                Error(
+                    f"STEPUP['ACR_VALUES']: {kind!r} is not a factor kind.",
+                    hint=f"Factor kinds: {', '.join(FACTOR_KINDS)}.",
+                    id="stepup.E011",
+                )
+            )
+        if not isinstance(value, str) or ACR_VALUE.fullmatch(value) is None:
+            errors.append(
+                Error(
+                    f"STEPUP['ACR_VALUES'][{kind!r}]: {value!r} can't be sent in acr_values "
+                    "(printable ASCII without spaces, quotes or backslashes).",
+                    id="stepup.E011",
+                )
+            )
     return errors
 
 

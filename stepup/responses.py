@@ -39,7 +39,7 @@ ENROLL_TEMPLATE = "stepup/enroll_required.html"
 MAX_SAVED_FIELDS = 200
 MAX_SAVED_BYTES = 64 * 1024
 _DESCRIPTION_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 error_description
-_ACR_VALUE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # one value of a space-separated list
+ACR_VALUE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # one value of a space-separated list
 
 
 # --- is this an API request? ---------------------------------------------------------
@@ -188,7 +188,7 @@ def acr_values(factors: Sequence[str]) -> list[str]:
     wanted = set(factors)
     found: list[str] = []
     for kind, value in conf.ACR_VALUES.items():
-        usable = isinstance(value, str) and _ACR_VALUE.fullmatch(value) is not None
+        usable = isinstance(value, str) and ACR_VALUE.fullmatch(value) is not None
         if usable and (not wanted or kind in wanted) and value not in found:
             found.append(value)
     return found

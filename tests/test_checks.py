@@ -40,6 +40,10 @@ def test_default_settings_pass(settings):
             "stepup.W002",
             "signed_cookies",
         ),
+        ({"STEPUP": {"ACR_VALUES": {"sms": "urn:acr:sms"}}}, "stepup.E011", "'sms' is not a factor kind"),
+        ({"STEPUP": {"ACR_VALUES": {"totp": 'urn:"x"'}}}, "stepup.E011", "can't be sent in acr_values"),
+        ({"STEPUP": {"ACR_VALUES": {"totp": "two words"}}}, "stepup.E011", "can't be sent in acr_values"),
+        ({"STEPUP": {"ACR_VALUES": ["totp"]}}, "stepup.E011", "must be a dict"),
     ],
 )
 def test_misconfiguration_is_reported(settings, changes, check_id, words):
