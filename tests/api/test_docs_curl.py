@@ -106,3 +106,13 @@ def test_the_curl_sessions_work_against_the_demo(demo_server: tuple[Sandbox, str
     for number, ((_, expected), output) in enumerate(zip(found, outputs, strict=True)):
         if expected is not None:
             expect_lines(output, expected, f"docs/api.md curl block {number + 1}")
+
+
+def test_the_readme_curl_sample_is_one_of_the_tested_sessions() -> None:
+    """README.md shows the decision service; its block must be a session the test above runs."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"<!-- api-test: curl -->\n```text\n(.*?)```", readme, re.S)
+    assert blocks, "README.md lost its decision-service curl sample"
+    tested = [commands for commands, _ in sessions()]
+    for block in blocks:
+        assert any(block.strip() in commands for commands in tested), block
