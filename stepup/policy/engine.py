@@ -59,6 +59,10 @@ function view runs the same body for ``OPTIONS`` or ``PROPFIND`` as for
 
 _ALL_FACTORS = frozenset(FACTOR_KINDS)
 _CACHE_LIMIT = 4096
+
+# How one applying policy evaluated (the decision cache key holds these).
+_SATISFIED, _ONE_SHOT, _UNSATISFIED, _DENIES, _SHADOW_BLOCKS, _SHADOW_PASSES = range(6)
+_SHADOW_STATES = (_SHADOW_BLOCKS, _SHADOW_PASSES)
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
@@ -391,6 +395,7 @@ class PolicySet:
             for pattern in spec.urls:
                 self._urls.add(pattern, policy)
         self._cache: dict[tuple[str | None, str | None], _Candidates] = {}
+        self._decisions: dict[tuple[str | int, ...], Decision] = {}
         self._default = _compile_policy(
             PolicySpec(
                 id=DEFAULT_POLICY_ID,
@@ -481,39 +486,46 @@ class PolicySet:
         if uncovered:
             applying.append(self._default)
             notes.append(self._default_note % (inp.action,))
-        ids: list[str] = []
-        shadow: list[str] = []
-        denied: list[str] = []
-        satisfied: list[str] = []
-        unsatisfied: list[CompiledPolicy] = []
-        used_one_shot = False
+        states: list[int] = []
         for policy in applying:
             if policy.shadow:
-                if self._would_block(policy, inp):
-                    shadow.append(policy.id)
-                continue
-            ids.append(policy.id)
-            if policy.deny:
-                denied.append(policy.denied_reason)
-                continue
-            ok, one_shot = policy.satisfied(inp)
-            if ok:
-                used_one_shot = used_one_shot or one_shot
-                satisfied.append(policy.satisfied_reason)
+                states.append(_SHADOW_BLOCKS if self._would_block(policy, inp) else _SHADOW_PASSES)
+            elif policy.deny:
+                states.append(_DENIES)
             else:
-                unsatisfied.append(policy)
+                ok, one_shot = policy.satisfied(inp)
+                states.append((_ONE_SHOT if one_shot else _SATISFIED) if ok else _UNSATISFIED)
+        if notes:
+            return self._build(applying, states, notes)
+        # Without notes, a decision depends only on which policies applied and how each
+        # evaluated: the same answer is shared (decisions are immutable).
+        key = (*(p.id for p in applying), *states)
+        found = self._decisions.get(key)
+        if found is None:
+            if len(self._decisions) >= _CACHE_LIMIT:
+                self._decisions.clear()
+            found = self._decisions[key] = self._build(applying, states, notes)
+        return found
+
+    def _build(self, applying: list[CompiledPolicy], states: list[int], notes: list[str]) -> Decision:
+        pairs = list(zip(applying, states, strict=True))
+        ids = tuple(p.id for p, state in pairs if state not in _SHADOW_STATES)
+        shadow = tuple(p.id for p, state in pairs if state == _SHADOW_BLOCKS)
+        denied = [p.denied_reason for p, state in pairs if state == _DENIES]
         if denied:
-            return Decision(DENY, None, (), tuple(ids), (*denied, *notes), tuple(shadow), False, self.version)
+            return Decision(DENY, None, (), ids, (*denied, *notes), shadow, False, self.version)
+        unsatisfied = [p for p, state in pairs if state == _UNSATISFIED]
         if not unsatisfied:
+            satisfied = [p.satisfied_reason for p, state in pairs if state in (_SATISFIED, _ONE_SHOT)]
             reasons = (*satisfied, *notes) or ("no policy applies",)
-            return Decision(ALLOW, None, (), tuple(ids), reasons, tuple(shadow), used_one_shot, self.version)
+            return Decision(ALLOW, None, (), ids, reasons, shadow, _ONE_SHOT in states, self.version)
         return Decision(
             STEP_UP,
             min(p.max_age for p in unsatisfied),
             _acceptable(unsatisfied),
-            tuple(ids),
+            ids,
             (*(p.requirement for p in unsatisfied), *notes),
-            tuple(shadow),
+            shadow,
             False,
             self.version,
         )

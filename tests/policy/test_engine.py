@@ -423,3 +423,23 @@ def test_head_is_matched_as_get_in_the_engine():
         input_from_dict({"action": "billing.update", "method": "HEAD"}), trace=True
     )
     assert traced.outcome == "step_up"
+
+
+_SHARED = compile_policies(
+    [
+        policy("a", when={"attrs": {"amount": {"gt": 1000}}}, factors=("totp",)),
+        policy("b", max_age=0, when={"roles": {"any_of": ["finance"]}}),
+        policy("c", decision="deny", when={"roles": {"any_of": ["auditor"]}}),
+        policy("s", decision="deny", mode="shadow", when={"attrs": {"amount": {"gt": 5000}}}),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(inputs)
+def test_a_long_lived_set_never_serves_a_stale_shared_decision(inp):
+    """Decisions are shared between inputs that evaluate alike; never between inputs that don't."""
+    fresh = _SHARED.decide(inp, trace=True)  # the trace path builds every decision anew
+    assert _key(_SHARED.decide(inp)) == _key(fresh)
+    assert _SHARED.decide(inp).reasons == fresh.reasons
+    assert _SHARED.decide(inp).one_shot == fresh.one_shot
