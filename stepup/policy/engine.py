@@ -499,7 +499,7 @@ class PolicySet:
             return self._build(applying, states, notes)
         # Without notes, a decision depends only on which policies applied and how each
         # evaluated: the same answer is shared (decisions are immutable).
-        key = (*(p.id for p in applying), *states)
+        key: tuple[str | int, ...] = (*(p.id for p in applying), *states)
         found = self._decisions.get(key)
         if found is None:
             if len(self._decisions) >= _CACHE_LIMIT:
