@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from stepup import store
-from stepup.models import Policy
 from tests.api import urls
 from tests.verification.conftest import code, wrong_code  # noqa: F401  (re-exported for the tests)
 
@@ -79,19 +77,6 @@ def _api_urls(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture
-def policy(db: Any) -> Callable[..., Policy]:
-    """``policy("id", actions=[...], max_age=300, ...)``: store a policy row (the version bumps)."""
-
-    def make(policy_id: str, **fields: Any) -> Policy:
-        fields.setdefault("decision", "step_up")
-        if fields["decision"] == "step_up":
-            fields.setdefault("max_age", 300)
-        return Policy.objects.create(policy_id=policy_id, **fields)
-
-    return make
-
-
-@pytest.fixture
 def demo_policies(db: Any) -> None:
     """The demo's policy file, synced as ``manage.py stepup sync`` would."""
     from stepup.conf import conf
@@ -104,11 +89,6 @@ def demo_policies(db: Any) -> None:
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("erin", password="pw-erin-1")
-
-
-@pytest.fixture
-def totp(user: Any) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from stepup import grants, signals, store
-from stepup.models import Policy
 from stepup.pytest_plugin import stepup_verified  # noqa: F401  (the plugin's fixture)
 from tests.enforcement import views
 
@@ -44,11 +43,6 @@ def other_user(django_user_model: Any) -> Any:
 
 
 @pytest.fixture
-def totp(user: Any) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
-
-
-@pytest.fixture
 def backup(user: Any) -> StaticDevice:
     return StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
 
@@ -57,19 +51,6 @@ def backup(user: Any) -> StaticDevice:
 def logged_in(client: Client, user: Any, totp: TOTPDevice) -> Client:
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def policy() -> Callable[..., Policy]:
-    """``policy("id", actions=[...], max_age=300, ...)``: store a policy row (the version bumps)."""
-
-    def make(policy_id: str, **fields: Any) -> Policy:
-        fields.setdefault("decision", "step_up")
-        if fields["decision"] == "step_up":
-            fields.setdefault("max_age", 300)
-        return Policy.objects.create(policy_id=policy_id, **fields)
-
-    return make
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ Each test fails if its attack succeeds, and checks the side effect the attack wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,6 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from stepup import store
-from stepup.models import Policy
 from stepup.sync import load, sync
 from tests.security import views
 from tests.settings import FIXTURES
@@ -57,21 +56,6 @@ def demo_policies(db: Any) -> None:
 
 
 @pytest.fixture
-def policy(db: Any) -> Callable[..., Policy]:
-    """``policy("id", urls=[...], max_age=300, ...)``: store one policy row."""
-
-    def make(policy_id: str, **fields: Any) -> Policy:
-        fields.setdefault("decision", "step_up")
-        if fields["decision"] == "step_up":
-            fields.setdefault("max_age", 300)
-        row = Policy.objects.create(policy_id=policy_id, **fields)
-        store.invalidate()
-        return row
-
-    return make
-
-
-@pytest.fixture
 def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("erin", password="pw-erin-1")
 
@@ -79,11 +63,6 @@ def user(django_user_model: Any) -> Any:
 @pytest.fixture
 def other_user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("mallory", password="pw-mallory-1")
-
-
-@pytest.fixture
-def totp(user: Any) -> TOTPDevice:
-    return TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
 
 
 @pytest.fixture

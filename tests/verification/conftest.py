@@ -52,11 +52,6 @@ def make_totp(user: Any, name: str = "Phone", confirmed: bool = True) -> TOTPDev
 
 
 @pytest.fixture
-def totp(user: Any) -> TOTPDevice:
-    return make_totp(user)
-
-
-@pytest.fixture
 def backup(user: Any) -> StaticDevice:
     device = StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
     for code in ("alpha111", "bravo222", "charlie3"):
