@@ -254,31 +254,30 @@ def _enforce(
         _allowed(http, context, decision, subject)
         return decision
     if decision.outcome == DENY:
-        _record(request, "denied", decision, subject, context)
-        signals.stepup_denied.send(
-            sender=_sender(http),
-            request=request,
-            user=context.user,
-            decision=decision,
-            action=action,
-            attributes=subject.attrs,
-        )
+        _announce(request, "denied", signals.stepup_denied, decision, subject, context)
         raise StepUpDenied(decision, action, subject.url)
     if not context.authenticated and action is None and _is_login_page(http):
         logger.warning("stepup: URL policies %s match the login page", ",".join(decision.policies))
         return Decision(ALLOW, reasons=("the login page: nobody can step up before logging in",))
     _restore_one_shot(http)
     if context.authenticated:
-        _record(request, "challenged", decision, subject, context)
-        signals.stepup_challenged.send(
-            sender=_sender(http),
-            request=request,
-            user=context.user,
-            decision=decision,
-            action=action,
-            attributes=subject.attrs,
-        )
+        _announce(request, "challenged", signals.stepup_challenged, decision, subject, context)
     raise StepUpRequired(decision, action, subject.attrs, url_name=subject.url)
+
+
+def _announce(
+    request: Any, event: str, signal: Any, decision: Decision, subject: _Subject, context: RequestContext
+) -> None:
+    """Record a challenge or denial (decision log, logger) and send its signal."""
+    _record(request, event, decision, subject, context)
+    signal.send(
+        sender=_sender(http_request(request)),
+        request=request,
+        user=context.user,
+        decision=decision,
+        action=subject.action,
+        attributes=subject.attrs,
+    )
 
 
 def _allowed(http: HttpRequest, context: RequestContext, decision: Decision, subject: _Subject) -> None:
