@@ -11,10 +11,13 @@ python="${PYTHON:-$root/.venv/bin/python}"
 
 "$python" -m build --wheel --outdir "$work/dist" "$root" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 wheel="$(ls "$work"/dist/django_stepup-*.whl)"
+# List once into a file: `unzip -l | grep -q` under pipefail fails at random when grep
+# exits early and unzip dies of SIGPIPE.
+unzip -l "$wheel" >"$work/members.txt"
 for member in stepup/migrations/0001_initial.py stepup/templates/stepup/verify.html stepup/policy.schema.json stepup/py.typed; do
-  unzip -l "$wheel" | grep -q " $member\$" || { echo "wheel lacks $member"; exit 1; }
+  grep -q " $member\$" "$work/members.txt" || { echo "wheel lacks $member"; exit 1; }
 done
-if unzip -l "$wheel" | grep -qE " (tests|project|fixtures)/"; then echo "wheel carries non-package files"; exit 1; fi
+if grep -qE " (tests|project|fixtures)/" "$work/members.txt"; then echo "wheel carries non-package files"; exit 1; fi
 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet "$wheel" >"$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
