@@ -359,3 +359,15 @@ def test_csrf_token_from_the_form_works(csrf_client: Client, totp: Any) -> None:
     token = csrf_client.cookies["csrftoken"].value
     response = csrf_client.post(VERIFY, {"token": code(totp), "csrfmiddlewaretoken": token})
     assert response.status_code == 303
+
+
+def test_with_several_devices_the_first_is_preselected(logged_in: Client, totp: Any, backup: Any) -> None:
+    import re
+
+    html = logged_in.get(VERIFY).content.decode()
+    checked = re.findall(r'<input type="radio" name="device"[^>]*value="([^"]+)"[^>]* checked', html)
+    assert len(checked) == 1
+    assert checked[0] in (totp.persistent_id, backup.persistent_id)
+    assert html.index(checked[0]) < html.index(
+        ({totp.persistent_id, backup.persistent_id} - {checked[0]}).pop()
+    )
