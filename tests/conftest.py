@@ -18,6 +18,17 @@ def totp(user: Any) -> TOTPDevice:
 
 
 @pytest.fixture
+def auditor(user: Any) -> Any:
+    """``user``, allowed to query the decision service (``stepup.query_decision``)."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(
+        Permission.objects.get(codename="query_decision", content_type__app_label="stepup")
+    )
+    return user
+
+
+@pytest.fixture
 def policy(db: Any) -> Callable[..., Policy]:
     """``policy("id", actions=[...], max_age=300, ...)``: store a policy row (the version bumps)."""
 

@@ -24,14 +24,6 @@ def hardened(response: Any) -> Any:
     return response
 
 
-@pytest.fixture
-def auditor(user: Any) -> Any:
-    user.user_permissions.add(
-        Permission.objects.get(codename="query_decision", content_type__app_label="stepup")
-    )
-    return user
-
-
 INPUT = {
     "action": "payments.transfer",
     "method": "POST",

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import AnonymousUser, Permission
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory
 
@@ -181,14 +181,6 @@ def test_status_through_request_factory(rf: RequestFactory, user: Any) -> None:
 def decide(client: Client, data: Any, **extra: Any) -> Any:
     body = data if isinstance(data, str) else json.dumps(data)
     return client.post(API_DECIDE, body, content_type="application/json", **extra)
-
-
-@pytest.fixture
-def auditor(user: Any) -> Any:
-    user.user_permissions.add(
-        Permission.objects.get(codename="query_decision", content_type__app_label="stepup")
-    )
-    return user
 
 
 INPUT = {
