@@ -83,9 +83,15 @@ def url_name(request: HttpRequest) -> str | None:
     resolved here. Unnamed routes have no name: their dotted view path is
     never used as one.
     """
-    match = resolver_match(request)
+    return match_name(resolver_match(request))
+
+
+def match_name(match: ResolverMatch | None) -> str | None:
+    """The namespaced URL name of a resolved route, or ``None`` (see :func:`url_name`)."""
     if match is None or not match.url_name:
         return None
+    if not match.namespaces:
+        return match.url_name
     return ":".join([*match.namespaces, match.url_name])
 
 

@@ -37,6 +37,7 @@ from stepup.context import (
     RequestContext,
     get_context,
     http_request,
+    match_name,
     matching_method,
     request_user,
     resolver_match,
@@ -77,9 +78,9 @@ class StepUpDenied(PermissionDenied):
 
 def _route(http: HttpRequest) -> str | None:
     """The URL name URL policies match on, or ``None`` (no name, or one of stepup's own views)."""
-    name = url_name(http)
-    match = resolver_match(http)
-    if name is None or (match is not None and is_stepup_view(match.func)):
+    match = getattr(http, "resolver_match", None) or resolver_match(http)
+    name = match_name(match)
+    if name is None or match is None or is_stepup_view(match.func):
         return None
     return name
 
@@ -213,14 +214,21 @@ def enforce(request: Any, action: str | None, attributes: Mapping[str, Any] | No
 
 
 def url_policies_may_apply(request: Any) -> bool:
-    """Whether any policy could target the request's URL name (cheap: no session or user is read)."""
-    url = _url_for(http_request(request))
-    if url is None:
+    """Whether any policy could target the request's URL name.
+
+    The middleware asks this on every request, so it reads no session, user
+    or database (the compiled set answers from a dict), and costs a few
+    attribute reads on routes no policy names.
+    """
+    http = http_request(request)
+    name = match_name(getattr(http, "resolver_match", None) or resolver_match(http))
+    if name is None:
         return False
     try:
-        return store.get_policy_set().may_match(None, url)
+        named = store.get_policy_set().names_url(name)
     except PolicyStoreUnavailable:
-        return True  # enforce_url() decides how to fail closed
+        named = True  # enforce_url() decides how to fail closed
+    return named and _url_for(http) is not None  # not one of stepup's views, nor enforced already
 
 
 def enforce_url(request: Any) -> Decision:

@@ -14,7 +14,13 @@ from django.http import HttpRequest, HttpResponse
 
 from stepup import audit, grants
 from stepup.decorators import ENFORCED_ATTR
-from stepup.enforcement import StepUpDenied, enforce_url, mark_view_started, url_policies_may_apply
+from stepup.enforcement import (
+    VIEW_STARTED_ATTR,
+    StepUpDenied,
+    enforce_url,
+    mark_view_started,
+    url_policies_may_apply,
+)
 from stepup.exceptions import StepUpRequired
 from stepup.responses import is_drf_view, refusal_response, view_class
 from stepup.store import PolicyStoreUnavailable
@@ -123,10 +129,15 @@ class StepUpMiddleware:
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
+        if not url_policies_may_apply(request):
+            # No policy can target this route (most requests): nothing more is read.
+            if not declares_action(view_func):
+                setattr(request, VIEW_STARTED_ATTR, True)  # as mark_view_started(), one call less
+            return None
         if declares_action(view_func):
             return None
         client: Any = request
-        if is_drf_view(view_func) and not request.user.is_authenticated and url_policies_may_apply(request):
+        if is_drf_view(view_func) and not request.user.is_authenticated:
             from stepup.permissions import authenticated_request  # DRF is installed: this is its view
 
             client = authenticated_request(request, view_func)

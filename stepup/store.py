@@ -6,11 +6,12 @@ every policy change bumps in its own transaction (:mod:`stepup.signals`).
 
 - **With a shared cache** (``STEPUP["CACHE"]``, default ``"default"``, when it
   is Redis, Memcached or any backend other than the local-memory and dummy
-  ones): after a change commits, the committing process writes a fresh random
-  notice to the cache. Every request reads the notice (one cache ``GET``, no
-  SQL); a notice this process has not seen makes it read the version from the
-  database at once, so a committed change is enforced by every process from
-  its next request on. The database is still asked every
+  ones): after a change commits, the committing process sends a notice
+  (:mod:`stepup.notices`: a Redis ``PUBLISH``, or a fresh token in the cache).
+  Every request checks for notices without a query (with Redis, without even
+  a round trip); a notice this process has not seen makes it read the
+  version from the database at once, so a committed change is enforced by
+  every process from its next request on. The database is still asked every
   ``STEPUP["RESYNC_INTERVAL"]`` seconds, in case a notice was lost.
 - **Without one**: the version is read from the database at most every
   ``STEPUP["RELOAD_INTERVAL"]`` seconds.
@@ -25,7 +26,8 @@ Fail closed, as OPA keeps its last bundle:
   with no good set at all, :class:`PolicyStoreUnavailable` is raised and
   :mod:`stepup.enforcement` challenges declared actions and refuses unsafe
   methods with 503;
-- the cache can't be read: the process polls the database every
+- the cache can't be read (with Redis: the subscription is lost, or Redis
+  leaves a ``PING`` unanswered): the process polls the database every
   ``RELOAD_INTERVAL`` until the cache answers again;
 - a stored row that no longer validates is replaced by a stricter stand-in
   (same targets, no conditions, ``max_age: 0`` or ``deny``) and never
@@ -42,30 +44,24 @@ set shared by the other threads is only rebuilt from committed rows.
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 import threading
 from collections.abc import Callable
 from time import monotonic as _clock
 from typing import Any
 
-from django.core.cache import InvalidCacheBackendError, caches
 from django.core.cache.backends.base import BaseCache
-from django.core.cache.backends.dummy import DummyCache
-from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import setting_changed
 from django.db import DatabaseError, connections, router, transaction
 from django.dispatch import receiver
 
+from stepup import notices
 from stepup.conf import conf
+from stepup.notices import brief
 from stepup.policy.engine import PolicySet, compile_policies
 from stepup.policy.loader import validate_policy
 from stepup.policy.model import PolicySpec
 
 logger = logging.getLogger("stepup.store")
-
-NOTICE_KEY = "stepup:policy-set:notice"
-"""The cache key holding the latest change notice (a random token, rewritten after each change)."""
 
 STAND_IN_DESCRIPTION = "Stored policy is malformed: the strictest requirement applies until it is fixed."
 
@@ -74,125 +70,43 @@ class PolicyStoreUnavailable(RuntimeError):
     """No policy set could be loaded, and there is no earlier good one to keep."""
 
 
-def _brief(exc: BaseException) -> str:
-    """An exception in one line, for a log message that is repeated every interval."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
 # --- the shared cache ---------------------------------------------------------------
 
 
 def shared_cache() -> BaseCache | None:
-    """The cache that carries change notices between processes, or ``None``.
-
-    The local-memory and dummy backends are not shared between processes, so
-    they are never used: a process polls the database instead.
-    """
-    alias = conf.CACHE
-    if alias is None:
-        return None
-    try:
-        cache = caches[alias]
-    except InvalidCacheBackendError:
-        return None  # reported by the stepup.W003 system check
-    if isinstance(cache, (LocMemCache, DummyCache)):
-        return None
-    return cache
-
-
-class Notices:
-    """Reads and writes the change notice in one shared cache.
-
-    The notice is a random integer, which Django's Redis backend stores as
-    plain digits; with that backend the notice is read through a redis-py
-    client of this process's own (one ``GET``, no client object built and no
-    unpickling per call, which Django's ``cache.get`` costs), from the first
-    (writable) server of ``LOCATION``. Other backends are read through the
-    Django cache API.
-    """
-
-    def __init__(self, alias: str, cache: BaseCache) -> None:
-        self.alias = alias
-        self.cache = cache
-        self.raw = _raw_redis(alias, cache)
-        self.raw_key = cache.make_key(NOTICE_KEY) if self.raw is not None else ""
-
-    def read(self) -> object:
-        if self.raw is not None:
-            return self.raw.get(self.raw_key)
-        return self.cache.get(NOTICE_KEY)
-
-    def write(self, *, only_if_missing: bool = False) -> None:
-        token = secrets.randbits(62) + 1
-        if only_if_missing:
-            self.cache.add(NOTICE_KEY, token, timeout=None)
-        else:
-            self.cache.set(NOTICE_KEY, token, timeout=None)
-
-
-_raw_clients: dict[tuple[str, str], Any] = {}
-_raw_lock = threading.Lock()
-
-
-def _raw_redis(alias: str, cache: BaseCache) -> Any:
-    """A redis-py client for Django's Redis backend (shared by this process's threads), else ``None``."""
-    from django.conf import settings
-    from django.core.cache.backends.redis import RedisCache
-
-    if not isinstance(cache, RedisCache):
-        return None
-    config = settings.CACHES.get(alias, {})
-    options = dict(config.get("OPTIONS") or {})
-    if "serializer" in options:
-        return None  # values may not be plain digits
-    location = config.get("LOCATION", "")
-    servers = re.split("[;,]", location) if isinstance(location, str) else list(location)
-    if not servers or not servers[0]:
-        return None
-    key = (alias, servers[0])
-    with _raw_lock:
-        client = _raw_clients.get(key)
-        if client is None:
-            import redis
-
-            kwargs = {
-                k: options[k] for k in ("socket_timeout", "socket_connect_timeout", "db") if k in options
-            }
-            client = _raw_clients[key] = redis.Redis.from_url(servers[0], **kwargs)
-    return client
+    """The cache that carries change notices between processes (``STEPUP["CACHE"]``), or ``None``."""
+    return notices.shared_cache(conf.CACHE)
 
 
 class _Config:
-    """What the store needs from the settings, read once per thread (and again when they change)."""
+    """What the store needs from the settings, read once (and again when they change)."""
 
-    __slots__ = ("generation", "notices", "reload_interval", "resync_interval")
+    __slots__ = ("notices", "reload_interval", "resync_interval")
 
-    def __init__(self, generation: int) -> None:
-        self.generation = generation
+    def __init__(self) -> None:
         self.reload_interval = conf.RELOAD_INTERVAL
         self.resync_interval = conf.RESYNC_INTERVAL
-        cache = shared_cache()
-        self.notices = Notices(conf.CACHE or "", cache) if cache is not None else None
+        self.notices = notices.notices_for(conf.CACHE, interval=self.reload_interval)
 
 
-_generation = 0
-_local = threading.local()
+_current: _Config | None = None
 
 
 def _config() -> _Config:
-    config: _Config | None = getattr(_local, "config", None)
-    if config is None or config.generation != _generation:
-        config = _local.config = _Config(_generation)
+    global _current
+    config = _current
+    if config is None:
+        config = _current = _Config()
     return config
 
 
 @receiver(setting_changed, dispatch_uid="stepup.store.settings")
 def _settings_changed(setting: str, **kwargs: Any) -> None:
-    global _generation
+    global _current
     if setting in ("STEPUP", "CACHES"):
-        _generation += 1
-        _raw_clients.clear()
+        _current = None
+        notices.close_all()
+        _store.recheck()
 
 
 def announce_change(*, only_if_missing: bool = False) -> None:
@@ -212,7 +126,7 @@ def announce_change(*, only_if_missing: bool = False) -> None:
             "could not publish a policy change to the cache %r (%s); other processes "
             "will notice it within STEPUP['RESYNC_INTERVAL'] (%ss)",
             notices.alias,
-            _brief(exc),
+            brief(exc),
             conf.RESYNC_INTERVAL,
         )
 
@@ -364,6 +278,7 @@ class _Store:
         self._version: int | None = None
         self._notice: object = None  # the notice seen before the last database read
         self._checked_at = -float("inf")  # last successful database read (monotonic)
+        self._trusted_until = -float("inf")  # with nothing to read notices from: no read before this
         self._db_retry_at = -float("inf")  # no database read before this, after a failure
         self._db_down = False
         self._cache_retry_at = -float("inf")  # no cache read before this, after a failure
@@ -376,11 +291,13 @@ class _Store:
         with self._lock:
             self._version = None
             self._checked_at = -float("inf")
+            self._trusted_until = -float("inf")
             self._db_retry_at = -float("inf")
 
     def recheck(self) -> None:
         """Read the version again on the next request (recompile only if it changed)."""
         self._checked_at = -float("inf")
+        self._trusted_until = -float("inf")
         self._notice = None
 
     # -- reading --
@@ -390,24 +307,29 @@ class _Store:
             private = self._private()
             if private is not None:
                 return private
-        config = _config()
+        config = _current or _config()
         now = _clock()
-        notice = self._read_notice(config, now)
         current = self._set
-        if current is not None and self._fresh(config, notice, now):
-            return current
+        if config.notices is None:
+            if now < self._trusted_until and current is not None:
+                return current  # the fast path: what _fresh() says without a notice, inlined
+            notice: object = _NO_CACHE
+        else:
+            notice = self._read_notice(config, now)
+            if current is not None and self._fresh(config, notice, now):
+                return current
         with self._lock:
             if self._set is not None and self._fresh(config, notice, now):
                 return self._set
             return self._refresh(config, notice, now)
 
     def _fresh(self, config: _Config, notice: object, now: float) -> bool:
+        if notice is _NO_CACHE or notice is None:
+            return now < self._trusted_until  # RELOAD_INTERVAL after a read, or the retry after a failure
         if self._version is None:
             return False
         if now < self._db_retry_at:
             return True  # the database failed a moment ago: keep the last good set
-        if notice is _NO_CACHE or notice is None:
-            return now - self._checked_at < config.reload_interval
         return notice == self._notice and now - self._checked_at < config.resync_interval
 
     def _read_notice(self, config: _Config, now: float) -> object:
@@ -425,7 +347,7 @@ class _Store:
                         "the cache %r is unreachable (%s); polling the database for policy "
                         "changes every %ss until it answers",
                         notices.alias,
-                        _brief(exc),
+                        brief(exc),
                         config.reload_interval,
                     )
             return _NO_CACHE
@@ -444,18 +366,19 @@ class _Store:
         except Exception as exc:
             self._db_retry_at = now + config.reload_interval
             self._db_down = True
+            self._trusted_until = self._db_retry_at if self._set is not None else -float("inf")
             if self._set is None:
                 logger.error(
                     "policy store unreachable and no policy set loaded yet (%s); failing closed, "
                     "next try in %ss",
-                    _brief(exc),
+                    brief(exc),
                     config.reload_interval,
                     exc_info=not isinstance(exc, DatabaseError),
                 )
                 raise PolicyStoreUnavailable("the policy store is unreachable") from None
             logger.error(
                 "policy store unreachable (%s); keeping the last good policy set v%s, next try in %ss",
-                _brief(exc),
+                brief(exc),
                 self._set.version,
                 config.reload_interval,
                 exc_info=not isinstance(exc, DatabaseError),
@@ -465,6 +388,7 @@ class _Store:
             self._db_down = False
             logger.warning("policy store reachable again; policy set v%s in force", self._version)
         self._checked_at = now
+        self._trusted_until = now + config.reload_interval
         self._db_retry_at = -float("inf")
         self._notice = None if notice is _NO_CACHE else notice
         if notice is None:
@@ -526,7 +450,7 @@ class _Store:
                     previous = _pending.policy_set or self._set
                     policy_set = load_policy_set(version, using=alias, previous=previous)
             except Exception as exc:
-                logger.error("could not read this transaction's policy changes (%s)", _brief(exc))
+                logger.error("could not read this transaction's policy changes (%s)", brief(exc))
                 if self._set is None:
                     raise PolicyStoreUnavailable("the policy store is unreachable") from None
                 return self._set

@@ -395,6 +395,7 @@ class PolicySet:
             for pattern in spec.urls:
                 self._urls.add(pattern, policy)
         self._cache: dict[tuple[str | None, str | None], _Candidates] = {}
+        self._url_named: dict[str, bool] = {}
         self._decisions: dict[tuple[str | int, ...], Decision] = {}
         self._default = _compile_policy(
             PolicySpec(
@@ -441,6 +442,16 @@ class PolicySet:
         """Whether any policy (or the uncovered-action default) could apply; no facts needed."""
         found = self._candidates(action, url)
         return bool(found.policies) or found.uncovered
+
+    def names_url(self, url_name: str) -> bool:
+        """Whether some enabled policy's ``match.urls`` names ``url_name`` (asked on every request)."""
+        named = self._url_named.get(url_name)
+        if named is None:
+            named = bool(self._candidates(None, url_name).policies)
+            if len(self._url_named) >= _CACHE_LIMIT:
+                self._url_named.clear()
+            self._url_named[url_name] = named
+        return named
 
     def policies_for_url(self, url_name: str) -> tuple[PolicySpec, ...]:
         """The enabled policies whose ``match.urls`` name ``url_name`` (any method)."""

@@ -17,7 +17,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
-from stepup import store
+from stepup import notices, store
 from stepup.models import Policy, PolicySetState
 from stepup.policy.model import PolicySpec
 from tests.scale import fakecache
@@ -62,7 +62,7 @@ def foreign_change(policy_id: str, notice: str | None = "from-another-process") 
     PolicySetState.objects.get_or_create(pk=1)
     PolicySetState.objects.filter(pk=1).update(version=F("version") + 1)
     if notice is not None:
-        fakecache.STATE.data[f":1:{store.NOTICE_KEY}"] = notice
+        fakecache.STATE.data[f":1:{notices.NOTICE_KEY}"] = notice
 
 
 def ids() -> set[str]:
