@@ -195,8 +195,8 @@ class RedisNotices:
     def _reset(self) -> None:
         """Nothing subscribed (at start, and in a child process after ``fork``)."""
         self._lock = threading.Lock()
-        self._local = threading.local()  # each thread's poll object
         self._pubsub: Any = None
+        self._poll: Any = None  # a poll object on the subscription's socket, None while unsubscribed
         self._fd = -1
         self._tls = False
         self._count = 0
@@ -208,29 +208,25 @@ class RedisNotices:
     # -- the request path --
 
     def read(self) -> int:
-        if self._thread is None:
-            self._start()
-        if self._error is None and (self._pending() or self._lock.locked()):
+        poll = self._poll
+        if poll is None:
+            if self._thread is None:
+                self._start()
+            poll = self._poll
+            if poll is None:
+                raise NoticesUnavailable(self._error or "not subscribed")
+        try:
+            # Data on the socket: a notice, a pong, or the end of the connection. TLS may
+            # hold decrypted bytes the socket doesn't show, so it is always read.
+            pending = self._tls or bool(poll.poll(0))
+        except RuntimeError:  # another thread is polling this very moment
+            pending = True
+        if pending or self._lock.locked():
             with self._lock:
                 self._drain_or_fail()
-        error = self._error
-        if error is not None:
-            raise NoticesUnavailable(error)
+            if self._error is not None:
+                raise NoticesUnavailable(self._error)
         return self._count
-
-    def _pending(self) -> bool:
-        """Whether the subscription's socket has data (a notice, a pong, or the end of the connection)."""
-        fd = self._fd
-        if fd < 0:
-            return True  # unsubscribed meanwhile: take the lock, then the error is seen
-        if self._tls:
-            return True  # TLS may hold decrypted bytes the socket doesn't show: read under the lock
-        local = self._local
-        if getattr(local, "fd", None) != fd:
-            local.poll = select.poll()
-            local.poll.register(fd, select.POLLIN)
-            local.fd = fd
-        return bool(local.poll.poll(0))
 
     def write(self, *, only_if_missing: bool = False) -> None:
         if only_if_missing:
@@ -274,6 +270,9 @@ class RedisNotices:
         self._count += 1  # notices may have been missed while unsubscribed
         self._error = None
         self._pinged_at, self._awaiting_pong = monotonic(), False
+        poll = select.poll()
+        poll.register(self._fd, select.POLLIN)
+        self._poll = poll  # last: read() takes a poll object as "subscribed"
 
     def _drain_or_fail(self) -> None:
         if self._pubsub is None:
@@ -307,6 +306,7 @@ class RedisNotices:
         self._pinged_at, self._awaiting_pong = monotonic(), True
 
     def _unsubscribe(self, error: str) -> None:
+        self._poll = None  # first: read() stops trusting the socket
         pubsub, self._pubsub, self._fd, self._error = self._pubsub, None, -1, error
         if pubsub is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
@@ -321,7 +321,7 @@ class RedisNotices:
             if self._error is not None:
                 self._closed.wait(self.interval)  # Redis is gone: try again after a while
                 with self._lock:
-                    if False:
+                    if not self._closed.is_set() and self._pubsub is None:
                         self._subscribe_or_fail()
                 continue
             fd = self._fd

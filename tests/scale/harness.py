@@ -118,20 +118,34 @@ def is_stale(name: str, prefix: str, separator: str) -> bool:
 
 
 class TcpProxy:
-    """Forwards loopback connections to ``target``; :meth:`cut` kills them all.
+    """Forwards loopback connections to ``target``; :meth:`cut` kills them all, :meth:`freeze` silences them.
 
     While cut, a new connection is accepted and closed at once (the client sees
     its server go away) and counted in :attr:`refused`, so a test can tell how
     often the process behind it tried.
+
+    While frozen, the server is there but says nothing, as if its process were
+    stopped (``SIGSTOP``): open connections stay open, but what either side
+    sends (even its hanging up) is held instead of forwarded, and a new
+    connection is accepted but not connected to ``target`` (counted in
+    :attr:`held`). :meth:`restore` lets everything held through.
+
+    With :attr:`split_pause` set, every chunk of data sent to a client goes in
+    two halves that many seconds apart, as a reply split across TCP segments
+    arrives.
     """
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.up = True
+        self.frozen = False
+        self.split_pause = 0.0
         self.accepted = 0
         self.refused = 0
+        self.held = 0
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._thawed = threading.Condition()
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -152,24 +166,57 @@ class TcpProxy:
                     self.refused += 1
                 _reset(client)
                 continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                _reset(client)
+            if self.frozen:
+                with self._lock:
+                    self.held += 1
+                    self._sockets.add(client)
+                threading.Thread(target=self._connect_when_thawed, args=(client,), daemon=True).start()
                 continue
-            with self._lock:
-                self.accepted += 1
-                self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            self._connect(client)
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            _reset(client)
+            return
+        for s in (client, upstream):
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self.accepted += 1
+            self._sockets.update((client, upstream))
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(a, b, b is client), daemon=True).start()
+
+    def _connect_when_thawed(self, client: socket.socket) -> None:
+        self._wait_while_frozen()
+        with self._lock:
+            still_open = client in self._sockets and not self._closed and self.up
+            self._sockets.discard(client)
+        if still_open:
+            self._connect(client)
+        else:
+            _reset(client)
+
+    def _wait_while_frozen(self) -> None:
+        with self._thawed:
+            while self.frozen and not self._closed:
+                self._thawed.wait()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, to_client: bool) -> None:
         try:
             while True:
                 data = source.recv(65536)
+                self._wait_while_frozen()
                 if not data:
                     break
+                pause = self.split_pause
+                if to_client and pause and len(data) > 1:
+                    sink.sendall(data[: len(data) // 2])
+                    time.sleep(pause)
+                    data = data[len(data) // 2 :]
                 sink.sendall(data)
         except OSError:
             pass
@@ -188,11 +235,22 @@ class TcpProxy:
         for s in sockets:
             _reset(s)
 
+    def freeze(self) -> None:
+        """Keep every connection open but forward nothing, in either direction, until :meth:`restore`."""
+        with self._thawed:
+            self.frozen = True
+
     def restore(self) -> None:
-        self.up = True
+        """End a :meth:`cut` or a :meth:`freeze`: what a freeze held goes through now."""
+        with self._thawed:
+            self.up = True
+            self.frozen = False
+            self._thawed.notify_all()
 
     def close(self) -> None:
         self._closed = True
+        with self._thawed:
+            self._thawed.notify_all()
         self.cut()
         with contextlib.suppress(OSError):
             self._listener.close()

@@ -155,6 +155,65 @@ def test_cache_down_falls_back_to_polling_the_database_without_errors(scale, red
         assert server.request("GET", GUARDED).status == 200
 
 
+def test_silent_cache_falls_back_to_polling_the_database_without_errors(scale, redis_proxy):
+    """Redis keeps the connections open but answers nothing (a stopped process, a dead network path)."""
+    redis_url = with_address(scale.redis_url, "127.0.0.1", redis_proxy.port)
+    server = scale.server(
+        "cache-silent",
+        REDIS_URL=redis_url,
+        SCALE_RELOAD_INTERVAL=str(INTERVAL),
+        SCALE_RESYNC_INTERVAL="3600",
+    )
+    deny = {
+        "id": "scale-cache-silent-deny",
+        "description": "scale test: denied while the cache is silent",
+        "match": {"urls": ["scale-guarded"]},
+        "decision": "deny",
+    }
+    deleted = False
+    with running(server):
+        assert server.request("GET", GUARDED).status == 200
+
+        redis_proxy.freeze()
+        # Committed by another process; its notice goes to Redis, whose messages never reach this server.
+        scale.worker("policy", deny)
+        try:
+            responses = []
+
+            def denied() -> bool:
+                responses.append(server.request("GET", GUARDED))
+                return responses[-1].status == 403
+
+            # An unanswered PING (within ~3 intervals of the freeze), then a database poll.
+            elapsed = eventually(denied, timeout=8 * INTERVAL, interval=0.04)
+            assert elapsed < 4 * INTERVAL + 0.5, elapsed
+            assert {r.status for r in responses} <= {200, 403}  # no error page
+            log = server.log()
+            assert "is unreachable (NoticesUnavailable: Redis did not answer a PING" in log, log[-3000:]
+
+            server.stats(reset=True)
+            responses = hammer(server, "GET", GUARDED, seconds=4 * INTERVAL)
+            assert {r.status for r in responses} == {403}
+            stats = server.stats()
+            assert stats["queries"].get("version", 0) <= 4 + 2, stats  # polling, not a query per request
+
+            redis_proxy.restore()
+
+            def cache_back() -> bool:
+                server.request("GET", "/probe/open/")
+                return "answers again" in server.log()
+
+            eventually(cache_back, timeout=5, interval=0.1)
+            scale.worker("delete-policy", {"id": deny["id"]})
+            deleted = True
+            # Seen through its notice (while the cache answers, the database is not polled), as
+            # soon as the proxy, a thread of this process, has passed the notice on.
+            eventually(lambda: server.request("GET", GUARDED).status == 200, timeout=INTERVAL, interval=0.01)
+        finally:
+            if not deleted:
+                scale.worker("delete-policy", {"id": deny["id"]})
+
+
 def test_a_malformed_row_becomes_a_stricter_stand_in_and_the_others_stay(scale, pair):
     a, b = pair
     scale.worker(
