@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from stepup.enforcement import StepUpDenied, enforce, mark_view_started
+from stepup.enforcement import StepUpDenied, enforce_before_view, mark_view_started
 from stepup.exceptions import StepUpRequired
 from stepup.responses import refusal_response
 from stepup.store import PolicyStoreUnavailable
@@ -25,7 +25,7 @@ ENFORCED_ATTR = "_stepup_enforced"
 def guard(request: HttpRequest, action: str, attributes: Mapping[str, Any] | None) -> HttpResponse | None:
     """Enforce ``action``; ``None`` when the view may run, else the response to send instead."""
     try:
-        enforce(request, action, attributes)
+        enforce_before_view(request, action, attributes)
     except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
         return refusal_response(request, exc)
     return None

@@ -204,10 +204,25 @@ def enforce(request: Any, action: str | None, attributes: Mapping[str, Any] | No
     """Enforce the decision for ``action``; return it when the request may proceed.
 
     Challenges and denials are recorded (signal, decision log, ``stepup``
-    logger); a single-request grant the decision relied on is used up.
+    logger); a single-request grant the decision relied on is used up. Called
+    from the view's own code, so once it allows, the grants this request used
+    stay used whatever is refused later in it (see :func:`mark_view_started`).
 
     :raises stepup.StepUpRequired: the user must verify a second factor first.
     :raises django.core.exceptions.PermissionDenied: a policy denies the request.
+    """
+    decision = enforce_before_view(request, action, attributes)
+    mark_view_started(request)
+    return decision
+
+
+def enforce_before_view(
+    request: Any, action: str | None, attributes: Mapping[str, Any] | None = None
+) -> Decision:
+    """:func:`enforce` for the checks that run before the view's code (decorator, mixin, DRF permission).
+
+    Each of them calls :func:`mark_view_started` once the last of them has
+    passed, so a refusal by a later one gives back the grants used so far.
     """
     http = http_request(request)
     return _enforce(request, action, attributes, url=_url_for(http))

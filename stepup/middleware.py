@@ -14,13 +14,7 @@ from django.http import HttpRequest, HttpResponse
 
 from stepup import audit, grants
 from stepup.decorators import ENFORCED_ATTR
-from stepup.enforcement import (
-    VIEW_STARTED_ATTR,
-    StepUpDenied,
-    enforce_url,
-    mark_view_started,
-    url_policies_may_apply,
-)
+from stepup.enforcement import StepUpDenied, enforce_url, mark_view_started, url_policies_may_apply
 from stepup.exceptions import StepUpRequired
 from stepup.responses import is_drf_view, refusal_response, view_class
 from stepup.store import PolicyStoreUnavailable
@@ -130,10 +124,7 @@ class StepUpMiddleware:
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
         if not url_policies_may_apply(request):
-            # No policy can target this route (most requests): nothing more is read.
-            if not declares_action(view_func):
-                setattr(request, VIEW_STARTED_ATTR, True)  # as mark_view_started(), one call less
-            return None
+            return None  # no policy can target this route (most requests): nothing more is read
         if declares_action(view_func):
             return None
         client: Any = request

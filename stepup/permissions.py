@@ -13,7 +13,7 @@
         def get_stepup_attributes(self, request):
             return {"amount": request.data.get("amount")}
 
-The decision is made by :func:`stepup.enforcement.enforce`, exactly as for the
+The decision is made by :func:`stepup.enforcement.enforce_before_view`, as for the
 decorator, the mixin and the middleware; the answers are those of
 :mod:`stepup.responses`. This module and the API views are the only ones that
 import DRF (``import stepup`` never does).
@@ -32,7 +32,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from stepup.decorators import validate_action
-from stepup.enforcement import StepUpDenied, enforce, mark_view_started
+from stepup.enforcement import StepUpDenied, enforce_before_view, mark_view_started
 from stepup.exceptions import StepUpRequired
 from stepup.responses import ApiRefusal, api_refusal
 from stepup.store import PolicyStoreUnavailable
@@ -115,7 +115,7 @@ class StepUpPermission(BasePermission):
         action = self.get_action(request, view)
         attributes = self.get_attributes(request, view)
         try:
-            enforce(request, action, attributes)
+            enforce_before_view(request, action, attributes)
         except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
             if isinstance(exc, StepUpRequired) and not request.user.is_authenticated:
                 return False  # DRF answers as for any unauthenticated request

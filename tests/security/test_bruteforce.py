@@ -338,6 +338,29 @@ def test_a_single_request_grant_is_not_given_back_after_the_view_did_its_work(
 
 
 @pytest.mark.urls("tests.security.urls")
+def test_a_grant_used_by_enforce_in_the_views_own_code_is_not_given_back(
+    attacker: Client, user: Any, totp: TOTPDevice, backup: StaticDevice, policy: Any
+) -> None:
+    """A plain view on a route no policy names (the middleware only glances at it) enforces
+    in its own code: once enforce() allowed, the view may have acted, so a later refusal
+    keeps the grant spent."""
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0, factors=["totp"])
+    policy("notify", actions=["things.notify"], factors=["static"])
+    refused = attacker.post("/t/pay-in-code/", {"amount": "5000"})
+    assert challenged(refused) and views.CALLS == []
+    assert (
+        attacker.post(refused["Location"], {"device": totp.persistent_id, "token": code(totp)}).status_code
+        == 200
+    )
+    assert challenged(attacker.post("/t/pay-in-code/", {"amount": "5000"}))  # paid, then refused
+    assert views.CALLS == ["pay-in-code POST"]
+    assert challenged(attacker.post("/t/pay-in-code/", {"amount": "5000"}))  # no second payment
+    assert views.CALLS == ["pay-in-code POST"]
+
+
+@pytest.mark.urls("tests.security.urls")
 def test_a_grant_used_by_a_check_before_the_views_code_is_given_back(
     attacker: Client, user: Any, totp: TOTPDevice, backup: StaticDevice, policy: Any
 ) -> None:

@@ -21,6 +21,7 @@ urlpatterns = [
     path("t/crash/", views.crash, name="crash"),
     path("t/pay/", views.pay_then_notify, name="pay"),
     path("t/pay-and-notify/", views.pay_and_notify, name="pay-and-notify"),
+    path("t/pay-in-code/", views.pay_in_code_then_notify, name="pay-in-code"),
     path("t/thing/", views.ThingView.as_view(), name="thing"),
     *format_suffix_patterns(
         [

@@ -62,6 +62,14 @@ def pay_then_notify(request: HttpRequest) -> HttpResponse:
     return HttpResponse("paid and notified")
 
 
+def pay_in_code_then_notify(request: HttpRequest) -> HttpResponse:
+    """No check before its code, no URL policy: it enforces both actions itself, working in between."""
+    enforce(request, "things.pay", {"amount": request.POST.get("amount")})
+    ran("pay-in-code", request)
+    enforce(request, "things.notify")
+    return HttpResponse("paid and notified")
+
+
 @require_stepup("things.pay", attributes=lambda request, *a, **kw: {"amount": request.POST.get("amount")})
 @require_stepup("things.notify")
 def pay_and_notify(request: HttpRequest) -> HttpResponse:
