@@ -7,7 +7,8 @@ user whose session lives in the database; "without" drops
 routes: a minimal view that reads nothing (the worst case for a relative
 overhead), the demo's home page (a real page: the user, a template) and a
 view protected by ``@require_stepup`` with a valid grant in the session.
-Requests alternate between the two sides in batches. Needs Django set up with
+Requests alternate between the two sides one at a time (see
+:func:`bench.timing.interleaved_us`). Needs Django set up with
 :mod:`bench.settings`.
 """
 
@@ -35,7 +36,7 @@ class Case:
     without_us: tuple[float, float]
     with_queries: int
     without_queries: int
-    redis_us: tuple[float, float] | None = None
+    redis: Case | None = None  # the same route with Redis carrying the change notices
 
     @staticmethod
     def _ratio(a: float, b: float) -> float:
@@ -97,7 +98,7 @@ def setup() -> Any:
 def run(user: Any, *, quick: bool = False, redis_url: str | None = None) -> list[Case]:
     from stepup.testing import stepup_verified
 
-    rounds = 7 if quick else 21
+    requests = 1500 if quick else 8000
     with_client = _client(user, stepup=True)
     without_client = _client(user, stepup=False)
     cases = []
@@ -112,7 +113,7 @@ def run(user: Any, *, quick: bool = False, redis_url: str | None = None) -> list
                 "with": lambda p=with_path: with_client.get(p),  # type: ignore[misc]
                 "without": lambda p=without_path: without_client.get(p),  # type: ignore[misc]
             }
-            timings = interleaved_us(calls, rounds=rounds)
+            timings = interleaved_us(calls, requests=requests)
             case = Case(
                 name,
                 timings["with"],
@@ -121,7 +122,7 @@ def run(user: Any, *, quick: bool = False, redis_url: str | None = None) -> list
                 _queries(without_client, without_path),
             )
             if redis_url:
-                case.redis_us = _with_redis(redis_url, calls, with_client, with_path, rounds)
+                case.redis = _with_redis(redis_url, case, calls, with_client, with_path, requests)
             cases.append(case)
     return cases
 
@@ -144,9 +145,9 @@ def redis_round_trip_us(redis_url: str) -> float:
 
 
 def _with_redis(
-    redis_url: str, calls: dict[str, Any], with_client: Client, with_path: str, rounds: int
-) -> tuple[float, float]:
-    """The "with" side again, with the policy-change notice read from Redis (one GET per request)."""
+    redis_url: str, case: Case, calls: dict[str, Any], with_client: Client, with_path: str, requests: int
+) -> Case:
+    """Both sides again, with Redis carrying the policy-change notices (a subscription per process)."""
     import secrets
 
     from stepup import notices, store
@@ -162,9 +163,9 @@ def _with_redis(
         with_client.get(with_path)
         with_client.get(with_path)
         assert isinstance(store._config().notices, notices.RedisNotices)
-        timings = interleaved_us(calls, rounds=rounds)
+        timings = interleaved_us(calls, requests=requests)
     store.invalidate()
-    return timings["with"][0], timings["without"][0]
+    return Case(case.name, timings["with"], timings["without"], case.with_queries, case.without_queries)
 
 
 def report(cases: list[Case], database: str, redis_url: str | None) -> list[str]:
@@ -181,11 +182,12 @@ def report(cases: list[Case], database: str, redis_url: str | None) -> list[str]
             f"{case.overhead_wall:>7.1%}/{case.overhead_cpu:<7.1%} "
             f"{case.with_queries:>9} {case.without_queries:>12}"
         )
-        if case.redis_us is not None:
-            with_us, without_us = case.redis_us
+        if case.redis is not None:
+            redis = case.redis
             out.append(
-                f"{'':>30} with Redis carrying change notices: {with_us:.1f} vs {without_us:.1f} µs wall, "
-                f"overhead {with_us / without_us - 1:.1%}"
+                f"{'with Redis notices':>30} {redis.with_us[0]:>7.1f}/{redis.with_us[1]:<7.1f} "
+                f"{redis.without_us[0]:>7.1f}/{redis.without_us[1]:<7.1f} "
+                f"{redis.overhead_wall:>7.1%}/{redis.overhead_cpu:<7.1%}"
             )
     out.append(
         "    default cache is local memory (one process): no cache call; the version is read from the "

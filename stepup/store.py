@@ -276,9 +276,10 @@ class _Store:
         self._lock = threading.Lock()
         self._set: PolicySet | None = None
         self._version: int | None = None
-        self._notice: object = None  # the notice seen before the last database read
+        self._notice: object = _NO_CACHE  # the notice seen before the last database read, if any
         self._checked_at = -float("inf")  # last successful database read (monotonic)
         self._trusted_until = -float("inf")  # with nothing to read notices from: no read before this
+        self._resync_at = -float("inf")  # with notices: the database is read again from then on
         self._db_retry_at = -float("inf")  # no database read before this, after a failure
         self._db_down = False
         self._cache_retry_at = -float("inf")  # no cache read before this, after a failure
@@ -291,14 +292,14 @@ class _Store:
         with self._lock:
             self._version = None
             self._checked_at = -float("inf")
-            self._trusted_until = -float("inf")
+            self._trusted_until = self._resync_at = -float("inf")
             self._db_retry_at = -float("inf")
 
     def recheck(self) -> None:
         """Read the version again on the next request (recompile only if it changed)."""
         self._checked_at = -float("inf")
-        self._trusted_until = -float("inf")
-        self._notice = None
+        self._trusted_until = self._resync_at = -float("inf")
+        self._notice = _NO_CACHE
 
     # -- reading --
 
@@ -316,6 +317,9 @@ class _Store:
             notice: object = _NO_CACHE
         else:
             notice = self._read_notice(config, now)
+            same = notice is not _NO_CACHE and notice == self._notice
+            if same and now < self._resync_at and current is not None:
+                return current  # the fast path: no new notice (what _fresh() says, inlined)
             if current is not None and self._fresh(config, notice, now):
                 return current
         with self._lock:
@@ -330,7 +334,7 @@ class _Store:
             return False
         if now < self._db_retry_at:
             return True  # the database failed a moment ago: keep the last good set
-        return notice == self._notice and now - self._checked_at < config.resync_interval
+        return notice == self._notice and now < self._resync_at
 
     def _read_notice(self, config: _Config, now: float) -> object:
         notices = config.notices
@@ -389,8 +393,9 @@ class _Store:
             logger.warning("policy store reachable again; policy set v%s in force", self._version)
         self._checked_at = now
         self._trusted_until = now + config.reload_interval
+        self._resync_at = now + config.resync_interval
         self._db_retry_at = -float("inf")
-        self._notice = None if notice is _NO_CACHE else notice
+        self._notice = _NO_CACHE if notice is None else notice  # no notice is never "the same" notice
         if notice is None:
             # The cache has no notice (new, flushed or evicted): put one back, so that
             # the processes compare notices again instead of polling.
