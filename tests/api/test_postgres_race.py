@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.services import skip_or_fail
+
 pytestmark = pytest.mark.postgres
 
 DATABASE_ENV = "STEPUP_TEST_DATABASE_URL"
@@ -42,9 +44,7 @@ Token.objects.create(user=user, key="{TOKEN}")
 
 
 def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the PostgreSQL race test cannot run in CI: {reason}")
-    pytest.skip(reason)
+    skip_or_fail(reason, what="the PostgreSQL race test")
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import skip_or_fail
+
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +31,10 @@ CHOSEN = [
 
 def test_audit_suite_on_postgresql() -> None:
     if not os.environ.get("STEPUP_TEST_DATABASE_URL"):
-        pytest.skip("STEPUP_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)")
+        skip_or_fail(
+            "STEPUP_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)",
+            what="the audit suite on PostgreSQL",
+        )
     result = subprocess.run(
         [
             sys.executable,

@@ -24,6 +24,7 @@ import pytest
 
 from tests.browser import demo_server
 from tests.browser.demo_server import DemoServer
+from tests.services import skip_or_fail
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -47,15 +48,9 @@ TIMEOUT_MS = 10_000
 _screenshots_taken: list[Path] = []
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def unavailable(reason: str) -> None:
     """Skip locally; fail in CI, where the browser suite must run."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the browser suite must run in CI, so this is a failure)")
-    pytest.skip(f"{reason}; install it with: apt-get install -y chromium")
+    skip_or_fail(f"{reason}; install it with: apt-get install -y chromium", what="the browser suite")
 
 
 @pytest.fixture(scope="session")

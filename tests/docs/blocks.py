@@ -48,8 +48,8 @@ class Block:
 
 
 def doc_files() -> list[str]:
-    """The Markdown files under test: the README, the changelog, SECURITY.md and docs/."""
-    found = [p for p in ("README.md", "CHANGELOG.md", "SECURITY.md") if (ROOT / p).exists()]
+    """The Markdown files under test: the README, the changelog, SECURITY.md, DEVELOPERS.md and docs/."""
+    found = [p for p in ("README.md", "CHANGELOG.md", "SECURITY.md", "DEVELOPERS.md") if (ROOT / p).exists()]
     for path in sorted((ROOT / "docs").rglob("*.md")):
         rel = path.relative_to(ROOT).as_posix()
         if not rel.startswith("docs/briefs/") and rel not in EXCLUDED:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.scale.harness import FreshDatabase, Server, Worker, is_stale, process_env, run_manage, running
+from tests.services import skip_or_fail
 
 DATABASE_ENV = "STEPUP_TEST_DATABASE_URL"
 REDIS_ENV = "STEPUP_TEST_REDIS_URL"
@@ -78,9 +79,7 @@ class ScaleEnv:
 def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleEnv]:
     reason = _missing()
     if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"scale tests cannot run in CI: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(reason, what="the scale tests")
     FreshDatabase.drop_stale(os.environ[DATABASE_ENV])
     database = FreshDatabase(os.environ[DATABASE_ENV])
     database.create()

@@ -1,7 +1,7 @@
 """The benchmark's engines decide alike: stepup, Cedar and CEL on the same generated policy sets.
 
 ``make bench`` refuses to time engines that disagree; this runs the same check
-on the smaller sets as a test. Cedar and CEL come with the ``bench`` extra
+on the smaller sets as a test. Cedar and CEL come with the ``dev`` and ``bench`` extras
 (``pip install -e '.[bench]'``); without them the test is skipped.
 """
 
