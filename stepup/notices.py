@@ -10,11 +10,10 @@ database; a difference makes it read the version again at once.
   subscription to it. A request only asks the kernel whether the
   subscription's socket has data (one ``poll`` system call, no round trip to
   Redis) and reads it when it has, so a change is seen on the first request
-  that starts after its notice arrived. A listener thread keeps the
-  subscription alive: it reads notices between requests, sends a ``PING``
-  every ``RELOAD_INTERVAL`` and reconnects when Redis is gone or silent.
-  While it is not subscribed, :meth:`RedisNotices.read` raises and the store
-  polls the database instead.
+  that starts after its notice arrived. Once per ``RELOAD_INTERVAL`` a
+  request also sends a ``PING``, so a Redis that went silent is noticed too.
+  While there is no subscription, :meth:`RedisNotices.read` raises, the store
+  polls the database, and a short-lived thread tries to subscribe again.
 - **Any other shared cache** (Memcached, database, file): :class:`CacheNotices`,
   a random token under :data:`NOTICE_KEY`, rewritten after each change and
   read with one cache ``GET`` per request.
@@ -48,7 +47,7 @@ SOCKET_TIMEOUT = 1.0
 """Seconds the Redis subscription waits to connect or for an answer, unless ``OPTIONS`` say otherwise."""
 
 MIN_PING_INTERVAL = 0.25
-"""The listener pings Redis every ``RELOAD_INTERVAL`` seconds, but never more often than this."""
+"""Redis is pinged, and a lost subscription tried again, every ``RELOAD_INTERVAL`` (at least this) seconds."""
 
 
 class NoticesUnavailable(RuntimeError):
@@ -97,7 +96,7 @@ _subscriptions_lock = threading.Lock()
 def notices_for(alias: str | None, *, interval: float) -> Notices | None:
     """The notices of cache ``alias`` (see the module docstring), or ``None`` when it isn't shared.
 
-    One :class:`RedisNotices` (one subscription, one listener thread) per
+    One :class:`RedisNotices` (one subscription) per
     process and Redis server; :func:`close_all` ends them when settings change.
     """
     cache = shared_cache(alias)
@@ -169,10 +168,14 @@ class RedisNotices:
     store reads the version again). It raises :class:`NoticesUnavailable`
     while there is no live subscription.
 
-    Messages leave the socket only under ``_lock``, and the counter goes up
-    before the lock is released. So a request that finds the socket empty and
-    the lock free has seen every message that reached this process before it
-    looked: a notice is never lost between the listener thread and a request.
+    No thread runs while all is well: the requests read the socket. Messages
+    leave it only under ``_lock``, and the counter goes up before the lock is
+    released, so a request that finds the socket empty and the lock free has
+    seen every notice that reached this process before it looked. Once per
+    ``interval`` a request sends a ``PING``; a ``PONG`` still missing one
+    interval later means Redis is silent (a partition, a frozen server) and
+    the subscription is dropped. Re-subscribing happens in a short-lived
+    thread, never in a request, so an unreachable Redis never slows one down.
     """
 
     def __init__(self, alias: str, url: str, options: dict[str, Any], channel: str, *, interval: float):
@@ -188,7 +191,7 @@ class RedisNotices:
             socket_connect_timeout=options.get("socket_connect_timeout") or self._timeout,
             **({"db": options["db"]} if "db" in options else {}),
         )
-        self._closed = threading.Event()
+        self._closed = False
         self._reset()
         _live.add(self)
 
@@ -201,32 +204,47 @@ class RedisNotices:
         self._tls = False
         self._count = 0
         self._error: str | None = "not subscribed yet"
-        self._pinged_at = 0.0
+        self._ping_at = float("inf")  # when the next PING (or the check of the last one's PONG) is due
         self._awaiting_pong = False
-        self._thread: threading.Thread | None = None
+        self._started = False
+        self._retry_lock = threading.Lock()
+        self._retry_at = -float("inf")
+        self._retrying: threading.Thread | None = None
 
     # -- the request path --
 
     def read(self) -> int:
         poll = self._poll
         if poll is None:
-            if self._thread is None:
-                self._start()
-            poll = self._poll
-            if poll is None:
-                raise NoticesUnavailable(self._error or "not subscribed")
+            return self._unsubscribed()
         try:
             # Data on the socket: a notice, a pong, or the end of the connection. TLS may
             # hold decrypted bytes the socket doesn't show, so it is always read.
             pending = self._tls or bool(poll.poll(0))
         except RuntimeError:  # another thread is polling this very moment
             pending = True
-        if pending or self._lock.locked():
+        if pending or self._lock.locked() or monotonic() >= self._ping_at:
             with self._lock:
                 self._drain_or_fail()
+                self._ping_or_fail()
             if self._error is not None:
                 raise NoticesUnavailable(self._error)
         return self._count
+
+    def _unsubscribed(self) -> int:
+        """Subscribe (the first time, waiting for it: no false "cache down"), or retry in the background."""
+        if not self._started and not self._closed:
+            with _start_lock:
+                if not self._started:
+                    with self._lock:
+                        self._subscribe_or_fail()
+                    if self._poll is None:
+                        self._retry_at = monotonic() + self.interval  # that was this interval's attempt
+                    self._started = True
+            if self._poll is not None:
+                return self.read()
+        self._retry_in_background()
+        raise NoticesUnavailable(self._error or "not subscribed")
 
     def write(self, *, only_if_missing: bool = False) -> None:
         if only_if_missing:
@@ -234,24 +252,15 @@ class RedisNotices:
         self._client.publish(self.channel, secrets.randbits(62) + 1)
 
     def close(self) -> None:
-        self._closed.set()
+        self._closed = True
         with self._lock:
             self._unsubscribe("closed")
 
     # -- the subscription (always under _lock) --
 
-    def _start(self) -> None:
-        with _start_lock:
-            if self._thread is not None:
-                return
-            with self._lock:
-                self._subscribe_or_fail()  # the first request waits for it: no false "cache down"
-            self._thread = threading.Thread(
-                target=self._listen, name=f"stepup-notices-{self.alias}", daemon=True
-            )
-            self._thread.start()
-
     def _subscribe_or_fail(self) -> None:
+        if self._closed:
+            return
         try:
             pubsub = self._client.pubsub()
             pubsub.subscribe(self.channel)
@@ -269,7 +278,7 @@ class RedisNotices:
         self._pubsub, self._fd, self._tls = pubsub, sock.fileno(), isinstance(sock, ssl.SSLSocket)
         self._count += 1  # notices may have been missed while unsubscribed
         self._error = None
-        self._pinged_at, self._awaiting_pong = monotonic(), False
+        self._ping_at, self._awaiting_pong = monotonic() + self.interval, False
         poll = select.poll()
         poll.register(self._fd, select.POLLIN)
         self._poll = poll  # last: read() takes a poll object as "subscribed"
@@ -293,7 +302,7 @@ class RedisNotices:
             self._unsubscribe(brief(exc))
 
     def _ping_or_fail(self) -> None:
-        if self._pubsub is None or monotonic() - self._pinged_at < self.interval:
+        if self._pubsub is None or monotonic() < self._ping_at:
             return
         if self._awaiting_pong:
             self._unsubscribe(f"Redis did not answer a PING within {self.interval:g}s")
@@ -303,7 +312,7 @@ class RedisNotices:
         except Exception as exc:
             self._unsubscribe(brief(exc))
             return
-        self._pinged_at, self._awaiting_pong = monotonic(), True
+        self._ping_at, self._awaiting_pong = monotonic() + self.interval, True
 
     def _unsubscribe(self, error: str) -> None:
         self._poll = None  # first: read() stops trusting the socket
@@ -312,28 +321,30 @@ class RedisNotices:
             with contextlib.suppress(Exception):  # closing a broken connection
                 pubsub.close()
 
-    # -- the listener thread --
+    # -- re-subscribing --
 
-    def _listen(self) -> None:
-        poll = select.poll()
-        watched = -1
-        while not self._closed.is_set():
-            if self._error is not None:
-                self._closed.wait(self.interval)  # Redis is gone: try again after a while
-                with self._lock:
-                    if not self._closed.is_set() and self._pubsub is None:
-                        self._subscribe_or_fail()
-                continue
-            fd = self._fd
-            if fd != watched:
-                poll = select.poll()
-                poll.register(fd, select.POLLIN)
-                watched = fd
-            poll.poll(self.interval * 1000 / 2)
-            with self._lock:
-                if self._fd == watched:
-                    self._drain_or_fail()
-                    self._ping_or_fail()
+    def _retry_in_background(self) -> None:
+        """At most one attempt per ``interval``, each in a thread of its own that ends with it."""
+        if not self._retry_lock.acquire(blocking=False):
+            return  # another request is starting one right now
+        try:
+            now = monotonic()
+            if self._closed or now < self._retry_at:
+                return
+            if self._retrying is not None and self._retrying.is_alive():
+                return
+            self._retry_at = now + self.interval
+            self._retrying = threading.Thread(
+                target=self._retry, name=f"stepup-notices-{self.alias}", daemon=True
+            )
+            self._retrying.start()
+        finally:
+            self._retry_lock.release()
+
+    def _retry(self) -> None:
+        with self._lock:
+            if self._pubsub is None:
+                self._subscribe_or_fail()
 
 
 _start_lock = threading.Lock()

@@ -133,6 +133,10 @@ class TcpProxy:
     With :attr:`split_pause` set, every chunk of data sent to a client goes in
     two halves that many seconds apart, as a reply split across TCP segments
     arrives.
+
+    :attr:`from_clients` holds every byte the clients sent that was forwarded
+    to ``target``, in order (all connections together), so a test can tell
+    which commands a client sent.
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -143,6 +147,7 @@ class TcpProxy:
         self.accepted = 0
         self.refused = 0
         self.held = 0
+        self.from_clients = bytearray()
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._thawed = threading.Condition()
@@ -212,6 +217,9 @@ class TcpProxy:
                 self._wait_while_frozen()
                 if not data:
                     break
+                if not to_client:
+                    with self._lock:
+                        self.from_clients += data
                 pause = self.split_pause
                 if to_client and pause and len(data) > 1:
                     sink.sendall(data[: len(data) // 2])
@@ -257,6 +265,11 @@ class TcpProxy:
 
 
 def _reset(s: socket.socket) -> None:
+    # Shut down first: a pump thread may be blocked in recv() on the socket, and close() alone
+    # would not end the connection before that recv() returns, that is before the next byte
+    # either side sends (a Redis subscriber sends nothing until its next PING).
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     with contextlib.suppress(OSError):
