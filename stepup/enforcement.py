@@ -78,7 +78,7 @@ class StepUpDenied(PermissionDenied):
 
 def _route(http: HttpRequest) -> str | None:
     """The URL name URL policies match on, or ``None`` (no name, or one of stepup's own views)."""
-    match = getattr(http, "resolver_match", None) or resolver_match(http)
+    match = resolver_match(http)
     name = match_name(match)
     if name is None or match is None or is_stepup_view(match.func):
         return None
@@ -236,6 +236,7 @@ def url_policies_may_apply(request: Any) -> bool:
     attribute reads on routes no policy names.
     """
     http = http_request(request)
+    # Django set resolver_match before process_view; resolver_match() covers views called directly.
     name = match_name(getattr(http, "resolver_match", None) or resolver_match(http))
     if name is None:
         return False
