@@ -73,6 +73,31 @@ class Stepup:
         return self.policy_set.decide(prepared).outcome
 
 
+def hand_written(facts: Facts) -> Callable[[Input], str]:
+    """The decision for ``facts`` hand-written in Python for the one policy that applies to it.
+
+    Not an engine (it knows nothing else): the least any Python code can do to
+    decide this input, for comparison with the engines. ``facts`` must be a
+    :func:`bench.policies.late_match`: an exact action, a ``step_up`` policy.
+    """
+    action, roles = facts.action, frozenset(("finance", f"team{facts.action.split('.')[0][3:]}"))
+    network, mask = OFFICE_RANGE[0], 0xFF000000
+
+    def decide(inp: Input) -> str:
+        if inp.action != action or inp.method != "POST" or roles.isdisjoint(inp.roles):
+            return "allow"
+        origin = inp.origin
+        if origin is not None and origin.version == 4 and int(origin) & mask == network:
+            return "allow"
+        amount = inp.attrs.get("amount")
+        if amount is not None and int(amount) <= 1000:
+            return "allow"
+        age = inp.verified.get("totp")
+        return "allow" if age is not None and 0 <= age <= MAX_AGE else "step_up"
+
+    return decide
+
+
 # --- Cedar -------------------------------------------------------------------------------
 
 
