@@ -353,8 +353,8 @@ _live: weakref.WeakSet[RedisNotices] = weakref.WeakSet()
 
 def _forget_subscriptions_in_child() -> None:
     """A forked child shares its parent's sockets but not its threads: it subscribes anew."""
-    global _start_lock
-    _start_lock = threading.Lock()
+    global _start_lock, _subscriptions_lock
+    _start_lock, _subscriptions_lock = threading.Lock(), threading.Lock()  # a parent thread may hold them
     for notices in list(_live):
         notices._reset()
 
