@@ -44,6 +44,37 @@ def behind_db_proxy(scale, name: str, proxy: TcpProxy) -> Server:
     )
 
 
+def behind_redis_proxy(scale, name: str, proxy: TcpProxy) -> Server:
+    url = with_address(scale.redis_url, "127.0.0.1", proxy.port)
+    return scale.server(
+        name, REDIS_URL=url, SCALE_RELOAD_INTERVAL=str(INTERVAL), SCALE_RESYNC_INTERVAL="3600"
+    )
+
+
+def guarded_deny(policy_id: str, description: str) -> dict:
+    return {
+        "id": policy_id,
+        "description": description,
+        "match": {"urls": ["scale-guarded"]},
+        "decision": "deny",
+    }
+
+
+def wait_until_the_cache_answers(server: Server) -> None:
+    def cache_back() -> bool:
+        server.request("GET", "/probe/open/")
+        return "answers again" in server.log()
+
+    eventually(cache_back, timeout=5, interval=0.1)
+
+
+def delete_and_see_it_by_notice(scale, server: Server, policy_id: str) -> None:
+    scale.worker("delete-policy", {"id": policy_id})
+    # Seen through its notice (while the cache answers, the database is not polled), as
+    # soon as the proxy, a thread of this process, has passed the notice on.
+    eventually(lambda: server.request("GET", GUARDED).status == 200, timeout=INTERVAL, interval=0.01)
+
+
 def is_login_redirect(response) -> bool:
     return response.status == 302 and response.headers["location"].startswith("/accounts/login/")
 
@@ -115,19 +146,8 @@ def test_no_good_policy_set_at_all_challenges_actions_and_refuses_unsafe_methods
 
 
 def test_cache_down_falls_back_to_polling_the_database_without_errors(scale, redis_proxy):
-    redis_url = with_address(scale.redis_url, "127.0.0.1", redis_proxy.port)
-    server = scale.server(
-        "cache-outage",
-        REDIS_URL=redis_url,
-        SCALE_RELOAD_INTERVAL=str(INTERVAL),
-        SCALE_RESYNC_INTERVAL="3600",
-    )
-    deny = {
-        "id": "scale-cache-outage-deny",
-        "description": "scale test: denied while the cache is down",
-        "match": {"urls": ["scale-guarded"]},
-        "decision": "deny",
-    }
+    server = behind_redis_proxy(scale, "cache-outage", redis_proxy)
+    deny = guarded_deny("scale-cache-outage-deny", "scale test: denied while the cache is down")
     with running(server):
         assert server.request("GET", GUARDED).status == 200
         server.stats(reset=True)
@@ -145,33 +165,14 @@ def test_cache_down_falls_back_to_polling_the_database_without_errors(scale, red
         assert elapsed < INTERVAL + 0.5
 
         redis_proxy.restore()
-
-        def cache_back() -> bool:
-            server.request("GET", "/probe/open/")
-            return "answers again" in server.log()
-
-        eventually(cache_back, timeout=5, interval=0.1)
-        scale.worker("delete-policy", {"id": deny["id"]})
-        # Seen through its notice (while the cache answers, the database is not polled), as
-        # soon as the proxy, a thread of this process, has passed the notice on.
-        eventually(lambda: server.request("GET", GUARDED).status == 200, timeout=INTERVAL, interval=0.01)
+        wait_until_the_cache_answers(server)
+        delete_and_see_it_by_notice(scale, server, deny["id"])
 
 
 def test_silent_cache_falls_back_to_polling_the_database_without_errors(scale, redis_proxy):
     """Redis keeps the connections open but answers nothing (a stopped process, a dead network path)."""
-    redis_url = with_address(scale.redis_url, "127.0.0.1", redis_proxy.port)
-    server = scale.server(
-        "cache-silent",
-        REDIS_URL=redis_url,
-        SCALE_RELOAD_INTERVAL=str(INTERVAL),
-        SCALE_RESYNC_INTERVAL="3600",
-    )
-    deny = {
-        "id": "scale-cache-silent-deny",
-        "description": "scale test: denied while the cache is silent",
-        "match": {"urls": ["scale-guarded"]},
-        "decision": "deny",
-    }
+    server = behind_redis_proxy(scale, "cache-silent", redis_proxy)
+    deny = guarded_deny("scale-cache-silent-deny", "scale test: denied while the cache is silent")
     deleted = False
     with running(server):
         assert server.request("GET", GUARDED).status == 200
@@ -200,17 +201,9 @@ def test_silent_cache_falls_back_to_polling_the_database_without_errors(scale, r
             assert stats["queries"].get("version", 0) <= 4 + 2, stats  # polling, not a query per request
 
             redis_proxy.restore()
-
-            def cache_back() -> bool:
-                server.request("GET", "/probe/open/")
-                return "answers again" in server.log()
-
-            eventually(cache_back, timeout=5, interval=0.1)
-            scale.worker("delete-policy", {"id": deny["id"]})
-            deleted = True
-            # Seen through its notice (while the cache answers, the database is not polled), as
-            # soon as the proxy, a thread of this process, has passed the notice on.
-            eventually(lambda: server.request("GET", GUARDED).status == 200, timeout=INTERVAL, interval=0.01)
+            wait_until_the_cache_answers(server)
+            deleted = True  # deleting is the helper's first step
+            delete_and_see_it_by_notice(scale, server, deny["id"])
         finally:
             if not deleted:
                 scale.worker("delete-policy", {"id": deny["id"]})
