@@ -52,28 +52,14 @@ def make_policies(n: int) -> list[PolicySpec]:
             "origin": {"not_in": [OFFICE]},
             "attrs": {"amount": {"gt": 1000}},
         }
-        if is_deny(i):
-            specs.append(
-                PolicySpec(
-                    id=f"p{i:05d}",
-                    actions=(action_pattern(i),),
-                    methods=("POST",),
-                    when=when,
-                    decision="deny",
-                )
-            )
-        else:
-            specs.append(
-                PolicySpec(
-                    id=f"p{i:05d}",
-                    actions=(action_pattern(i),),
-                    methods=("POST",),
-                    when=when,
-                    decision="step_up",
-                    max_age=MAX_AGE,
-                    factors=("totp",),
-                )
-            )
+        effect: dict[str, Any] = (
+            {"decision": "deny"}
+            if is_deny(i)
+            else {"decision": "step_up", "max_age": MAX_AGE, "factors": ("totp",)}
+        )
+        specs.append(
+            PolicySpec(id=f"p{i:05d}", actions=(action_pattern(i),), methods=("POST",), when=when, **effect)
+        )
     return specs
 
 
