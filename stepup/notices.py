@@ -274,7 +274,12 @@ class RedisNotices:
         except Exception as exc:
             self._error = brief(exc)
             return
-        sock = pubsub.connection._sock
+        connection = pubsub.connection  # typed Optional since redis 8; set once subscribed
+        sock = getattr(connection, "_sock", None)
+        if sock is None:
+            pubsub.close()
+            self._error = "Redis gave the subscription no socket"
+            return
         self._pubsub, self._fd, self._tls = pubsub, sock.fileno(), isinstance(sock, ssl.SSLSocket)
         self._count += 1  # notices may have been missed while unsubscribed
         self._error = None
