@@ -6,8 +6,8 @@ The views parse requests and shape answers; checking a code is
 Authentication: the project's ``DEFAULT_AUTHENTICATION_CLASSES``, with
 ``SessionAuthentication`` added when it is missing (a browser verifies with
 its session). Grants are recorded for the client's grant subject (see
-:mod:`stepup.grants`): the session of a browser, the credential of a token
-client.
+:mod:`stepup.grants`): the session of a browser, the step-up token that
+``api-verify`` hands a client authenticated by a credential.
 
 CSRF: a session-authenticated ``POST`` needs the CSRF token in the
 ``X-CSRFToken`` header (``api-status`` sets the ``csrftoken`` cookie); a
@@ -167,7 +167,10 @@ class VerifyAPIView(StepUpAPIView):
 
         ``device`` (a ``persistent_id``) may be left out when the user has
         exactly one usable device; ``challenge`` (the id from a ``401``'s
-        body) binds a single-request grant to the refused request. ``400``
+        body) binds a single-request grant to the refused request. A client
+        authenticated by a credential rather than a session also gets a
+        ``stepup_token``: its grants are usable only with that token in the
+        ``StepUp-Token`` header (see :mod:`stepup.grants`). ``400``
         with ``{"verified": false, "code": …}`` for a rejected code or
         unusable input, ``429`` while throttled or locked out (with
         ``Retry-After``), ``401`` when not logged in.
@@ -177,7 +180,10 @@ class VerifyAPIView(StepUpAPIView):
         target = flow.load_target(http, data.get("challenge"))
         result = flow.verify(http, target, data.get("device"), data.get("token"))
         if result.ok:
-            return Response({"verified": True, "factor": result.factor})
+            verified: dict[str, Any] = {"verified": True, "factor": result.factor}
+            if result.stepup_token is not None:
+                verified["stepup_token"] = result.stepup_token
+            return Response(verified)
         body: dict[str, Any] = {"verified": False, "code": result.code, "detail": result.message}
         headers = {}
         if result.throttle is not None:

@@ -13,11 +13,21 @@ one client:
   verification (the grants move to the new id), so a copy of the session
   cookie taken before a verification carries none of its grants, even with a
   session backend that can't revoke old cookies (``signed_cookies``).
-- an API client authenticated by an ``Authorization`` header (DRF's
-  ``TokenAuthentication``, a JWT, …) rather than by the session: a keyed hash
-  (HMAC-SHA256 with ``SECRET_KEY``) of that header. A client holding the
-  credential keeps its grants from one request to the next without a
-  session; the credential itself is never stored.
+- an API client authenticated by an ``Authorization`` header (HTTP Basic,
+  DRF's ``TokenAuthentication``, a JWT, …) rather than by the session: a
+  *step-up token*. A successful verification hands the client a new random
+  token (``stepup_token`` in ``api-verify``'s answer); the client sends it
+  back in the ``StepUp-Token`` header, and its grants belong to a keyed hash
+  (HMAC-SHA256 with ``SECRET_KEY``) of that token. The ``Authorization``
+  header may be the same for many clients (with Basic it *is* the password;
+  a long-lived API key is shared by every copy of a script), so a grant is
+  never keyed on it: another client holding the same credential but not the
+  step-up token inherits nothing. Like a session's id, the token is new at
+  every verification (the grants move to it) and is never stored.
+
+  A pending challenge of such a client (what a ``401`` asked for) belongs to
+  a keyed hash of the ``Authorization`` header, since the client has no
+  step-up token yet when it is refused; a challenge proves nothing.
 
 Storage
 -------
@@ -45,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -72,6 +83,12 @@ SAVED_ATTR = "_stepup_saved_challenges"
 _SUBJECT_SALT = "stepup.grants.subject"
 _SESSION_PREFIX = "s:"
 _CREDENTIAL_PREFIX = "c:"
+_TOKEN_PREFIX = "t:"
+TOKEN_HEADER = "StepUp-Token"
+"""The request header a client authenticated by ``Authorization`` sends its step-up token in."""
+TOKEN_META = "HTTP_" + TOKEN_HEADER.upper().replace("-", "_")
+"""Its key in ``request.META``."""
+_TOKEN_FORMAT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def now() -> float:
@@ -160,17 +177,46 @@ def uses_session(request: Any, user: Any = None) -> bool:
     return _credential(request, _user_of(request, user)) is None
 
 
+def _keyed(prefix: str, secret: str) -> str:
+    return prefix + salted_hmac(_SUBJECT_SALT, secret, algorithm="sha256").hexdigest()
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def presented_token(request: Any) -> str | None:
+    """The step-up token in the request's ``StepUp-Token`` header, if well-formed."""
+    meta = getattr(request, "META", None) or {}
+    token = meta.get(TOKEN_META)
+    return token if isinstance(token, str) and _TOKEN_FORMAT.fullmatch(token) else None
+
+
 def subject(request: Any, user: Any = None, *, create: bool = False) -> str | None:
-    """The grant subject of ``request`` (see the module doc).
+    """The grant subject of ``request`` (see the module doc): whose grants it may use.
 
     :param user: the authenticated user, when it is not ``request.user`` (DRF
         sets both).
     :param create: give a session that has no subject id yet a new one
-        (writes the session); otherwise such a session has no subject.
+        (writes the session); otherwise such a session has no subject. A
+        client authenticated by a credential gets its subject only from a
+        verification (:func:`record_verification`).
     """
+    if _credential(request, _user_of(request, user)) is not None:
+        token = presented_token(request)
+        return _keyed(_TOKEN_PREFIX, token) if token is not None else None
+    return _session_subject_of(request, create)
+
+
+def challenge_subject(request: Any, user: Any = None, *, create: bool = False) -> str | None:
+    """Whose pending challenges ``request`` may see: the session's, or its credential's."""
     credential = _credential(request, _user_of(request, user))
     if credential is not None:
-        return _CREDENTIAL_PREFIX + salted_hmac(_SUBJECT_SALT, credential, algorithm="sha256").hexdigest()
+        return _keyed(_CREDENTIAL_PREFIX, credential)
+    return _session_subject_of(request, create)
+
+
+def _session_subject_of(request: Any, create: bool) -> str | None:
     found = _session_subject(request)
     if found is None and create:
         if getattr(request, "session", None) is None:
@@ -332,21 +378,22 @@ def restore_one_shot(request: Any, ids: Iterable[int]) -> None:
 
 def record_verification(
     request: Any, user: AbstractBaseUser, kind: str, one_shot_digest: str | None = None
-) -> None:
+) -> str | None:
     """Record a successful verification of ``kind`` for the request's subject.
 
     With ``one_shot_digest`` a single-request grant bound to that request is
-    added too (what ``max_age: 0`` policies need). A browser's session key is
-    rotated; an API client's credential has no session to rotate.
+    added too (what ``max_age: 0`` policies need). The subject is renewed and
+    the grants move to the new one: a browser's session gets a new subject
+    id and its session key is rotated; a client authenticated by a
+    credential gets a new step-up token, which is returned (``None`` for a
+    session).
     """
     from stepup.models import Grant
 
-    found = subject(request, user, create=True)
-    assert found is not None
     session_bound = uses_session(request, user)
+    token = None if session_bound else _new_token()
     t = now()
     common = {
-        "subject": found,
         "user_id": user.pk,
         "kind": kind,
         "verified_at": t,
@@ -354,18 +401,27 @@ def record_verification(
         "auth": _auth_digest(user),
     }
     with transaction.atomic():
-        if session_bound:
-            common["subject"] = found = _rotate_subject(request, found)
+        if token is None:
+            current = subject(request, user, create=True)
+            assert current is not None  # a session always gets one
+            found = _rotate_subject(request, current)
+        else:
+            found = _keyed(_TOKEN_PREFIX, token)
+            previous = subject(request, user)
+            if previous is not None:
+                Grant.objects.filter(subject=previous, user_id=user.pk).update(subject=found)
         Grant.objects.filter(subject=found, user_id=user.pk, kind=kind, digest="").delete()
-        rows = [Grant(**common, expires_at=t + _verification_ttl())]
+        rows = [Grant(**common, subject=found, expires_at=t + _verification_ttl())]
         if one_shot_digest:
-            rows.append(Grant(**common, digest=one_shot_digest, expires_at=t + conf.ONE_SHOT_TTL))
+            one_shot_until = t + conf.ONE_SHOT_TTL
+            rows.append(Grant(**common, subject=found, digest=one_shot_digest, expires_at=one_shot_until))
         Grant.objects.bulk_create(rows)
         _trim_one_shot(found)
         prune(t)
     _invalidate(request)
     if session_bound:
         request.session.cycle_key()
+    return token
 
 
 def _rotate_subject(request: Any, old: str) -> str:
@@ -447,7 +503,7 @@ def save_challenge(request: Any, challenge: dict[str, Any]) -> str:
     from stepup.models import PendingChallenge
 
     user = getattr(request, "user", None)
-    found = subject(request, user, create=True)
+    found = challenge_subject(request, user, create=True)
     assert found is not None
     t = now()
     challenge_id = secrets.token_urlsafe(16)
@@ -496,7 +552,7 @@ def get_challenge(request: Any, challenge_id: str | None) -> dict[str, Any] | No
     """The pending challenge ``challenge_id`` of this request's subject, unless expired."""
     from stepup.models import PendingChallenge
 
-    found = subject(request)
+    found = challenge_subject(request)
     if not challenge_id or found is None:
         return None
     row = PendingChallenge.objects.filter(
@@ -513,6 +569,6 @@ def get_challenge(request: Any, challenge_id: str | None) -> dict[str, Any] | No
 def drop_challenge(request: Any, challenge_id: str) -> None:
     from stepup.models import PendingChallenge
 
-    found = subject(request)
+    found = challenge_subject(request)
     if found is not None:
         PendingChallenge.objects.filter(challenge_id=challenge_id, subject=found).delete()

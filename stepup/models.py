@@ -206,8 +206,9 @@ class Grant(models.Model):
     """What one grant subject has proven: a verification of a factor kind, or a single-request grant.
 
     The *subject* is the server-side identity grants belong to (see :mod:`stepup.grants`): a
-    random id kept in a browser's session, or a keyed hash of an API client's ``Authorization``
-    credential — never the credential itself. A row counts only for its ``user``, only while the
+    random id kept in a browser's session, or a keyed hash of the step-up token a client
+    authenticated by an ``Authorization`` header got from ``api-verify`` — never the
+    credential. A row counts only for its ``user``, only while the
     user's grant epoch and password (``auth``, a digest of the session auth hash) are unchanged,
     and only until ``expires_at``. A single-request grant (``digest`` set) is used up by setting
     ``used_at`` with a conditional ``UPDATE``, so two parallel requests can't both use it.

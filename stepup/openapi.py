@@ -72,6 +72,11 @@ class VerifyRequestSerializer(serializers.Serializer):
 class VerifiedSerializer(serializers.Serializer):
     verified = serializers.BooleanField(help_text="Always `true`.")
     factor = serializers.ChoiceField(FACTOR_KINDS)
+    stepup_token = serializers.CharField(
+        required=False,
+        help_text="Only for a client authenticated by an `Authorization` credential rather than a "
+        "session: send it in the `StepUp-Token` header from now on; the grants are usable only with it.",
+    )
 
 
 class VerifyFailedSerializer(serializers.Serializer):

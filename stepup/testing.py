@@ -101,7 +101,10 @@ def stepup_verified(
     digest = None
     if action is not None or url_name is not None:
         digest = grants.attributes_digest(action, url_name, attributes or {})
-    grants.record_verification(request, user, factor, one_shot_digest=digest)
+    token = grants.record_verification(request, user, factor, one_shot_digest=digest)
+    credentials = getattr(client, "_credentials", None)
+    if token is not None and isinstance(credentials, dict):
+        credentials[grants.TOKEN_META] = token  # as an API client sends it after api-verify
     _store(client, request)
     try:
         yield
@@ -109,20 +112,24 @@ def stepup_verified(
         request = _session_request(client, user)
         grants.clear(request)
         _store(client, request)
+        if token is not None and isinstance(credentials, dict):
+            credentials.pop(grants.TOKEN_META, None)
 
 
 def _session_request(client: Client, user: AbstractBaseUser) -> HttpRequest:
     """A request as ``client`` sends them: its session, and its credentials (DRF's ``APIClient``).
 
     An ``Authorization`` credential set with ``APIClient.credentials()`` makes
-    the grants the token's, as they are for a token client (see :mod:`stepup.grants`).
+    the grants a step-up token's, as they are for a token client (see
+    :mod:`stepup.grants`); the client then sends that token in its
+    ``StepUp-Token`` header while the block runs.
     """
     request = HttpRequest()
     request.session = client.session
     request.user = user  # type: ignore[assignment]  # any user model
-    authorization = getattr(client, "_credentials", {}).get("HTTP_AUTHORIZATION")
-    if authorization:
-        request.META["HTTP_AUTHORIZATION"] = authorization
+    credentials = getattr(client, "_credentials", {})
+    sent = ("HTTP_AUTHORIZATION", grants.TOKEN_META)
+    request.META.update({k: v for k, v in credentials.items() if k in sent})
     return request
 
 

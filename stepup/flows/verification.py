@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -217,6 +217,9 @@ class Result:
     :ivar device: the device the attempt used, once one was chosen.
     :ivar throttle: for ``throttled`` and ``locked``, until when.
     :ivar checked: ``True`` when a code was actually checked by the device.
+    :ivar stepup_token: after a verification by a client authenticated by a
+        credential (not a session), the step-up token its grants now belong
+        to (see :mod:`stepup.grants`).
     """
 
     status: str
@@ -226,6 +229,7 @@ class Result:
     device: Device | None = None
     throttle: Throttle | None = None
     checked: bool = False
+    stepup_token: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -287,7 +291,7 @@ def verify(request: HttpRequest, target: Target, device_id: object, token: objec
     with transaction.atomic():
         result = _attempt(user, target, device_id, token)
     if result.ok:
-        _succeeded(request, user, target, result)
+        result = replace(result, stepup_token=_succeeded(request, user, target, result))
     else:
         _failed(request, user, target, result)
     return result
@@ -376,15 +380,16 @@ def _duration(seconds: int) -> str:
     return f"{minutes} minutes"
 
 
-def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> None:
+def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> str | None:
     factor = result.factor or ""
-    grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
-    if grants.uses_session(request, user):  # an API credential has no session to mark
+    token = grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
+    if token is None:  # a session; an API credential has no session to mark
         django_otp.login(request, result.device)
     audit.record_event(request, "verified", factor=factor, outcome="verified", **target.audit_fields())
     stepup_verified.send(sender=verify, request=request, user=user, factor=factor, device=result.device)
     if target.id is not None:
         grants.drop_challenge(request, target.id)
+    return token
 
 
 def _failed(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> None:

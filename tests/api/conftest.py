@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from stepup import store
 from tests.api import urls
+from tests.clients import CredentialClient
 from tests.verification.conftest import code, wrong_code  # noqa: F401  (re-exported for the tests)
 
 API_VERIFY = "/stepup/api/verify/"
@@ -107,6 +108,6 @@ def session_api(user: Any) -> APIClient:
 @pytest.fixture
 def token_api(token: Token) -> APIClient:
     """A DRF test client that sends ``Authorization: Token …`` and keeps no session."""
-    client = APIClient()
+    client = CredentialClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from stepup.models import PendingChallenge, Policy
 from tests.api import urls
 from tests.api.conftest import API_VERIFY, code
+from tests.clients import CredentialClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +33,7 @@ def atomic_requests() -> Iterator[None]:
 def client_with_token(django_user_model: Any) -> tuple[APIClient, TOTPDevice]:
     user = django_user_model.objects.create_user("erin", password="pw")
     device = TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
-    client = APIClient()
+    client = CredentialClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     Policy.objects.create(
         policy_id="big", actions=["things.change"], decision="step_up", max_age=0, methods=["POST"]

@@ -192,9 +192,11 @@ def _grant(request: HttpRequest, user: Any, row: Row, digest: str) -> None:
     """Record the row's verifications for the client behind ``request``, ``age`` seconds ago."""
     for kind, age in (row.verified or {}).items():
         with time_machine.travel(T0 - age, tick=False):
-            grants.record_verification(
+            token = grants.record_verification(
                 request, user, kind, one_shot_digest=digest if age == ONE_SHOT else None
             )
+        if token is not None:  # a credential client: its next request shows the new step-up token
+            request.META[grants.TOKEN_META] = token
 
 
 # --- the three doors ---------------------------------------------------------------------------
@@ -240,6 +242,10 @@ def api_outcome(user: Any, row: Row) -> str:
     request = RequestFactory().post(url, HTTP_AUTHORIZATION=f"Token {key}")
     request.session, request.user = SessionStore(), user
     _grant(request, user, row, grants.attributes_digest(row.action, route, attrs))
+    if grants.TOKEN_META in request.META:
+        client.credentials(
+            HTTP_AUTHORIZATION=f"Token {key}", HTTP_STEPUP_TOKEN=request.META[grants.TOKEN_META]
+        )
     with time_machine.travel(T0, tick=False):
         send = getattr(client, method if row.method != "GET" else "get")
         response = send(url, data, format="json") if row.method != "GET" else send(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from stepup.exceptions import StepUpRequired
 from stepup.models import Grant, PendingChallenge
 from tests.api import urls
 from tests.api.conftest import API_STATUS, API_VERIFY, code, wrong_code
+from tests.clients import CredentialClient
 
 pytestmark = pytest.mark.django_db
 
@@ -58,13 +60,17 @@ def test_token_client_steps_up_without_a_session(
     first = token_api.post(GUARDED, {"amount": 5}, format="json")
     assert first.status_code == 401
     verified = verify(token_api, totp, first.json()["challenge"])
-    assert (verified.status_code, verified.json()) == (200, {"verified": True, "factor": "totp"})
+    body = verified.json()
+    step_up_token = body.pop("stepup_token")
+    assert (verified.status_code, body) == (200, {"verified": True, "factor": "totp"})
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", step_up_token)  # 32 random bytes
     assert "sessionid" not in verified.cookies  # nothing to rotate, no session made up
     assert token_api.post(GUARDED, {"amount": 5}, format="json").status_code == 201
     (grant,) = Grant.objects.all()
-    assert grant.subject.startswith("c:")
-    assert token.key not in grant.subject  # never the raw credential
-    assert hashlib.sha256(f"Token {token.key}".encode()).hexdigest() not in grant.subject  # keyed
+    assert grant.subject.startswith("t:")
+    for secret in (token.key, step_up_token):  # never a raw credential or step-up token
+        assert secret not in grant.subject
+        assert hashlib.sha256(secret.encode()).hexdigest() not in grant.subject  # keyed
     assert PendingChallenge.objects.count() == 0  # the answered challenge is gone
     assert urls.CALLS == ["guarded-post 5"]
 
@@ -86,14 +92,14 @@ def test_grants_do_not_cross_between_token_session_and_other_tokens(
 ) -> None:
     browser = APIClient()
     browser.force_login(user)
-    with_token = APIClient()
+    with_token = CredentialClient()
     with_token.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert verify(browser, totp).status_code == 200
     assert browser.post(GUARDED, {}, format="json").status_code == 201
     assert with_token.post(GUARDED, {}, format="json").status_code == 401  # the session's grant
     Token.objects.filter(user=user).delete()
     other = Token.objects.create(user=user)
-    second = APIClient()
+    second = CredentialClient()
     second.credentials(HTTP_AUTHORIZATION=f"Token {other.key}")
     with time_machine.travel(T0 + 60):  # a new TOTP step: the same code can't be used twice
         assert verify(second, totp).status_code == 200
@@ -130,7 +136,7 @@ def test_with_a_session_and_a_token_the_authenticating_one_owns_the_grants(
 ) -> None:
     """Erin's token and Mallory's session in one request: whoever DRF authenticates decides."""
     mallory = django_user_model.objects.create_user("mallory", password="pw")
-    both = APIClient()
+    both = CredentialClient()
     both.force_login(mallory)
     both.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     refused = verify(both, totp)  # SessionAuthentication comes first: this is Mallory
@@ -144,9 +150,11 @@ def test_with_a_session_and_a_token_the_authenticating_one_owns_the_grants(
     }
     assert verify(both, totp).status_code == 200  # now it is Erin, by her token
     grant = Grant.objects.get()
-    assert (grant.user_id, grant.subject[:2]) == (totp.user_id, "c:")
+    assert (grant.user_id, grant.subject[:2]) == (totp.user_id, "t:")
     token_only = APIClient()
-    token_only.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token_only.credentials(
+        HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_STEPUP_TOKEN=both._credentials["HTTP_STEPUP_TOKEN"]
+    )
     assert token_only.post(GUARDED, {}, format="json").status_code == 201
 
 

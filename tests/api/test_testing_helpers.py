@@ -30,7 +30,7 @@ def test_helpers_work_for_session_and_token_clients(
     with stepup_verified(api, user):
         assert api.post(GUARDED, {"amount": 1}, format="json").status_code == 201
         subject = Grant.objects.get().subject
-        assert subject.startswith("c:" if client_kind == "token_api" else "s:")
+        assert subject.startswith("t:" if client_kind == "token_api" else "s:")
     assert Grant.objects.count() == 0  # removed again on exit
     assert_requires_stepup(api, "post", GUARDED, {"amount": 1}, format="json")
     assert urls.CALLS == ["guarded-post 1"]

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, Grant, UserState
+from tests.clients import CredentialClient
 from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
 
@@ -300,7 +301,7 @@ def test_one_code_submitted_in_parallel_verifies_at_most_once(
 
 def test_an_api_single_request_grant_is_bound_to_the_refused_request(user: Any, totp: TOTPDevice) -> None:
     token = Token.objects.create(user=user)
-    api = APIClient()
+    api = CredentialClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     transfer = {"amount": "5000.00", "account": "DE89370400440532013000"}
     refused = api.post("/api/transfers/", transfer, format="json")

@@ -469,12 +469,12 @@ def test_token_clients_of_such_drf_views_are_held_to_url_policies_and_can_verify
     user: Any, totp: Any, policy: Any, path: str, method: str
 ) -> None:
     from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
 
+    from tests.clients import CredentialClient
     from tests.security.conftest import API_VERIFY, code
 
     policy("per-method", urls=["per-method-api", "open-api"])
-    api = APIClient()
+    api = CredentialClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     refused = getattr(api, method)(path, {}, format="json")
     assert challenged(refused)

@@ -26,6 +26,7 @@ urlpatterns = [
     *format_suffix_patterns(
         [
             path("t/api/things/", views.ThingsApi.as_view(), name="things-api"),
+            path("t/api/basic-things/", views.BasicThingsApi.as_view(), name="basic-things-api"),
             path("t/api/url/", views.UrlPolicyApi.as_view(), name="url-api"),
             path("t/api/per-method/", views.PerMethodPermissionsApi.as_view(), name="per-method-api"),
             path(

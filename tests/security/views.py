@@ -6,6 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.views import View
+from rest_framework.authentication import BasicAuthentication
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -100,6 +101,12 @@ class ThingsApi(APIView):
     def post(self, request: Request, format: str | None = None) -> Response:
         CALLS.append(f"things-api {request.method}")
         return Response({"ran": True}, status=201)
+
+
+class BasicThingsApi(ThingsApi):
+    """The same, for clients authenticated by HTTP Basic (the password in every request)."""
+
+    authentication_classes = [BasicAuthentication]
 
 
 class UrlPolicyApi(APIView):
