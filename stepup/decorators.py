@@ -22,10 +22,12 @@ ENFORCED_ATTR = "_stepup_enforced"
 """Set on views and view classes that enforce their own action; the middleware skips them."""
 
 
-def guard(request: HttpRequest, action: str, attributes: Mapping[str, Any] | None) -> HttpResponse | None:
+def guard(
+    request: HttpRequest, action: str, attributes: Mapping[str, Any] | None, bind_request: bool = False
+) -> HttpResponse | None:
     """Enforce ``action``; ``None`` when the view may run, else the response to send instead."""
     try:
-        enforce_before_view(request, action, attributes)
+        enforce_before_view(request, action, attributes, bind_request=bind_request)
     except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
         return refusal_response(request, exc)
     return None
@@ -39,7 +41,9 @@ def validate_action(action: object, name: str) -> str:
     return action
 
 
-def require_stepup(action: str, attributes: Attributes | None = None) -> Callable[[View], View]:
+def require_stepup(
+    action: str, attributes: Attributes | None = None, *, bind_request: bool = False
+) -> Callable[[View], View]:
     """Require the policies for ``action`` to be met before the view runs.
 
     Works on sync and async function views, with or without the middleware::
@@ -54,6 +58,9 @@ def require_stepup(action: str, attributes: Attributes | None = None) -> Callabl
     :param action: the declared action name the policies match.
     :param attributes: ``attributes(request, *args, **kwargs) -> dict`` of
         transaction attributes for ``attrs`` conditions (called before the view).
+    :param bind_request: bind a single-request grant (``max_age: 0``) to the
+        whole request — method, path, query string and every body field — not
+        only to the action and the attributes.
     :raises TypeError: used without parentheses or without an action name.
     """
     action = validate_action(action, "require_stepup")
@@ -66,7 +73,7 @@ def require_stepup(action: str, attributes: Attributes | None = None) -> Callabl
 
         def check(request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpResponse | None:
             attrs = attributes(request, *args, **kwargs) if attributes is not None else {}
-            refused = guard(request, action, attrs)
+            refused = guard(request, action, attrs, bind_request)
             if refused is None and innermost:
                 mark_view_started(request)
             return refused

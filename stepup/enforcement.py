@@ -129,16 +129,19 @@ def _policy_set(http: HttpRequest, action: str | None) -> PolicySet:
 class _Subject:
     """What one decision is about, and the digest a single-request grant is bound to."""
 
-    __slots__ = ("action", "attrs", "url")
+    __slots__ = ("action", "attrs", "bound", "url")
 
-    def __init__(self, action: str | None, url: str | None, attrs: Mapping[str, Any]) -> None:
+    def __init__(
+        self, action: str | None, url: str | None, attrs: Mapping[str, Any], bound: str | None = None
+    ) -> None:
         self.action = action
         self.url = url
         self.attrs = dict(attrs)
+        self.bound = bound  # the request's fingerprint, for a view that binds the whole request
 
     @property
     def digest(self) -> str:
-        return grants.attributes_digest(self.action, self.url, self.attrs)
+        return grants.attributes_digest(self.action, self.url, self.attrs, self.bound)
 
     @property
     def key(self) -> str:
@@ -147,7 +150,7 @@ class _Subject:
         A decision that included the URL policies covers the same call made
         later in the request, when they are left out as already enforced.
         """
-        return grants.attributes_digest(self.action, None, self.attrs)
+        return grants.attributes_digest(self.action, None, self.attrs, self.bound)
 
 
 def _evaluate(
@@ -157,6 +160,7 @@ def _evaluate(
     *,
     url: str | None,
     one_shot: bool = True,
+    bind_request: bool = False,
 ) -> tuple[Decision, _Subject, RequestContext | None]:
     http = http_request(request)
     subject = _Subject(action, url, attributes or {})
@@ -165,6 +169,8 @@ def _evaluate(
     policies = _policy_set(http, action)
     if not policies.may_match(action, url):
         return policies.decide(Input(action=action, url=url)), subject, None
+    if bind_request:
+        subject.bound = grants.request_fingerprint(request)
     context = get_context(request)
     digest = subject.digest
     earlier = context.allowed.get(subject.key)
@@ -200,7 +206,13 @@ def decide_url(request: Any) -> Decision:
     return _evaluate(request, None, None, url=_url_for(http))[0]
 
 
-def enforce(request: Any, action: str | None, attributes: Mapping[str, Any] | None = None) -> Decision:
+def enforce(
+    request: Any,
+    action: str | None,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    bind_request: bool = False,
+) -> Decision:
     """Enforce the decision for ``action``; return it when the request may proceed.
 
     Challenges and denials are recorded (signal, decision log, ``stepup``
@@ -208,16 +220,23 @@ def enforce(request: Any, action: str | None, attributes: Mapping[str, Any] | No
     from the view's own code, so once it allows, the grants this request used
     stay used whatever is refused later in it (see :func:`mark_view_started`).
 
+    :param bind_request: bind a single-request grant (``max_age: 0``) to the
+        whole request — method, path, query string and body — not only to
+        the action and ``attributes`` (:func:`stepup.grants.request_fingerprint`).
     :raises stepup.StepUpRequired: the user must verify a second factor first.
     :raises django.core.exceptions.PermissionDenied: a policy denies the request.
     """
-    decision = enforce_before_view(request, action, attributes)
+    decision = enforce_before_view(request, action, attributes, bind_request=bind_request)
     mark_view_started(request)
     return decision
 
 
 def enforce_before_view(
-    request: Any, action: str | None, attributes: Mapping[str, Any] | None = None
+    request: Any,
+    action: str | None,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    bind_request: bool = False,
 ) -> Decision:
     """:func:`enforce` for the checks that run before the view's code (decorator, mixin, DRF permission).
 
@@ -225,7 +244,7 @@ def enforce_before_view(
     passed, so a refusal by a later one gives back the grants used so far.
     """
     http = http_request(request)
-    return _enforce(request, action, attributes, url=_url_for(http))
+    return _enforce(request, action, attributes, url=_url_for(http), bind_request=bind_request)
 
 
 def url_policies_may_apply(request: Any) -> bool:
@@ -257,17 +276,24 @@ def enforce_url(request: Any) -> Decision:
 
 
 def _enforce(
-    request: Any, action: str | None, attributes: Mapping[str, Any] | None, *, url: str | None
+    request: Any,
+    action: str | None,
+    attributes: Mapping[str, Any] | None,
+    *,
+    url: str | None,
+    bind_request: bool = False,
 ) -> Decision:
     http = http_request(request)
-    decision, subject, context = _evaluate(request, action, attributes, url=url)
+    decision, subject, context = _evaluate(request, action, attributes, url=url, bind_request=bind_request)
     if context is None or subject.key in context.allowed:
         return decision  # no policy could match, or already allowed in this request
     # The single-request grants this decision uses, read before they are used up (for the log).
     spent = context.one_shot(subject.digest) if decision.one_shot else frozenset()
     if decision.outcome == ALLOW and decision.one_shot and not _consume_one_shot(http, context, subject):
         # A parallel request used the single-request grant first: decide without it.
-        decision, subject, context = _evaluate(request, action, attributes, url=url, one_shot=False)
+        decision, subject, context = _evaluate(
+            request, action, attributes, url=url, one_shot=False, bind_request=bind_request
+        )
         assert context is not None
         spent = frozenset()
     if decision.shadow:
@@ -286,7 +312,7 @@ def _enforce(
     _restore_one_shot(http)
     if context.authenticated:
         _announce(request, "challenged", signals.stepup_challenged, decision, subject, context)
-    raise StepUpRequired(decision, action, subject.attrs, url_name=subject.url)
+    raise StepUpRequired(decision, action, subject.attrs, url_name=subject.url, digest=subject.digest)
 
 
 def _announce(

@@ -14,6 +14,9 @@ class StepUpRequired(Exception):
     :ivar decision: the :class:`~stepup.Decision` that asked for step-up.
     :ivar action: the declared action, if any.
     :ivar attributes: the transaction attributes the decision was made on.
+    :ivar digest: what a single-request grant answering it is bound to
+        (:func:`stepup.grants.attributes_digest`); ``None`` to derive it from
+        the action, URL name and attributes.
     """
 
     def __init__(
@@ -22,9 +25,11 @@ class StepUpRequired(Exception):
         action: str | None = None,
         attributes: dict[str, Any] | None = None,
         url_name: str | None = None,
+        digest: str | None = None,
     ) -> None:
         self.decision = decision
         self.action = action
         self.attributes = dict(attributes or {})
         self.url_name = url_name
+        self.digest = digest
         super().__init__("; ".join(decision.reasons) or "step-up authentication required")

@@ -25,10 +25,13 @@ class StepUpRequiredMixin:
             def get_stepup_attributes(self):
                 return {"team": self.kwargs["team"]}
 
-    Async views (every handler ``async def``) are supported.
+    Async views (every handler ``async def``) are supported. Set
+    :attr:`stepup_bind_request` to bind single-request grants to the whole
+    request (see :func:`stepup.require_stepup`).
     """
 
     stepup_action: str | None = None
+    stepup_bind_request: bool = False
     _stepup_enforced = True  # read by the middleware through ``view_func.view_class``
 
     request: HttpRequest
@@ -54,7 +57,8 @@ class StepUpRequiredMixin:
         return {}
 
     def _stepup_guard(self, request: HttpRequest) -> HttpResponse | None:
-        refused = guard(request, self.get_stepup_action(), self.get_stepup_attributes())
+        action, attributes = self.get_stepup_action(), self.get_stepup_attributes()
+        refused = guard(request, action, attributes, self.stepup_bind_request)
         if refused is None:
             mark_view_started(request)
         return refused

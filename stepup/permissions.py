@@ -93,7 +93,9 @@ class StepUpPermission(BasePermission):
     it, else ``view.stepup_action``; a view with neither is held to the
     policies that target its URL name only (so ``StepUpPermission`` can sit in
     ``DEFAULT_PERMISSION_CLASSES``). Transaction attributes come from
-    ``view.get_stepup_attributes(request)`` (default: none). Format suffixes
+    ``view.get_stepup_attributes(request)`` (default: none); a view with
+    ``stepup_bind_request = True`` binds single-request grants to the whole
+    request (method, path, query string and ``request.data``). Format suffixes
     (``.json``) and ``?format=`` reach the same decision: the URL name and the
     action are the same.
 
@@ -115,7 +117,8 @@ class StepUpPermission(BasePermission):
         action = self.get_action(request, view)
         attributes = self.get_attributes(request, view)
         try:
-            enforce_before_view(request, action, attributes)
+            bind = getattr(view, "stepup_bind_request", False) is True
+            enforce_before_view(request, action, attributes, bind_request=bind)
         except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
             if isinstance(exc, StepUpRequired) and not request.user.is_authenticated:
                 return False  # DRF answers as for any unauthenticated request

@@ -205,7 +205,7 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
         "method": http.method or "GET",
         "path": path,
         "attrs": display_attrs(exc.attributes),
-        "digest": grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
+        "digest": exc.digest or grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
         "policies": list(decision.policies),
         "descriptions": _descriptions(decision),
         "max_age": int(max_age),

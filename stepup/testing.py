@@ -88,6 +88,7 @@ def stepup_verified(
     action: str | None = None,
     url_name: str | None = None,
     attributes: Mapping[str, Any] | None = None,
+    request: HttpRequest | None = None,
 ) -> Iterator[None]:
     """Make the client's session (or its API token) freshly verified with ``factor`` while the block runs.
 
@@ -95,12 +96,15 @@ def stepup_verified(
     verification writes them (so the session key rotates, as in real life);
     they are removed again on exit. For a ``max_age: 0`` policy, also give the
     ``action`` (or ``url_name``) and ``attributes`` of the one request it
-    authorizes.
+    authorizes; for a view with ``bind_request``, also that ``request`` as
+    the client will send it (``RequestFactory().post(path, data)`` builds
+    what ``client.post(path, data)`` sends).
     """
-    request = _session_request(client, user)
     digest = None
     if action is not None or url_name is not None:
-        digest = grants.attributes_digest(action, url_name, attributes or {})
+        bound = grants.request_fingerprint(request) if request is not None else None
+        digest = grants.attributes_digest(action, url_name, attributes or {}, bound)
+    request = _session_request(client, user)
     token = grants.record_verification(request, user, factor, one_shot_digest=digest)
     credentials = getattr(client, "_credentials", None)
     if token is not None and isinstance(credentials, dict):

@@ -97,6 +97,7 @@ class TransfersAPI(APIView):
 
     permission_classes = [IsAuthenticated, StepUpPermission]
     stepup_action = "payments.transfer"
+    stepup_bind_request = True  # a single-use grant approves this very body, every field of it
 
     def get_stepup_attributes(self, request: Request) -> dict[str, Any]:
         if request.method != "POST":

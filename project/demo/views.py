@@ -88,6 +88,7 @@ def _save_for_user(request: AuthenticatedHttpRequest, form: ModelForm) -> bool:
         "amount": request.POST.get("amount"),
         "account": request.POST.get("account"),
     },
+    bind_request=True,  # a single-use grant approves this very form, every field of it
 )
 def transfer(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TransferForm(request.POST or None)

@@ -10,6 +10,7 @@ All three must give the row's expected outcome.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from itertools import count
@@ -25,6 +26,8 @@ from django.test import Client, RequestFactory
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
 from rest_framework.test import APIClient
 
 from project.demo.models import BillingProfile
@@ -212,7 +215,8 @@ def html_outcome(user: Any, row: Row) -> str:
     attrs = {"amount": row.amount, "account": ACCOUNT} if row.action == "payments.transfer" else {}
     request = HttpRequest()
     request.session, request.user = client.session, user
-    _grant(request, user, row, grants.attributes_digest(row.action, route, attrs))
+    bound = grants.request_fingerprint(RequestFactory().post(url, data)) if attrs else None  # bind_request
+    _grant(request, user, row, grants.attributes_digest(row.action, route, attrs, bound))
     request.session.save()
     client.cookies["sessionid"] = request.session.session_key or ""
     with time_machine.travel(T0, tick=False):
@@ -241,7 +245,11 @@ def api_outcome(user: Any, row: Row) -> str:
     attrs = {"amount": row.amount, "account": ACCOUNT} if row.action == "payments.transfer" else {}
     request = RequestFactory().post(url, HTTP_AUTHORIZATION=f"Token {key}")
     request.session, request.user = SessionStore(), user
-    _grant(request, user, row, grants.attributes_digest(row.action, route, attrs))
+    bound = None
+    if attrs:  # the demo's transfer API binds the whole request
+        sent = RequestFactory().post(url, json.dumps(data), content_type="application/json")
+        bound = grants.request_fingerprint(Request(sent, parsers=[JSONParser()]))
+    _grant(request, user, row, grants.attributes_digest(row.action, route, attrs, bound))
     if grants.TOKEN_META in request.META:
         client.credentials(
             HTTP_AUTHORIZATION=f"Token {key}", HTTP_STEPUP_TOKEN=request.META[grants.TOKEN_META]

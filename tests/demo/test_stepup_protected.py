@@ -7,6 +7,7 @@ import io
 from contextlib import AbstractContextManager
 
 import pytest
+from django.test import RequestFactory
 from django.urls import reverse
 
 from project.demo.models import BillingProfile, Transfer
@@ -28,7 +29,12 @@ OFFICE = {"REMOTE_ADDR": "198.51.100.20"}
 def verified_for(client, user, transfer: dict[str, str]) -> AbstractContextManager[None]:
     """A single-request grant for one transfer, as verifying at its challenge gives."""
     return stepup_verified(
-        client, user, action="payments.transfer", url_name="demo:transfer", attributes=transfer
+        client,
+        user,
+        action="payments.transfer",
+        url_name="demo:transfer",
+        attributes=transfer,
+        request=RequestFactory().post(reverse("demo:transfer"), transfer),  # the view binds the request
     )
 
 

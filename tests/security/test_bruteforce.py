@@ -379,3 +379,91 @@ def test_a_grant_used_by_a_check_before_the_views_code_is_given_back(
     assert views.CALLS == ["pay-and-notify POST"]
     assert challenged(attacker.post("/t/pay-and-notify/", {"amount": "5000"}))
     assert views.CALLS == ["pay-and-notify POST"]
+
+
+# --- a single-request grant binds the whole request when the view asks ------------------------
+
+
+def _approve(client: Client, path: str, data: dict[str, Any], totp: TOTPDevice) -> None:
+    """Be refused for ``data``, verify the challenge: a single-request grant for that request."""
+    refused = client.post(path, data)
+    assert challenged(refused)
+    answer = {"device": totp.persistent_id, "token": code(totp)}
+    assert client.post(refused["Location"], answer).status_code == 200
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_control_an_attribute_bound_grant_does_not_bind_what_is_not_an_attribute(
+    attacker: Client, totp: TOTPDevice, policy: Any
+) -> None:
+    """Why ``bind_request`` exists: with only the amount as an attribute, the payee is free."""
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0)
+    _approve(attacker, "/t/pay-amount/", {"amount": "5000", "to": "bob"}, totp)
+    assert attacker.post("/t/pay-amount/", {"amount": "5000", "to": "mallory"}).status_code == 200
+    assert views.CALLS == ["pay 5000 to mallory POST"]
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.parametrize(
+    ("path", "changed"),
+    [
+        ("/t/pay-bound/", {"amount": "5000", "to": "mallory"}),  # another payee
+        ("/t/pay-bound/", {"amount": "5000", "to": "bob", "memo": "x"}),  # a field added
+        ("/t/pay-bound/", {"amount": "5000"}),  # a field left out
+        ("/t/pay-bound/", {"amount": "5000", "to": ["bob", "mallory"]}),  # a field repeated
+        ("/t/pay-bound/?to=mallory", {"amount": "5000", "to": "bob"}),  # the query string
+        ("/t/pay-bound/mallory/", {"amount": "5000", "to": "bob"}),  # a path parameter
+    ],
+    ids=["payee", "added", "removed", "repeated", "query", "path"],
+)
+def test_a_request_bound_grant_pays_only_the_request_approved(
+    attacker: Client, totp: TOTPDevice, policy: Any, path: str, changed: dict[str, Any]
+) -> None:
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0)
+    approved = {"amount": "5000", "to": "bob"}
+    _approve(attacker, "/t/pay-bound/", approved, totp)
+    assert challenged(attacker.post(path, changed))
+    assert views.CALLS == []
+    assert attacker.post("/t/pay-bound/", approved).status_code == 200  # the control: still unused
+    assert views.CALLS == ["pay 5000 to bob POST"]
+    assert challenged(attacker.post("/t/pay-bound/", approved))  # and single-use
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_a_request_bound_grant_ignores_field_order_and_the_csrf_token(
+    attacker: Client, totp: TOTPDevice, policy: Any
+) -> None:
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0)
+    _approve(attacker, "/t/pay-bound/", {"amount": "5000", "to": "bob"}, totp)
+    body = "to=bob&csrfmiddlewaretoken=anything&amount=5000"
+    response = attacker.post("/t/pay-bound/", body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert views.CALLS == ["pay 5000 to bob POST"]
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_a_request_bound_grant_of_an_api_view_pays_only_the_body_approved(
+    user: Any, totp: TOTPDevice, policy: Any
+) -> None:
+    from tests.clients import CredentialClient
+    from tests.security import views
+
+    policy("pay", actions=["things.pay"], max_age=0)
+    api = CredentialClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    approved = {"amount": "5000", "to": "bob"}
+    refused = api.post("/t/api/pay-bound/", approved, format="json")
+    assert challenged(refused)
+    answer = {"token": code(totp), "challenge": refused.json()["challenge"]}
+    assert api.post(API_VERIFY, answer, format="json").status_code == 200
+    assert challenged(api.post("/t/api/pay-bound/", {"amount": "5000", "to": "mallory"}, format="json"))
+    assert challenged(api.post("/t/api/pay-bound/", {**approved, "memo": "x"}, format="json"))
+    reordered = '{"to": "bob",  "amount": "5000"}'  # key order and spacing don't matter
+    assert api.post("/t/api/pay-bound/", reordered, content_type="application/json").status_code == 201
+    assert views.CALLS == ["pay-api 5000 to bob"]

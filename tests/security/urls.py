@@ -22,6 +22,10 @@ urlpatterns = [
     path("t/pay/", views.pay_then_notify, name="pay"),
     path("t/pay-and-notify/", views.pay_and_notify, name="pay-and-notify"),
     path("t/pay-in-code/", views.pay_in_code_then_notify, name="pay-in-code"),
+    path("t/pay-amount/", views.pay_amount, name="pay-amount"),
+    path("t/pay-bound/", views.pay_bound, name="pay-bound"),
+    path("t/pay-bound/<str:account>/", views.pay_bound, name="pay-bound-to"),
+    path("t/api/pay-bound/", views.BoundPayApi.as_view(), name="pay-bound-api"),
     path("t/thing/", views.ThingView.as_view(), name="thing"),
     *format_suffix_patterns(
         [

@@ -63,6 +63,35 @@ def pay_then_notify(request: HttpRequest) -> HttpResponse:
     return HttpResponse("paid and notified")
 
 
+def _amount(request: HttpRequest, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"amount": request.POST.get("amount")}
+
+
+@require_stepup("things.pay", attributes=_amount)
+def pay_amount(request: HttpRequest) -> HttpResponse:
+    """The contract's example: only the amount is an attribute; the payee is not bound."""
+    return ran(f"pay {request.POST.get('amount')} to {request.POST.get('to')}", request)
+
+
+@require_stepup("things.pay", attributes=_amount, bind_request=True)
+def pay_bound(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    """The same, with the whole request bound: a grant pays this very form."""
+    return ran(f"pay {request.POST.get('amount')} to {request.POST.get('to')}", request)
+
+
+class BoundPayApi(APIView):
+    permission_classes = [IsAuthenticated, StepUpPermission]
+    stepup_action = "things.pay"
+    stepup_bind_request = True
+
+    def get_stepup_attributes(self, request: Request) -> dict[str, Any]:
+        return {"amount": request.data.get("amount")}
+
+    def post(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"pay-api {request.data.get('amount')} to {request.data.get('to')}")
+        return Response({"ran": True}, status=201)
+
+
 def pay_in_code_then_notify(request: HttpRequest) -> HttpResponse:
     """No check before its code, no URL policy: it enforces both actions itself, working in between."""
     enforce(request, "things.pay", {"amount": request.POST.get("amount")})
