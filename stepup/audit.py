@@ -60,7 +60,7 @@ _SECRET_WORDS = (
     "credential",
     "apikey",
 )
-"""Secret wherever they appear inside one word of a name (``newpassword``, ``x_apikey``)."""
+"""Secret wherever they appear between a name's separators (``newpassword``, ``x_APIKey``)."""
 _SECRET_TERMS = frozenset(
     {
         *("pass", "pw", "pin", "pincode", "otp", "totp", "hotp", "key", "privatekey", "jwt"),
@@ -83,8 +83,12 @@ def name_words(name: str) -> list[str]:
     Words are split at anything but letters and digits and, in ASCII, at
     camelCase and between letters and digits (``cvv2`` is ``cvv``, ``2``).
     """
+    return _words(_RUNS.findall(name))
+
+
+def _words(runs: list[str]) -> list[str]:
     words: list[str] = []
-    for run in _RUNS.findall(name):
+    for run in runs:
         words.extend(_ASCII_WORDS.findall(run) if run.isascii() else [run])
     return [word.lower() for word in words]
 
@@ -98,14 +102,15 @@ def _terms(extra: tuple[str, ...]) -> tuple[frozenset[str], int]:
 def is_secret_name(name: str) -> bool:
     """Whether a field or attribute name looks like it holds a secret.
 
-    It does when one of its words contains a secret word (``password``,
-    ``token`` …), or when one or more of its words in a row spell a secret
-    term (``pw``, ``pin``, ``cvv``, ``card number`` …) or a name in
-    ``STEPUP["SECRET_FIELDS"]``.
+    It does when a part between separators contains a secret word
+    (``password``, ``token`` …), or when one or more of its words in a row
+    spell a secret term (``pw``, ``pin``, ``cvv``, ``card number`` …) or a
+    name in ``STEPUP["SECRET_FIELDS"]``.
     """
-    words = name_words(name)
-    if any(secret in word for word in words for secret in _SECRET_WORDS):
+    runs = _RUNS.findall(name)
+    if any(secret in run.lower() for run in runs for secret in _SECRET_WORDS):
         return True
+    words = _words(runs)
     terms, longest = _terms(conf.SECRET_FIELDS)
     for start in range(len(words)):
         joined = ""

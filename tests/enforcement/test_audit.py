@@ -105,6 +105,7 @@ def test_record_event_survives_a_database_error(rf_request, monkeypatch, caplog)
         ("cc_number", True),
         ("pan", True),
         ("newPassword", True),
+        ("newPASSword", True),
         ("user[pwd]", True),
         ("user[password][confirm]", True),
         ("APIKey", True),
