@@ -20,6 +20,7 @@ anonymous.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
 import re
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 
+from stepup.conf import conf
 from stepup.context import CONTEXT_ATTR, client_ip, http_request, request_user
 from stepup.context import url_name as route_name
 from stepup.policy.engine import ANY_METHOD
@@ -44,38 +46,98 @@ logger = logging.getLogger("stepup")
 
 REDACTED = "[redacted]"
 USER_AGENT_LENGTH = 300
-_SECRET_PARTS = frozenset(
+CSRF_FIELD = "csrfmiddlewaretoken"
+
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "pwd",
+    "secret",
+    "token",
+    "csrf",
+    "credential",
+    "apikey",
+)
+"""Secret wherever they appear between a name's separators (``newpassword``, ``x_APIKey``)."""
+_SECRET_TERMS = frozenset(
     {
-        "pass",
-        "passwd",
-        "password",
-        "passcode",
-        "passphrase",
-        "pin",
-        "otp",
-        "totp",
-        "token",
-        "secret",
-        "csrf",
-        "csrfmiddlewaretoken",
-        "key",
-        "apikey",
-        "credential",
-        "credentials",
-        "cvv",
-        "cvc",
-        "ssn",
+        *("pass", "pw", "pin", "pincode", "otp", "totp", "hotp", "key", "privatekey", "jwt"),
+        *("cvv", "cvc", "cvn", "csc", "securitycode", "cardcode", "ssn", "pan"),
+        *("cardnumber", "cardnum", "cardno", "ccnum", "ccnumber", "ccno", "creditcard"),
+        *("authcode", "verificationcode", "backupcode", "recoverycode"),
     }
 )
-_SECRET_WORDS = ("password", "passwd", "token", "secret", "csrf", "apikey", "credential")
+"""Secret as one or more whole words of a name: ``pw`` in ``user[pw]``, ``card number`` in ``cardNumber``.
+
+An account number or IBAN is not a secret: it is what the user is approving, and is shown.
+"""
+_RUNS = re.compile(r"[^\W_]+")
+_ASCII_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def name_words(name: str) -> list[str]:
+    """The words of a field name, lower-case: ``newPassword`` and ``user[new-password]2`` alike.
+
+    Words are split at anything but letters and digits and, in ASCII, at
+    camelCase and between letters and digits (``cvv2`` is ``cvv``, ``2``).
+    """
+    return _words(_RUNS.findall(name))
+
+
+def _words(runs: list[str]) -> list[str]:
+    words: list[str] = []
+    for run in runs:
+        words.extend(_ASCII_WORDS.findall(run) if run.isascii() else [run])
+    return [word.lower() for word in words]
+
+
+@functools.lru_cache(maxsize=8)
+def _terms(extra: tuple[str, ...]) -> tuple[frozenset[str], int]:
+    terms = _SECRET_TERMS | {"".join(name_words(term)) for term in extra} - {""}
+    return terms, max(len(term) for term in terms)
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a field or attribute name looks like it holds a secret."""
-    lowered = name.lower()
-    if any(word in lowered.replace("_", "").replace("-", "") for word in _SECRET_WORDS):
+    """Whether a field or attribute name looks like it holds a secret.
+
+    It does when a part between separators contains a secret word
+    (``password``, ``token`` …), or when one or more of its words in a row
+    spell a secret term (``pw``, ``pin``, ``cvv``, ``card number`` …) or a
+    name in ``STEPUP["SECRET_FIELDS"]``.
+    """
+    runs = _RUNS.findall(name)
+    if any(secret in run.lower() for run in runs for secret in _SECRET_WORDS):
         return True
-    return any(part in _SECRET_PARTS for part in re.split(r"[^a-z0-9]+", lowered))
+    words = _words(runs)
+    terms, longest = _terms(conf.SECRET_FIELDS)
+    for start in range(len(words)):
+        joined = ""
+        for word in words[start:]:
+            joined += word
+            if len(joined) > longest:
+                break
+            if joined in terms:
+                return True
+    return False
+
+
+def split_secrets(fields: Mapping[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:
+    """A form's fields without the secret-looking ones, and their names, once per value.
+
+    The CSRF token is dropped: a page that posts the form again brings its own.
+    """
+    kept: dict[str, list[str]] = {}
+    secrets: list[str] = []
+    for name, values in fields.items():
+        if name == CSRF_FIELD:
+            continue
+        if is_secret_name(name):
+            secrets.extend(name for _ in values)
+        else:
+            kept[name] = values
+    return kept, secrets
 
 
 def display_attrs(attributes: Mapping[str, Any] | None) -> dict[str, str]:

@@ -92,7 +92,24 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
                     )
                 )
     errors.extend(_check_acr_values(raw.get("ACR_VALUES", {})))
+    errors.extend(_check_secret_fields(raw.get("SECRET_FIELDS", [])))
     return errors
+
+
+def _check_secret_fields(names: Any) -> list[CheckMessage]:
+    """``SECRET_FIELDS`` is a list of names, each with a letter or digit to match on."""
+    from stepup.audit import name_words
+
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        return [Error("STEPUP['SECRET_FIELDS'] must be a list of field names.", id="stepup.E012")]
+    return [
+        Error(
+            f"STEPUP['SECRET_FIELDS']: {name!r} is not a field name (a string with letters or digits).",
+            id="stepup.E012",
+        )
+        for name in names
+        if not isinstance(name, str) or not name_words(name)
+    ]
 
 
 def _check_acr_values(mapping: Any) -> list[CheckMessage]:

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "ENROLL_URL": None,
     "ACR_VALUES": {},
     "DECISION_LOG_RETENTION": 90,
+    "SECRET_FIELDS": [],
 }
 """Every key ``settings.STEPUP`` may hold, with its default."""
 
@@ -92,6 +93,14 @@ class StepUpSettings:
     @property
     def DECISION_LOG_RETENTION(self) -> int:
         return int(self._get("DECISION_LOG_RETENTION"))
+
+    @property
+    def SECRET_FIELDS(self) -> tuple[str, ...]:
+        """Names of form fields and attributes to treat as secrets, besides the built-in ones."""
+        value = self._get("SECRET_FIELDS")
+        if isinstance(value, str):
+            return (value,)
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
 
 
 conf = StepUpSettings()

@@ -25,6 +25,13 @@ for both forms: ``origin: {not_in: [office]}`` (an office exemption) still
 demands step-up, and ``origin: {in: [...]}`` still applies. Falling back to the
 proxy's address would instead place the client *inside* the network the
 proxy lives in — typically the very office range an exemption names.
+
+An IPv4-mapped address (``::ffff:a.b.c.d``) is that IPv4 address, for the
+proxies and the policies (:func:`stepup.policy.engine.canonical_ip`). Other
+IPv6 forms that carry an IPv4 address (6to4, NAT64, Teredo …) stay as they
+are here: a proxy is never trusted for what its address carries, and the
+``origin`` condition reads them both ways
+(:func:`stepup.policy.engine.origin_readings`).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from django.urls import Resolver404, ResolverMatch, resolve
 
 from stepup import grants
 from stepup.conf import conf
-from stepup.policy.engine import ANY_METHOD
+from stepup.policy.engine import ANY_METHOD, canonical_ip
 from stepup.policy.model import Decision, Input, IPAddress
 
 CONTEXT_ATTR = "_stepup_context"
@@ -143,12 +150,9 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
 
 def _parse_ip(text: str) -> IPAddress | None:
     try:
-        address = ipaddress.ip_address(text.strip())
+        return canonical_ip(ipaddress.ip_address(text.strip()))
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _trusted(address: IPAddress, proxies: tuple[str, ...]) -> bool:

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from stepup import devices, grants, store
-from stepup.audit import display_attrs, is_secret_name
+from stepup.audit import display_attrs, split_secrets
 from stepup.conf import conf
 from stepup.context import http_request, request_user
 from stepup.enforcement import StepUpDenied
@@ -199,6 +199,7 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
     decision = exc.decision
     max_age = decision.max_age if decision.max_age is not None else conf.DEFAULT_MAX_AGE
     path = http.get_full_path()
+    post, post_secrets = _saved_post(http) if include_post else (None, [])
     return {
         "action": exc.action,
         "url_name": exc.url_name,
@@ -211,7 +212,8 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
         "max_age": int(max_age),
         "factors": list(decision.factors),
         "one_shot": max_age == 0,
-        "post": _saved_post(http) if include_post else None,
+        "post": post,
+        "post_secrets": post_secrets,
         "next": path,
     }
 
@@ -225,26 +227,24 @@ def _descriptions(decision: Decision) -> list[str]:
     return [d for d in dict.fromkeys(found) if d]
 
 
-def _saved_post(http: HttpRequest) -> dict[str, list[str]] | None:
-    """An interrupted form POST, to present again after verification.
+def _saved_post(http: HttpRequest) -> tuple[dict[str, list[str]] | None, list[str]]:
+    """An interrupted form POST, to present again after verification, and its secret fields' names.
 
-    Not kept when too big, or when any field looks like a secret (a password,
-    a token, a key …: :func:`stepup.audit.is_secret_name`): the challenge is
-    stored in the database, and a secret never is. The user then lands on the
-    form again and types it anew.
+    The challenge is stored in the database, and a secret never is: fields
+    that look secret (a password, a code, a card number …:
+    :func:`stepup.audit.is_secret_name`) are left out, and the confirm page
+    asks for them again. Nothing is kept when the form is too big.
     """
     if http.method != "POST":
-        return None
+        return None, []
     try:
-        fields = {k: v for k, v in http.POST.lists() if k != "csrfmiddlewaretoken"}
+        fields = dict(http.POST.lists())
     except Exception:
-        return None
+        return None, []
     size = sum(len(k) + sum(len(v) for v in values) for k, values in fields.items())
     if len(fields) > MAX_SAVED_FIELDS or size > MAX_SAVED_BYTES:
-        return None
-    if any(is_secret_name(name) for name in fields):
-        return None
-    return fields
+        return None, []
+    return split_secrets(fields)
 
 
 def not_authenticated() -> ApiRefusal:

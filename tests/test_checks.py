@@ -44,6 +44,9 @@ def test_default_settings_pass(settings):
         ({"STEPUP": {"ACR_VALUES": {"totp": 'urn:"x"'}}}, "stepup.E011", "can't be sent in acr_values"),
         ({"STEPUP": {"ACR_VALUES": {"totp": "two words"}}}, "stepup.E011", "can't be sent in acr_values"),
         ({"STEPUP": {"ACR_VALUES": ["totp"]}}, "stepup.E011", "must be a dict"),
+        ({"STEPUP": {"SECRET_FIELDS": "pin"}}, "stepup.E012", "must be a list of field names"),
+        ({"STEPUP": {"SECRET_FIELDS": ["pin", "--"]}}, "stepup.E012", "'--' is not a field name"),
+        ({"STEPUP": {"SECRET_FIELDS": [None]}}, "stepup.E012", "None is not a field name"),
     ],
 )
 def test_misconfiguration_is_reported(settings, changes, check_id, words):

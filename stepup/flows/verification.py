@@ -143,6 +143,11 @@ class Target:
             return None
         return {str(k): [str(v) for v in values] for k, values in post.items() if isinstance(values, list)}
 
+    @property
+    def post_secrets(self) -> tuple[str, ...]:
+        """The names of the interrupted POST's secret fields (not kept), once per value."""
+        return _strings(self._get("post_secrets"))
+
     def audit_fields(self) -> dict[str, Any]:
         """The decision-log fields that say what was being authorized."""
         fields: dict[str, Any] = {
@@ -462,28 +467,25 @@ def success_url(request: HttpRequest, next_url: object) -> str:
 class Confirmation:
     """An interrupted POST to present for one click: where it goes and what it sends.
 
-    :ivar fields: ``(name, value)`` pairs, in order, for the hidden inputs.
-    :ivar shown: the same pairs as displayed, with secret-looking fields masked.
+    :ivar fields: ``(name, value)`` pairs, in order, for the hidden inputs and the display.
+    :ivar retype: names of the secret fields that were not kept, for the user to type again.
     """
 
     path: str
     fields: tuple[tuple[str, str], ...]
-    shown: tuple[tuple[str, str], ...]
+    retype: tuple[str, ...]
 
 
 def confirmation(request: HttpRequest, target: Target) -> Confirmation | None:
     """The confirmation for ``target``'s interrupted POST, or ``None`` when there is none.
 
     The POST goes only to the challenge's own path, and only when that path
-    is local; it is never replayed without the user's click.
+    is local; it is never replayed without the user's click. A secret-looking
+    field is never put on the page, even from a challenge saved with one.
     """
     post, path = target.post, target.path
     if post is None or path is None or not path.startswith("/") or not is_safe_url(request, path):
         return None
-    fields = tuple((name, value) for name, values in post.items() for value in values)
-    shown = tuple((name, _shown(name, value)) for name, value in fields)
-    return Confirmation(path, fields, shown)
-
-
-def _shown(name: str, value: str) -> str:
-    return audit.REDACTED if audit.is_secret_name(name) else value
+    kept, secrets = audit.split_secrets(post)
+    fields = tuple((name, value) for name, values in kept.items() for value in values)
+    return Confirmation(path, fields, (*target.post_secrets, *secrets))

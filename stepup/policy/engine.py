@@ -107,12 +107,43 @@ def _same(value: Any, operand: Any) -> bool | None:
     return None
 
 
-def _client_ip(address: IPAddress) -> IPAddress:
-    if address.version == 6:
-        mapped = address.ipv4_mapped
-        if mapped is not None:
-            return mapped
+def canonical_ip(address: IPAddress) -> IPAddress:
+    """``address``, or the IPv4 address it is when IPv4-mapped (``::ffff:a.b.c.d``).
+
+    A dual-stack socket reports an IPv4 peer in that form: it is that IPv4
+    client, for policies and ``TRUSTED_PROXIES`` alike.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
     return address
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_BITS = 0xFFFFFFFF
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, if it is one of the forms that carry one.
+
+    IPv4-compatible (``::a.b.c.d``, not ``::`` or ``::1``), 6to4
+    (``2002::/16``), NAT64's well-known prefix (``64:ff9b::/96``) and Teredo
+    (``2001::/32``: the client's address). NAT64 network-specific prefixes,
+    ``64:ff9b:1::/48`` included, can't be decoded without knowing their
+    length, and are left as they are.
+    """
+    value = int(address)
+    if (value >> 32 == 0 and value > 1) or address in _NAT64:
+        return ipaddress.IPv4Address(value & _IPV4_BITS)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    return address.teredo[1] if address.teredo is not None else None
+
+
+def origin_readings(address: IPAddress) -> tuple[IPAddress, ...]:
+    """What an ``origin`` condition checks for ``address``: itself, and any IPv4 address it carries."""
+    address = canonical_ip(address)
+    embedded = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return (address,) if embedded is None else (address, embedded)
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -183,16 +214,26 @@ class OriginCondition(Condition):
         )
 
     def evaluate(self, inp: Input) -> Result:
+        """Holds when it holds for any reading of the client IP (:func:`origin_readings`).
+
+        An IPv6 address that carries an IPv4 address is in an ``in`` list
+        that holds either, and outside a ``not_in`` list that misses either:
+        a spelling never escapes a rule, nor earns an exemption.
+        """
         if inp.origin is None:
             return (True, "client IP unknown; condition treated as holding")
-        address = _client_ip(inp.origin)
+        address, *carried = origin_readings(inp.origin)
+        held = self._contains(address) is self.inside
+        if not carried or (self._contains(carried[0]) is self.inside) is held:
+            return (held, None)
+        return (True, f"client IP {address} carries {carried[0]}; condition holds for one of them")
+
+    def _contains(self, address: IPAddress) -> bool:
         version, value = address.version, int(address)
-        found = False
         for net_version, network, mask in self.networks:
             if net_version == version and value & mask == network:
-                found = True
-                break
-        return (found is self.inside, None)
+                return True
+        return False
 
     def describe(self) -> str:
         return f"origin {'in' if self.inside else 'not in'} {list(self.cidrs)}"

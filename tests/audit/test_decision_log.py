@@ -13,7 +13,7 @@ from django.test import Client
 
 from stepup import signals, store
 from stepup.enforcement import enforce, enforce_url
-from stepup.models import DecisionLog
+from stepup.models import DecisionLog, PendingChallenge
 from tests.audit import urls as audit_urls
 from tests.audit.conftest import BACKUP_CODES, PASSWORD, verify_url_of
 
@@ -88,9 +88,13 @@ def test_every_outcome_is_recorded_once_with_its_facts_and_no_secret(
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="stepup"):
         verify_url = verify_url_of(browser.post("/transfer/", TRANSFER))
+        assert_no_secrets(str(PendingChallenge.objects.get().data))
         assert browser.post(verify_url, {"token": WRONG_CODE}).status_code == 200
-        # 303 back to the form: an interrupted POST holding a secret (card_pin) is not kept to confirm
-        assert browser.post(verify_url, {"token": BACKUP_CODES[1]}).status_code == 303
+        # the confirm page: the interrupted POST without its secrets, which the user types again
+        confirm = browser.post(verify_url, {"token": BACKUP_CODES[1]})
+        assert confirm.status_code == 200
+        assert b'type="password" id="stepup-retype-1" name="card_pin"' in confirm.content
+        assert_no_secrets(confirm.content.decode())
         assert browser.post("/transfer/", TRANSFER).status_code == 200
         assert browser.post("/refund/").status_code == 403
         assert browser.get("/report/").status_code == 200

@@ -93,14 +93,55 @@ def test_record_event_survives_a_database_error(rf_request, monkeypatch, caplog)
         ("csrfmiddlewaretoken", True),
         ("client_secret", True),
         ("card_pin", True),
+        ("pwd", True),
+        ("pw", True),
+        ("oldPwd", True),
+        ("cvv2", True),
+        ("CVC", True),
+        ("card_number", True),
+        ("cardNumber", True),
+        ("credit-card-number", True),
+        ("ccnum", True),
+        ("cc_number", True),
+        ("pan", True),
+        ("newPassword", True),
+        ("newPASSword", True),
+        ("user[pwd]", True),
+        ("user[password][confirm]", True),
+        ("APIKey", True),
+        ("private_key", True),
+        ("ssn", True),
+        ("security.code", True),
+        ("pin2", True),
         ("amount", False),
         ("currency_code", False),
         ("to", False),
         ("shipping", False),
+        ("shipping_address", False),
+        ("iban", False),
+        ("account_number", False),
+        ("acc_num", False),
+        ("company", False),
+        ("passenger_count", False),
+        ("pinned", False),
+        ("footprint", False),
+        ("time_span", False),
+        ("upward", False),
+        ("is_private", False),
+        ("code", False),
     ],
 )
 def test_secret_names(name, secret):
     assert is_secret_name(name) is secret
+
+
+def test_the_secret_fields_setting_names_more_secrets(settings):
+    settings.STEPUP = {"SECRET_FIELDS": ["memorable_word", "Kennwort"]}
+    assert display_attrs({"memorableWord": "x", "kennwort": "y", "amount": 5}) == {
+        "memorableWord": "[redacted]",
+        "kennwort": "[redacted]",
+        "amount": "5",
+    }
 
 
 def test_display_attrs_stringifies():

@@ -66,6 +66,7 @@ def test_html_challenge_is_302_to_verify_with_next_and_challenge(logged_in, bill
         "factors": ["totp", "webauthn"],
         "one_shot": False,
         "post": {"iban": ["DE00"]},
+        "post_secrets": [],
         "next": "/billing/?tab=card",
     }
 
@@ -92,6 +93,17 @@ def test_challenge_attrs_are_strings_and_secrets_redacted(rf_request, totp):
     assert challenge["digest"] == grants.attributes_digest(
         "payments.transfer", None, {"amount": "5000", "api_token": "s3cr3t"}
     )
+
+
+def test_secret_fields_are_left_out_of_the_saved_post_and_named_once_per_value(rf_request, totp):
+    from stepup.exceptions import StepUpRequired
+
+    request = rf_request(
+        "post", "/billing/", {"amount": "5", "pin": ["1234", "5678"], "csrfmiddlewaretoken": "x"}
+    )
+    challenge = build_challenge(request, StepUpRequired(Decision("step_up", max_age=1)))
+    assert challenge["post"] == {"amount": ["5"]}
+    assert challenge["post_secrets"] == ["pin", "pin"]
 
 
 def test_huge_post_is_not_saved(rf_request, totp):

@@ -7,6 +7,8 @@ verification exists only as a server-side grant of this user and this client.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -18,7 +20,11 @@ from rest_framework.test import APIClient
 
 from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, Grant, UserState
+from stepup.policy.engine import origin_readings
+from stepup.policy.loader import load_files
+from stepup.policy.suite import run_suite
 from stepup.testing import stepup_verified
+from tests.security import views
 from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
 
@@ -108,6 +114,183 @@ def test_a_forwarded_header_from_a_peer_outside_the_trusted_range_is_ignored(
     settings.STEPUP = {**settings.STEPUP, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
     response = attacker.get(SMALL_REPORT, REMOTE_ADDR="11.0.0.2", HTTP_X_FORWARDED_FOR=OFFICE_IP)
     assert challenged(response) and not got_report(response)
+
+
+# --- IPv6 spellings of IPv4 addresses -------------------------------------------------------
+
+
+def ipv6_spellings(ipv4: str) -> dict[str, str]:
+    """IPv6 addresses that carry ``ipv4``: each must be held to the IPv4 CIDRs that hold ``ipv4``."""
+    v4 = int(ipaddress.IPv4Address(ipv4))
+    teredo_server = int(ipaddress.IPv4Address("192.0.2.45"))
+    teredo = (
+        (0x20010000 << 96)
+        | (teredo_server << 64)
+        | (0x8000 << 48)
+        | (0xFFFF ^ 40000) << 32
+        | (~v4 & 0xFFFFFFFF)
+    )
+    return {
+        "compatible": f"::{ipv4}",
+        "6to4": str(ipaddress.IPv6Address((0x2002 << 112) | (v4 << 80) | 1)),
+        "nat64": f"64:ff9b::{ipv4}",
+        "teredo": str(ipaddress.IPv6Address(teredo)),
+    }
+
+
+HOME_SPELLINGS = ipv6_spellings(HOME_IP)
+OFFICE_SPELLINGS = ipv6_spellings(OFFICE_IP)
+VIA = ["REMOTE_ADDR", "X-Forwarded-For"]
+
+
+def from_address(address: str, via: str) -> dict[str, str]:
+    """Request headers that make ``address`` the client IP, directly or through a trusted proxy."""
+    if via == "REMOTE_ADDR":
+        return {"REMOTE_ADDR": address}
+    return {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": f"{OFFICE_IP}, {address}"}
+
+
+@pytest.fixture
+def home_range_denied(demo_policies: None, policy: Any, settings: Any) -> None:
+    """An ``origin: {in: ...}`` policy, on top of the demo's: nobody may edit from the home range."""
+    settings.STEPUP = {**settings.STEPUP, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
+    policy("home-range-denied", urls=["edit"], when={"origin": {"in": ["203.0.113.0/24"]}}, decision="deny")
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.usefixtures("home_range_denied")
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("spelling", [*HOME_SPELLINGS, "mapped"])
+def test_an_ipv6_spelling_of_an_address_in_a_listed_range_is_in_it(
+    attacker: Client, spelling: str, via: str
+) -> None:
+    address = {**HOME_SPELLINGS, "mapped": f"::ffff:{HOME_IP}"}[spelling]
+    response = attacker.get("/t/edit/", **from_address(address, via))
+    assert response.status_code == 403 and views.CALLS == []
+    logged = DecisionLog.objects.get(event="denied").client_ip  # the address itself, not what it carries
+    assert logged == (HOME_IP if spelling == "mapped" else str(ipaddress.ip_address(address)))
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.usefixtures("home_range_denied")
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("address", [*ipv6_spellings("192.0.2.77").values(), "2001:db8::cb00:7109", "::1"])
+def test_control_ipv6_addresses_outside_a_listed_range_are_outside(
+    attacker: Client, address: str, via: str
+) -> None:
+    assert attacker.get("/t/edit/", **from_address(address, via)).status_code == 200
+    assert views.CALLS == ["edit GET"]
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("spelling", OFFICE_SPELLINGS)
+def test_an_ipv6_spelling_of_an_office_address_does_not_earn_the_office_exemption(
+    attacker: Client, settings: Any, spelling: str, via: str
+) -> None:
+    """``origin: {not_in: [office]}``: an address that only *carries* an office IPv4 is not the office.
+
+    Anyone can write an IPv4 address into these IPv6 forms, so the exemption (the looser reading)
+    never follows from one; only the IPv4-mapped form, which is how a dual-stack socket reports a
+    real IPv4 peer, is that IPv4 address.
+    """
+    settings.STEPUP = {**settings.STEPUP, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
+    response = attacker.get(SMALL_REPORT, **from_address(OFFICE_SPELLINGS[spelling], via))
+    assert challenged(response) and not got_report(response)
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_control_the_ipv4_mapped_spelling_of_an_office_address_is_the_office(
+    attacker: Client, settings: Any, via: str
+) -> None:
+    settings.STEPUP = {**settings.STEPUP, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
+    assert got_report(attacker.get(SMALL_REPORT, **from_address(f"::ffff:{OFFICE_IP}", via)))
+
+
+@pytest.mark.parametrize("proxy", ipv6_spellings("10.0.0.2").values())
+def test_an_ipv6_spelling_of_a_trusted_proxy_is_not_trusted(
+    attacker: Client, settings: Any, proxy: str
+) -> None:
+    settings.STEPUP = {**settings.STEPUP, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
+    response = attacker.get(SMALL_REPORT, REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=OFFICE_IP)
+    assert challenged(response) and not got_report(response)
+
+
+@pytest.mark.parametrize(
+    ("address", "readings"),
+    [
+        ("203.0.113.9", ["203.0.113.9"]),
+        ("::ffff:203.0.113.9", ["203.0.113.9"]),
+        ("::203.0.113.9", ["::cb00:7109", "203.0.113.9"]),
+        ("2002:cb00:7109:5::1", ["2002:cb00:7109:5::1", "203.0.113.9"]),
+        ("64:ff9b::203.0.113.9", ["64:ff9b::cb00:7109", "203.0.113.9"]),
+        (HOME_SPELLINGS["teredo"], [HOME_SPELLINGS["teredo"], "203.0.113.9"]),
+        ("::", ["::"]),
+        ("::1", ["::1"]),
+        ("64:ff9b:1::cb00:7109", ["64:ff9b:1::cb00:7109"]),  # local-use NAT64: length unknown
+        ("2001:db8::cb00:7109", ["2001:db8::cb00:7109"]),
+    ],
+)
+def test_the_addresses_an_origin_condition_checks(address: str, readings: list[str]) -> None:
+    assert [str(a) for a in origin_readings(ipaddress.ip_address(address))] == readings
+
+
+SPELLING_POLICIES = """\
+version: 1
+policies:
+  - id: home-range-denied
+    match: {actions: [records.edit]}
+    when: {origin: {in: ["203.0.113.0/24"]}}
+    decision: deny
+  - id: outside-the-office
+    match: {actions: [records.edit]}
+    when: {origin: {not_in: ["198.51.100.0/24"]}}
+    decision: step_up
+    max_age: 300
+"""
+
+
+def spelling_input(origin: str) -> dict[str, Any]:
+    return {"action": "records.edit", "roles": ["authenticated"], "origin": origin, "verified": {"totp": 60}}
+
+
+EXPECTED_FOR_SPELLINGS = [
+    *((address, "deny") for address in HOME_SPELLINGS.values()),
+    *((address, "allow") for address in OFFICE_SPELLINGS.values()),  # verified a minute ago: step-up met
+    (f"::ffff:{OFFICE_IP}", "allow"),
+    (f"::ffff:{HOME_IP}", "deny"),
+]
+
+
+def test_policy_tests_read_ipv6_spellings_as_requests_do(tmp_path: Any) -> None:
+    tests = [
+        {"name": f"{origin} -> {outcome}", "input": spelling_input(origin), "expect": {"decision": outcome}}
+        for origin, outcome in EXPECTED_FOR_SPELLINGS
+    ]
+    path = tmp_path / "policies.yaml"
+    path.write_text(SPELLING_POLICIES + "tests: " + json.dumps(tests) + "\n")
+    result = run_suite(load_files([path]))
+    assert [r.test.name for r in result.failed] == []
+    office = {ipaddress.ip_address(r.test.input["origin"]): r.decision for r in result.results}
+    for address in OFFICE_SPELLINGS.values():
+        assert office[ipaddress.ip_address(address)].policies == (
+            "outside-the-office",
+        )  # applied: no office exemption
+
+
+@pytest.mark.parametrize(("origin", "outcome"), EXPECTED_FOR_SPELLINGS)
+def test_api_decide_reads_ipv6_spellings_as_requests_do(
+    attacker: Client, auditor: Any, policy: Any, origin: str, outcome: str
+) -> None:
+    policy(
+        "home-range-denied",
+        actions=["records.edit"],
+        when={"origin": {"in": ["203.0.113.0/24"]}},
+        decision="deny",
+    )
+    policy("outside-the-office", actions=["records.edit"], when={"origin": {"not_in": ["198.51.100.0/24"]}})
+    response = attacker.post("/stepup/api/decide/", spelling_input(origin), content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["decision"]["outcome"] == outcome
 
 
 # --- claims of verification -------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.test import Client
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -27,6 +28,7 @@ from stepup.testing import stepup_verified
 from tests.security import views
 from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
+from tests.verification.test_confirm import form_of, retyped_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
 
@@ -491,20 +493,96 @@ def test_an_old_cookie_session_gets_nothing_after_logout(user: Any, totp: TOTPDe
 # --- secrets at rest ----------------------------------------------------------------------------
 
 
+SECRET = "Sw0rdfish!-7731"
+IBAN = "DE89370400440532013000"
+SECRET_FIELD_NAMES = [
+    "pwd",
+    "pw",
+    "cvv2",
+    "card_number",
+    "newPassword",
+    "user[pwd]",
+    "card-number",
+    "CardNumber",
+    "cc_num",
+    "new_password1",
+    "api_key",
+    "pin",
+    "otp",
+    "security_code",
+    "ssn",
+    "privateKey",
+]
+
+
+def stored_anywhere(value: str) -> list[str]:
+    """The tables of the test database that hold ``value`` anywhere, in any column."""
+    found = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
+            if any(value in str(cell) for row in cursor.fetchall() for cell in row):
+                found.append(table)
+    return found
+
+
+def interrupted_post(attacker: Client, policy: Any, fields: dict[str, str]) -> Any:
+    policy("edit", urls=["edit"], methods=["POST"])
+    refused = attacker.post("/t/edit/", fields)
+    assert challenged(refused)
+    return refused
+
+
 @pytest.mark.urls("tests.security.urls")
-def test_an_interrupted_post_with_a_secret_is_not_kept(
+@pytest.mark.parametrize("name", SECRET_FIELD_NAMES)
+def test_a_secret_in_an_interrupted_post_is_never_stored_or_shown(
+    attacker: Client, policy: Any, totp: TOTPDevice, name: str
+) -> None:
+    """A password, code or card number in an interrupted form never reaches the database or a page.
+
+    The rest of the form is kept for the one-click confirmation, which asks for the secret again.
+    """
+    refused = interrupted_post(attacker, policy, {"amount": "5", "iban": IBAN, name: SECRET})
+    [row] = PendingChallenge.objects.all()
+    assert row.data["post"] == {"amount": ["5"], "iban": [IBAN]}
+    assert stored_anywhere(SECRET) == []
+    confirm = attacker.post(refused["Location"], {"token": code(totp)})
+    html = confirm.content.decode()
+    assert confirm.status_code == 200 and SECRET not in html
+    action, hidden = form_of(html)
+    assert action == "/t/edit/"
+    assert {k: v for k, v in hidden.items() if k != "csrfmiddlewaretoken"} == {
+        "amount": ["5"],
+        "iban": [IBAN],
+    }
+    assert retyped_of(html) == [name]
+    assert stored_anywhere(SECRET) == [] and views.CALLS == []
+
+
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.parametrize(
+    "spelling", ["memorable_word", "memorableWord", "user[memorable-word]", "MEMORABLE.WORD"]
+)
+def test_the_secret_fields_setting_adds_names(
+    attacker: Client, policy: Any, totp: TOTPDevice, settings: Any, spelling: str
+) -> None:
+    settings.STEPUP = {**settings.STEPUP, "SECRET_FIELDS": ["memorable_word"]}
+    refused = interrupted_post(attacker, policy, {"amount": "5", spelling: SECRET})
+    assert PendingChallenge.objects.get().data["post"] == {"amount": ["5"]}
+    assert stored_anywhere(SECRET) == []
+    html = attacker.post(refused["Location"], {"token": code(totp)}).content.decode()
+    assert SECRET not in html and retyped_of(html) == [spelling]
+
+
+@pytest.mark.urls("tests.security.urls")
+def test_control_without_the_setting_a_custom_name_is_kept(
     attacker: Client, policy: Any, totp: TOTPDevice
 ) -> None:
-    """A password in an interrupted form is never written to the database (the user types it again)."""
-    policy("edit", urls=["edit"], methods=["POST"])
-    refused = attacker.post("/t/edit/", {"username": "erin", "new_password1": "Sw0rdfish!", "amount": "5"})
-    assert challenged(refused)
-    [row] = PendingChallenge.objects.all()
-    assert "Sw0rdfish!" not in str(row.data)
-    assert row.data["post"] is None
-    after = attacker.post(refused["Location"], {"token": code(totp)})
-    assert after.status_code == 303 and after["Location"] == "/t/edit/"
-    assert views.CALLS == []
+    interrupted_post(attacker, policy, {"amount": "5", "memorable_word": "not-a-secret-here"})
+    assert PendingChallenge.objects.get().data["post"] == {
+        "amount": ["5"],
+        "memorable_word": ["not-a-secret-here"],
+    }
 
 
 @pytest.mark.urls("tests.security.urls")

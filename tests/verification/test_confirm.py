@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from django.test import Client
@@ -21,6 +22,7 @@ class _Form(HTMLParser):
         super().__init__()
         self.action = ""
         self.fields: dict[str, list[str]] = {}
+        self.retype: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -28,6 +30,9 @@ class _Form(HTMLParser):
             self.action = a.get("action") or ""
         elif tag == "input" and a.get("type") == "hidden":
             self.fields.setdefault(a["name"] or "", []).append(a.get("value") or "")
+        elif tag == "input" and a.get("type") == "password":
+            assert "value" not in a  # a field to type again never comes filled in
+            self.retype.append(a.get("name") or "")
 
 
 def form_of(html: str) -> tuple[str, dict[str, list[str]]]:
@@ -35,6 +40,13 @@ def form_of(html: str) -> tuple[str, dict[str, list[str]]]:
     parser = _Form()
     parser.feed(html)
     return parser.action, parser.fields
+
+
+def retyped_of(html: str) -> list[str]:
+    """The names of the fields the confirm form asks to type again (secrets it did not keep)."""
+    parser = _Form()
+    parser.feed(html)
+    return parser.retype
 
 
 def csrf_token_of(page: Any) -> str:
@@ -80,11 +92,28 @@ def test_the_confirm_form_submits_with_a_fresh_csrf_token(csrf_client: Client, t
     ]
 
 
-def test_secret_looking_fields_are_masked_on_screen(logged_in: Client, totp: Any) -> None:
-    challenge_id = save_challenge(logged_in, post={"password": ["hunter2"], "amount": ["5"]})
+def test_a_secret_saved_by_an_older_version_is_asked_again_never_shown(logged_in: Client, totp: Any) -> None:
+    challenge_id = save_challenge(logged_in, post={"pwd": ["hunter2"], "amount": ["5"]})
     html = logged_in.post(VERIFY, {"token": code(totp), "challenge": challenge_id}).content.decode()
-    assert "<dt>password</dt><dd>[redacted]</dd>" in html
-    assert 'name="password" value="hunter2"' in html  # still sent, only not displayed
+    assert "hunter2" not in html
+    assert form_of(html)[1] == {"csrfmiddlewaretoken": [ANY], "amount": ["5"]}
+    assert retyped_of(html) == ["pwd"]
+
+
+def test_fields_to_type_again_are_labelled_and_explained(logged_in: Client, totp: Any) -> None:
+    challenge_id = save_challenge(logged_in, post={"amount": ["5"]}, post_secrets=["user[pwd]", "pin", "pin"])
+    html = logged_in.post(VERIFY, {"token": code(totp), "challenge": challenge_id}).content.decode()
+    assert retyped_of(html) == ["user[pwd]", "pin", "pin"]
+    assert '<label for="stepup-retype-1">user[pwd]</label>' in html
+    assert 'id="stepup-retype-1" name="user[pwd]" autocomplete="off"' in html
+    assert "not kept" in html and "type them again" in html
+
+
+@pytest.mark.parametrize("secrets", [None, "pwd", [3, None], {"pwd": 1}])
+def test_malformed_secret_names_are_ignored(logged_in: Client, totp: Any, secrets: Any) -> None:
+    challenge_id = save_challenge(logged_in, post={"amount": ["5"]}, post_secrets=secrets)
+    html = logged_in.post(VERIFY, {"token": code(totp), "challenge": challenge_id}).content.decode()
+    assert retyped_of(html) == [] and form_of(html)[1]["amount"] == ["5"]
 
 
 @pytest.mark.parametrize("path", ["//evil.com/pay/", "https://evil.com/pay/", "javascript:alert(1)", None])

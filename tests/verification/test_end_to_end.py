@@ -12,7 +12,7 @@ from django.test import Client
 from stepup.models import DecisionLog, Policy
 from tests.verification import urls as test_urls
 from tests.verification.conftest import API_VERIFY, code
-from tests.verification.test_confirm import csrf_token_of, form_of
+from tests.verification.test_confirm import csrf_token_of, form_of, retyped_of
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +87,23 @@ def test_interrupted_post_is_confirmed_by_one_click(user: Any, totp: Any) -> Non
     ]
     # the confirmation is not a reusable pass
     challenge_of(client.post(action, {k: v for k, v in hidden.items()}))
+
+
+def test_an_interrupted_post_with_a_secret_goes_through_once_it_is_typed_again(
+    logged_in: Client, totp: Any
+) -> None:
+    fields = {"amount": "5000", "iban": "DE89370400440532013000", "user[pwd]": "hunter2-secret"}
+    verify_url, _ = challenge_of(logged_in.post(PROTECTED, fields))
+    page = logged_in.post(verify_url, {"token": code(totp)})
+    html = page.content.decode()
+    assert "hunter2-secret" not in html and retyped_of(html) == ["user[pwd]"]
+    action, hidden = form_of(html)
+    del hidden["csrfmiddlewaretoken"]
+    done = logged_in.post(action, {**hidden, "user[pwd]": "hunter2-secret"})
+    assert done.status_code == 200
+    assert test_urls.CALLS == [
+        {"amount": ["5000"], "iban": ["DE89370400440532013000"], "user[pwd]": ["hunter2-secret"]}
+    ]
 
 
 def test_spa_flow_over_the_json_api(logged_in: Client, totp: Any) -> None:
