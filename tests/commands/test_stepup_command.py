@@ -205,11 +205,13 @@ def test_export_json_to_stdout(run, good):
 
 
 def test_sync_bumps_the_policy_version_once(run, good):
-    from stepup.store import current_version
+    from stepup.store import current_state
 
-    before = current_version()
+    before = current_state()
     run("sync", good)
-    assert current_version() == before + 1
+    after = current_state()
+    assert after.version == before.version + 1
+    assert after.generation != before.generation
 
 
 def test_synced_policies_are_enforced_at_once(run, good):
