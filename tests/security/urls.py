@@ -23,6 +23,7 @@ urlpatterns = [
     path("t/pay-and-notify/", views.pay_and_notify, name="pay-and-notify"),
     path("t/pay-in-code/", views.pay_in_code_then_notify, name="pay-in-code"),
     path("t/thing/", views.ThingView.as_view(), name="thing"),
+    path("t/work-then-enforce/", views.work_then_enforce, name="work-then-enforce"),
     *format_suffix_patterns(
         [
             path("t/api/things/", views.ThingsApi.as_view(), name="things-api"),
