@@ -13,7 +13,7 @@ from typing import Any
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from stepup.policy.engine import PolicySet, compile_policies, glob_matches
-from stepup.policy.model import PolicyError, PolicyFile
+from stepup.policy.model import PolicyError, PolicyFile, PolicySpec
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Route:
     methods: tuple[str, ...]  # empty: not known (any)
     action: str | None
     policies: tuple[str, ...]
+    enforced: tuple[str, ...] = ()  # those of ``policies`` in enforce mode (the others are shadow)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -89,14 +90,14 @@ def collect_routes(policy_set: PolicySet, urlconf: str | None = None) -> list[Ro
     routes = []
     for pattern, name, callback in _walk(get_resolver(urlconf).url_patterns):
         action = declared_action(callback)
-        ids: set[str] = set()
+        found: dict[str, PolicySpec] = {}
         if name:
-            ids.update(p.id for p in policy_set.policies_for_url(name))
+            found.update((p.id, p) for p in policy_set.policies_for_url(name))
         if action:
-            ids.update(p.id for p in policy_set.policies_for_action(action))
-        routes.append(
-            Route(pattern, name, _view_path(callback), _methods(callback), action, tuple(sorted(ids)))
-        )
+            found.update((p.id, p) for p in policy_set.policies_for_action(action))
+        ids = tuple(sorted(found))
+        enforced = tuple(i for i in ids if found[i].mode == "enforce")
+        routes.append(Route(pattern, name, _view_path(callback), _methods(callback), action, ids, enforced))
     return routes
 
 
@@ -143,12 +144,29 @@ def uncovered_actions(policy_file: PolicyFile, urlconf: str | None = None) -> li
 
 
 def uncovered_routes(routes: Sequence[Route], patterns: Sequence[str]) -> list[Route]:
-    """Routes named like one of ``patterns`` that no policy can apply to."""
+    """Routes named like one of ``patterns`` that no enabled, enforce-mode policy can apply to."""
     return [
         r
         for r in routes
-        if r.name and any(fnmatch.fnmatchcase(r.name, p) for p in patterns) and not r.policies
+        if r.name and any(fnmatch.fnmatchcase(r.name, p) for p in patterns) and not r.enforced
     ]
+
+
+def idle_policies(policy_set: PolicySet, route: Route) -> list[str]:
+    """The shadow and disabled policies that name ``route`` or its action: ``["id (shadow)", …]``.
+
+    They enforce nothing, so they don't cover the route; the coverage gate says so.
+    """
+    found = []
+    for spec in policy_set.specs.values():
+        if spec.enabled and spec.mode == "enforce":
+            continue
+        named = any(glob_matches(p, route.name) for p in spec.urls if route.name) or any(
+            glob_matches(p, route.action) for p in spec.actions if route.action
+        )
+        if named:
+            found.append(f"{spec.id} ({'shadow' if spec.enabled else 'disabled'})")
+    return found
 
 
 # --- one view, several routes -------------------------------------------------------------

@@ -306,7 +306,7 @@ class Command(BaseCommand):
         self.stdout.write(format_trace(decision))
 
     def do_routes(self, files: Sequence[str], format: str, require_coverage: Sequence[str], **_: Any) -> None:
-        from stepup.routes import collect_routes, uncovered_routes
+        from stepup.routes import collect_routes, idle_policies, uncovered_routes
 
         policy_file = self.load(files)
         policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
@@ -320,9 +320,13 @@ class Command(BaseCommand):
         if require_coverage:
             missing = uncovered_routes(routes, require_coverage)
             for route in missing:
-                self.stderr.write(
-                    f"error: route {route.name!r} ({route.pattern}) has no policy that can apply"
+                idle = idle_policies(policy_set, route)
+                why = (
+                    f"only shadow/disabled policies: {', '.join(idle)} (they enforce nothing)"
+                    if idle
+                    else "no policy that can apply"
                 )
+                self.stderr.write(f"error: route {route.name!r} ({route.pattern}) has {why}")
             if missing:
                 raise SystemExit(1)
 
