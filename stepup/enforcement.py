@@ -217,8 +217,10 @@ def enforce(
 
     Challenges and denials are recorded (signal, decision log, ``stepup``
     logger); a single-request grant the decision relied on is used up. Called
-    from the view's own code, so once it allows, the grants this request used
-    stay used whatever is refused later in it (see :func:`mark_view_started`).
+    from the view's own code, so the view counts as started from the call on
+    (see :func:`mark_view_started`): the grants this request used stay used
+    whatever is refused then or later, and a refusal here is one from inside
+    the view (which :func:`stepup.testing.assert_requires_stepup` reports).
 
     :param bind_request: bind a single-request grant (``max_age: 0``) to the
         whole request — method, path, query string and body — not only to
@@ -226,9 +228,8 @@ def enforce(
     :raises stepup.StepUpRequired: the user must verify a second factor first.
     :raises django.core.exceptions.PermissionDenied: a policy denies the request.
     """
-    decision = enforce_before_view(request, action, attributes, bind_request=bind_request)
     mark_view_started(request)
-    return decision
+    return enforce_before_view(request, action, attributes, bind_request=bind_request)
 
 
 def enforce_before_view(
@@ -367,9 +368,15 @@ def mark_view_started(request: Any) -> None:
     """Note that the protected view's own code runs from now on (the enforcement points call this).
 
     Single-request grants used so far in this request stay used, whatever is
-    refused later in it.
+    refused later in it. The mark stays on the request, so a refusal can be
+    told apart afterwards: before the view ran, or inside it (:func:`view_started`).
     """
     setattr(http_request(request), VIEW_STARTED_ATTR, True)
+
+
+def view_started(request: Any) -> bool:
+    """Whether the protected view's own code had started in this request (see :func:`mark_view_started`)."""
+    return bool(getattr(http_request(request), VIEW_STARTED_ATTR, False))
 
 
 def _consume_one_shot(http: HttpRequest, context: RequestContext, subject: _Subject) -> bool:
@@ -383,7 +390,7 @@ def _consume_one_shot(http: HttpRequest, context: RequestContext, subject: _Subj
 
 def _restore_one_shot(http: HttpRequest) -> None:
     used = getattr(http, CONSUMED_ATTR, None)
-    if used is None or getattr(http, VIEW_STARTED_ATTR, False):
+    if used is None or view_started(http):
         return
     delattr(http, CONSUMED_ATTR)
     grants.restore_one_shot(http, used)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -131,10 +132,22 @@ def spec_fields(spec: PolicySpec) -> dict[str, Any]:
     }
 
 
+def new_generation() -> str:
+    """A random id for one state of the policy set (see :class:`PolicySetState`)."""
+    return secrets.token_hex(16)
+
+
 class PolicySetState(models.Model):
-    """A single row whose ``version`` is bumped in the same transaction as any policy change."""
+    """A single row that every policy change updates in its own transaction.
+
+    ``version`` counts the changes; ``generation`` is drawn afresh with each of
+    them. The version alone can't identify a policy set: a flush or a restore
+    from a backup sets it back, and later changes reach the same number with
+    other policies. The pair can.
+    """
 
     version = models.PositiveBigIntegerField(default=0)
+    generation = models.CharField(max_length=32, default=new_generation, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

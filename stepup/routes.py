@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from stepup.policy.engine import PolicySet, compile_policies, glob_matches
-from stepup.policy.model import PolicyError, PolicyFile
+from stepup.policy.model import PolicyError, PolicyFile, PolicySpec
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Route:
     methods: tuple[str, ...]  # empty: not known (any)
     action: str | None
     policies: tuple[str, ...]
+    enforced: tuple[str, ...] = ()  # those of ``policies`` in enforce mode (the others are shadow)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,15 +72,52 @@ def declared_action(callback: Callable[..., Any]) -> str | None:
 
 
 def _methods(callback: Callable[..., Any]) -> tuple[str, ...]:
+    """The methods the view handles (``()``: every method, as a plain function view).
+
+    A class-based view handles those it defines a handler for (``OPTIONS``
+    left out), a DRF ViewSet those its routes map; Django's
+    ``require_http_methods`` (``require_POST``, ``require_safe`` …) anywhere
+    in the decorators narrows that down.
+    """
+    handled: tuple[str, ...] = ()
     actions = getattr(callback, "actions", None)
-    if isinstance(actions, dict):
-        return tuple(sorted(m.upper() for m in actions))
     cls = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
-    if cls is None:
-        return ()
-    return tuple(
-        m.upper() for m in getattr(cls, "http_method_names", ()) if m != "options" and hasattr(cls, m)
-    )
+    if isinstance(actions, dict):
+        handled = tuple(sorted(m.upper() for m in actions))
+    elif cls is not None:
+        handled = tuple(
+            m.upper() for m in getattr(cls, "http_method_names", ()) if m != "options" and hasattr(cls, m)
+        )
+    required = _required_methods(callback)
+    if required is None:
+        return handled
+    return tuple(m for m in handled if m in required) if handled else tuple(sorted(required))
+
+
+@functools.cache
+def _require_http_methods_code() -> frozenset[CodeType]:
+    """The code of the wrappers Django's ``require_http_methods`` builds (sync and async)."""
+    from django.views.decorators.http import require_http_methods
+
+    def view(request: Any) -> Any: ...
+
+    async def async_view(request: Any) -> Any: ...
+
+    return frozenset(require_http_methods([])(v).__code__ for v in (view, async_view))
+
+
+def _required_methods(callback: Callable[..., Any]) -> set[str] | None:
+    """What Django's ``require_http_methods`` lets through to the view; ``None`` without that decorator."""
+    required: set[str] | None = None
+    func: Any = callback
+    for _ in range(100):  # a __wrapped__ chain ends; a cycle must not hang the command
+        if func is None:
+            break
+        if getattr(func, "__code__", None) in _require_http_methods_code():
+            allowed = {str(m).upper() for m in inspect.getclosurevars(func).nonlocals["request_method_list"]}
+            required = allowed if required is None else required & allowed
+        func = getattr(func, "__wrapped__", None)
+    return required
 
 
 def _view_path(callback: Callable[..., Any]) -> str:
@@ -89,14 +129,14 @@ def collect_routes(policy_set: PolicySet, urlconf: str | None = None) -> list[Ro
     routes = []
     for pattern, name, callback in _walk(get_resolver(urlconf).url_patterns):
         action = declared_action(callback)
-        ids: set[str] = set()
+        found: dict[str, PolicySpec] = {}
         if name:
-            ids.update(p.id for p in policy_set.policies_for_url(name))
+            found.update((p.id, p) for p in policy_set.policies_for_url(name))
         if action:
-            ids.update(p.id for p in policy_set.policies_for_action(action))
-        routes.append(
-            Route(pattern, name, _view_path(callback), _methods(callback), action, tuple(sorted(ids)))
-        )
+            found.update((p.id, p) for p in policy_set.policies_for_action(action))
+        ids = tuple(sorted(found))
+        enforced = tuple(i for i in ids if found[i].mode == "enforce")
+        routes.append(Route(pattern, name, _view_path(callback), _methods(callback), action, ids, enforced))
     return routes
 
 
@@ -143,11 +183,86 @@ def uncovered_actions(policy_file: PolicyFile, urlconf: str | None = None) -> li
 
 
 def uncovered_routes(routes: Sequence[Route], patterns: Sequence[str]) -> list[Route]:
-    """Routes named like one of ``patterns`` that no policy can apply to."""
+    """Routes named like one of ``patterns`` that no enabled, enforce-mode policy can apply to."""
     return [
         r
         for r in routes
-        if r.name and any(fnmatch.fnmatchcase(r.name, p) for p in patterns) and not r.policies
+        if r.name and any(fnmatch.fnmatchcase(r.name, p) for p in patterns) and not r.enforced
+    ]
+
+
+def idle_policies(policy_set: PolicySet, route: Route) -> list[str]:
+    """The shadow and disabled policies that name ``route`` or its action: ``["id (shadow)", …]``.
+
+    They enforce nothing, so they don't cover the route; the coverage gate says so.
+    """
+    found = []
+    for spec in policy_set.specs.values():
+        if spec.enabled and spec.mode == "enforce":
+            continue
+        named = any(glob_matches(p, route.name) for p in spec.urls if route.name) or any(
+            glob_matches(p, route.action) for p in spec.actions if route.action
+        )
+        if named:
+            found.append(f"{spec.id} ({'shadow' if spec.enabled else 'disabled'})")
+    return found
+
+
+# --- methods a policy leaves out --------------------------------------------------------------
+
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass(frozen=True)
+class MethodGap:
+    """A policy limited to some methods, on routes whose views take other unsafe methods too.
+
+    ``routes`` holds, per route, the unsafe methods its view takes that the
+    policy leaves out: requests with those reach the view without this policy.
+    """
+
+    policy: str
+    methods: tuple[str, ...]
+    routes: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def warning(self) -> str:
+        by_methods: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for name, missing in self.routes:
+            by_methods[missing].append(repr(name))
+        groups = "; ".join(f"{', '.join(missing)} on {_some(names)}" for missing, names in by_methods.items())
+        return (
+            f"policy {self.policy!r} matches only {', '.join(self.methods)}, but views on its routes take "
+            f"other unsafe methods too, which reach them without this policy: {groups}. Add those methods "
+            "to match.methods, or leave methods out (every method)."
+        )
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
+def method_gaps(policy_set: PolicySet, routes: Sequence[Route]) -> list[MethodGap]:
+    """Enabled policies with ``methods`` whose routes' views take unsafe methods they don't list.
+
+    The routes of a URL policy are those it names; those of an action policy
+    are the routes whose view declares the action. ``routes`` and ``validate``
+    warn about each (the policy still matches only the methods it lists).
+    """
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = defaultdict(list)
+    for route in routes:
+        taken = route.methods or UNSAFE_METHODS
+        for policy_id in route.policies:
+            spec = policy_set.specs[policy_id]
+            if not spec.methods:
+                continue
+            missing = tuple(m for m in UNSAFE_METHODS if m in taken and m not in spec.methods)
+            if missing:
+                found[policy_id].append((route.name or f"/{route.pattern}", missing))
+    return [
+        MethodGap(policy_id, policy_set.specs[policy_id].methods, tuple(rows))
+        for policy_id, rows in sorted(found.items())
     ]
 
 

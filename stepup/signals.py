@@ -57,7 +57,7 @@ stepup_denied = Signal()
 
 
 def bump_policy_version(using: str = "default") -> None:
-    """Record a policy change: bump the version in this transaction; announce it after commit.
+    """Record a policy change: a new version and generation in this transaction; announce it after commit.
 
     Until the transaction commits, only this thread sees the change
     (:func:`stepup.store.note_uncommitted_change`); after commit, this process
@@ -65,9 +65,10 @@ def bump_policy_version(using: str = "default") -> None:
     cache (:func:`stepup.store.change_committed`). The ``UPDATE`` also locks the
     version row, so concurrent changes are serialised and each gets its own version.
     """
-    from stepup.models import PolicySetState
+    from stepup.models import PolicySetState, new_generation
 
-    updated = PolicySetState.objects.using(using).filter(pk=1).update(version=F("version") + 1)
+    state = PolicySetState.objects.using(using).filter(pk=1)
+    updated = state.update(version=F("version") + 1, generation=new_generation())
     if not updated:
         PolicySetState.objects.using(using).get_or_create(pk=1, defaults={"version": 1})
 

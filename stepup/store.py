@@ -1,8 +1,11 @@
 """The active policy set of this process, compiled from the database.
 
 Every process keeps one compiled :class:`~stepup.policy.engine.PolicySet` in
-memory and learns about changes through ``PolicySetState.version``, which
-every policy change bumps in its own transaction (:mod:`stepup.signals`).
+memory and learns about changes through the state row (``PolicySetState``),
+whose version and random generation every policy change renews in its own
+transaction (:mod:`stepup.signals`). A set is identified by the pair
+(:class:`SetState`): a flushed or restored database sets the version back,
+and later changes reach the same number with other policies.
 
 - **With a shared cache** (``STEPUP["CACHE"]``, default ``"default"``, when it
   is Redis, Memcached or any backend other than the local-memory and dummy
@@ -10,13 +13,13 @@ every policy change bumps in its own transaction (:mod:`stepup.signals`).
   (:mod:`stepup.notices`: a Redis ``PUBLISH``, or a fresh token in the cache).
   Every request checks for notices without a query (with Redis, without even
   a round trip); a notice this process has not seen makes it read the
-  version from the database at once, so a committed change is enforced by
+  state from the database at once, so a committed change is enforced by
   every process from its next request on. The database is still asked every
   ``STEPUP["RESYNC_INTERVAL"]`` seconds, in case a notice was lost.
-- **Without one**: the version is read from the database at most every
+- **Without one**: the state is read from the database at most every
   ``STEPUP["RELOAD_INTERVAL"]`` seconds.
 
-The version and rows are read from the database policies are written to
+The state and rows are read from the database policies are written to
 (``router.db_for_write``): a read replica may lag behind a notice.
 
 Fail closed, as OPA keeps its last bundle:
@@ -47,7 +50,7 @@ import logging
 import threading
 from collections.abc import Callable
 from time import monotonic as _clock
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache.backends.base import BaseCache
 from django.core.signals import setting_changed
@@ -110,7 +113,7 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
 
 
 def announce_change(*, only_if_missing: bool = False) -> None:
-    """Write a fresh notice to the shared cache, so every process re-reads the version.
+    """Write a fresh notice to the shared cache, so every process re-reads the state row.
 
     Called after a policy change commits. A failure is logged, never raised:
     the change is committed, and other processes still find it within
@@ -141,16 +144,29 @@ def store_alias() -> str:
     return router.db_for_write(PolicySetState) or "default"
 
 
-def current_version(using: str | None = None) -> int:
+class SetState(NamedTuple):
+    """Which policy set a database holds: the number of changes, and the last change's random id."""
+
+    version: int
+    generation: str
+
+    @property
+    def label(self) -> str:
+        """The policy-set version decisions and the decision log carry, e.g. ``7-3f9a0c1d2e4b``."""
+        return f"{self.version}-{self.generation[:12]}" if self.generation else str(self.version)
+
+
+def current_state(using: str | None = None) -> SetState:
+    """The database's state row; ``SetState(0, "")`` before the first policy change (or after a flush)."""
     from stepup.models import PolicySetState
 
     alias = using or store_alias()
-    state = PolicySetState.objects.using(alias).filter(pk=1).values_list("version", flat=True).first()
-    return int(state or 0)
+    row = PolicySetState.objects.using(alias).filter(pk=1).values_list("version", "generation").first()
+    return SetState(int(row[0]), row[1]) if row is not None else SetState(0, "")
 
 
 def load_policy_set(
-    version: int, *, using: str | None = None, previous: PolicySet | None = None
+    state: SetState, *, using: str | None = None, previous: PolicySet | None = None
 ) -> PolicySet:
     """Compile every stored policy; malformed rows become stricter stand-ins.
 
@@ -166,7 +182,7 @@ def load_policy_set(
         spec = spec_from_row(row.policy_id, row.to_dict(), last_good=last_good)
         if spec is not None:
             specs.append(spec)
-    return compile_policies(specs, default_max_age=conf.DEFAULT_MAX_AGE, version=str(version))
+    return compile_policies(specs, default_max_age=conf.DEFAULT_MAX_AGE, version=state.label)
 
 
 def spec_from_row(
@@ -275,7 +291,7 @@ class _Store:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._set: PolicySet | None = None
-        self._version: int | None = None
+        self._state: SetState | None = None
         self._notice: object = _NO_CACHE  # the notice seen before the last database read, if any
         self._checked_at = -float("inf")  # last successful database read (monotonic)
         self._trusted_until = -float("inf")  # with nothing to read notices from: no read before this
@@ -290,13 +306,13 @@ class _Store:
     def invalidate(self) -> None:
         """Forget the compiled set: the next request reads and compiles the database's."""
         with self._lock:
-            self._version = None
+            self._state = None
             self._checked_at = -float("inf")
             self._trusted_until = self._resync_at = -float("inf")
             self._db_retry_at = -float("inf")
 
     def recheck(self) -> None:
-        """Read the version again on the next request (recompile only if it changed)."""
+        """Read the state row again on the next request (recompile only if it changed)."""
         self._checked_at = -float("inf")
         self._trusted_until = self._resync_at = -float("inf")
         self._notice = _NO_CACHE
@@ -330,7 +346,7 @@ class _Store:
     def _fresh(self, config: _Config, notice: object, now: float) -> bool:
         if notice is _NO_CACHE or notice is None:
             return now < self._trusted_until  # RELOAD_INTERVAL after a read, or the retry after a failure
-        if self._version is None:
+        if self._state is None:
             return False
         if now < self._db_retry_at:
             return True  # the database failed a moment ago: keep the last good set
@@ -366,7 +382,7 @@ class _Store:
                 raise PolicyStoreUnavailable("the policy store is unreachable")
             return self._set
         try:
-            self._load_if_changed()
+            policy_set = self._load_if_changed()
         except Exception as exc:
             self._db_retry_at = now + config.reload_interval
             self._db_down = True
@@ -390,7 +406,7 @@ class _Store:
             return self._set
         if self._db_down:
             self._db_down = False
-            logger.warning("policy store reachable again; policy set v%s in force", self._version)
+            logger.warning("policy store reachable again; policy set v%s in force", policy_set.version)
         self._checked_at = now
         self._trusted_until = now + config.reload_interval
         self._resync_at = now + config.resync_interval
@@ -400,24 +416,25 @@ class _Store:
             # The cache has no notice (new, flushed or evicted): put one back, so that
             # the processes compare notices again instead of polling.
             announce_change(only_if_missing=True)
-        assert self._set is not None
-        return self._set
+        return policy_set
 
-    def _load_if_changed(self) -> None:
+    def _load_if_changed(self) -> PolicySet:
+        """The database's set: the one in force when the state row is unchanged, else a new one."""
         alias = store_alias()
         in_callers_transaction = connections[alias].in_atomic_block
         with transaction.atomic(using=alias):
-            version = current_version(alias)
-            if self._set is not None and self._version is not None:
-                if version == self._version:
-                    return
-                if version < self._version and in_callers_transaction:
+            state = current_state(alias)
+            if self._set is not None and self._state is not None:
+                if state == self._state:
+                    return self._set
+                if state.version < self._state.version and in_callers_transaction:
                     # Inside a caller's transaction (a snapshot, under REPEATABLE READ):
                     # never go back to an older set than the one already in force.
-                    return
-            policy_set = load_policy_set(version, using=alias, previous=self._set)
-        self._set, self._version = policy_set, version
-        logger.info("policy set v%s loaded: %d policies", version, len(policy_set))
+                    return self._set
+            policy_set = load_policy_set(state, using=alias, previous=self._set)
+        self._set, self._state = policy_set, state
+        logger.info("policy set v%s loaded: %d policies", policy_set.version, len(policy_set))
+        return policy_set
 
     # -- uncommitted changes of this thread --
 
@@ -451,9 +468,9 @@ class _Store:
             _pending.callbacks = live
             try:
                 with transaction.atomic(using=alias):
-                    version = current_version(alias)
+                    state = current_state(alias)
                     previous = _pending.policy_set or self._set
-                    policy_set = load_policy_set(version, using=alias, previous=previous)
+                    policy_set = load_policy_set(state, using=alias, previous=previous)
             except Exception as exc:
                 logger.error("could not read this transaction's policy changes (%s)", brief(exc))
                 if self._set is None:
@@ -467,7 +484,7 @@ _store = _Store()
 
 
 def get_policy_set() -> PolicySet:
-    """The policy set in force for this process (reloaded when the stored version changes).
+    """The policy set in force for this process (reloaded when the stored state changes).
 
     :raises PolicyStoreUnavailable: nothing could be loaded and there is no
         earlier good set to keep.
@@ -487,6 +504,6 @@ def note_uncommitted_change(using: str, on_commit: Callable[[], None]) -> None:
 
 
 def change_committed(on_commit: Callable[[], None]) -> None:
-    """A policy change committed: re-read the version here, and tell the other processes."""
+    """A policy change committed: re-read the state here, and tell the other processes."""
     announce_change()
     _store.committed(on_commit)

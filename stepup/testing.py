@@ -32,36 +32,67 @@ from django.test import Client
 from django.urls import reverse
 
 from stepup import grants
+from stepup.enforcement import view_started
 
 _RFC9470 = re.compile(r'^Bearer\s.*\berror="insufficient_user_authentication".*\bmax_age=\d+', re.S)
 
 
 def assert_requires_stepup(
-    client: Client, method: str, url: str, data: Any = None, **extra: Any
+    client: Client,
+    method: str,
+    url: str,
+    data: Any = None,
+    *,
+    refused_in_view: bool = False,
+    **extra: Any,
 ) -> HttpResponse:
-    """Fail unless the request is challenged for step-up; return the response.
+    """Fail unless the request is challenged for step-up before the view ran; return the response.
 
     Challenged means a ``302`` to ``stepup:verify`` carrying ``next`` and
     ``challenge``, or an RFC 9470 ``401`` (``WWW-Authenticate: Bearer
     error="insufficient_user_authentication" … max_age=N``).
 
-    Only the response is visible here, so "the protected view did not run"
-    rests on how stepup works: a challenge response is produced *instead of*
-    calling the view. When the view has side effects, assert in your test
-    that they did not happen, too.
+    Before the view ran means the refusal came from ``@require_stepup``,
+    ``StepUpRequiredMixin``, ``StepUpPermission`` or the middleware's URL
+    policies, not from ``enforce()`` in the view's own code (or from anything
+    refused after one of those checks passed): such a refusal comes after
+    whatever the view did first. The helper reads this from the request the
+    test client handled (``response.wsgi_request``); nothing is added to
+    responses.
 
-    :param client: a Django test client, usually logged in.
+    :param client: a Django test client (or DRF's ``APIClient``), usually logged in.
     :param method: ``"get"``, ``"post"``, … (any case).
+    :param refused_in_view: set it when the view calls ``enforce()`` itself and
+        you have made sure nothing happens before that call (the helper can't
+        tell ``enforce()`` on the view's first line from one after its work).
+        The response must still be a challenge. When the view has side
+        effects, assert in your test that they did not happen.
     :param extra: passed to the client (``content_type=``, ``headers=`` …).
     """
     send = getattr(client, method.lower(), None)
     if send is None:
         raise AssertionError(f"the test client has no method {method!r}")
     response: HttpResponse = send(url, data, **extra) if data is not None else send(url, **extra)
-    problem = _challenge_problem(response)
+    problem = _challenge_problem(response) or (None if refused_in_view else _refused_in_view(response))
     if problem:
-        raise AssertionError(f"{method.upper()} {url} was not challenged for step-up: {problem}")
+        raise AssertionError(
+            f"{method.upper()} {url} was not challenged for step-up before the view ran: {problem}"
+        )
     return response
+
+
+def _refused_in_view(response: HttpResponse) -> str | None:
+    request = getattr(response, "wsgi_request", None)
+    if request is None:
+        return "the response carries no request to tell where it was refused (use django.test.Client)"
+    if not view_started(request):
+        return None
+    return (
+        "it was challenged only after the view's own code had started (enforce() in the view, or a "
+        "check after @require_stepup, StepUpRequiredMixin, StepUpPermission or a URL policy passed), "
+        "so the view may have done its work first. Enforce before the view runs, or pass "
+        "refused_in_view=True when the view calls enforce() before doing anything"
+    )
 
 
 def _challenge_problem(response: HttpResponse) -> str | None:

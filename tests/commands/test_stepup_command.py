@@ -205,11 +205,13 @@ def test_export_json_to_stdout(run, good):
 
 
 def test_sync_bumps_the_policy_version_once(run, good):
-    from stepup.store import current_version
+    from stepup.store import current_state
 
-    before = current_version()
+    before = current_state()
     run("sync", good)
-    assert current_version() == before + 1
+    after = current_state()
+    assert after.version == before.version + 1
+    assert after.generation != before.generation
 
 
 def test_synced_policies_are_enforced_at_once(run, good):
@@ -285,3 +287,57 @@ def test_a_policy_change_without_its_version_bump_is_rolled_back(monkeypatch):
         Policy.objects.create(policy_id="p", actions=["a"], decision="deny")
     assert not Policy.objects.filter(policy_id="p").exists()
     assert not Policy.history.filter(policy_id="p").exists()
+
+
+# --- methods a URL policy leaves out ----------------------------------------------------------
+
+METHODS = """\
+version: 1
+policies:
+  - id: writes
+    match: {{urls: [{urls}], methods: [{methods}]}}
+    decision: step_up
+    max_age: 300
+"""
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "routes"])
+def test_a_method_restricted_url_policy_on_a_view_taking_other_writes_is_warned_about(
+    run, write, subcommand
+):
+    path = write(METHODS.format(urls="plain, thing-delete, post-and-delete", methods="POST"))
+    result = run(subcommand, path)
+    assert result.code == 0, result.err
+    warning = [line for line in result.err.splitlines() if "policy 'writes'" in line]
+    assert len(warning) == 1, result.err
+    assert "matches only POST" in warning[0]
+    assert "PUT, PATCH, DELETE on 'plain', 'thing-delete'" in warning[0]  # function views take anything
+    assert "DELETE on 'post-and-delete'" in warning[0]  # a class-based view: the handlers it defines
+
+
+@pytest.mark.parametrize(
+    ("urls", "methods"),
+    [
+        ("post-only", "POST"),  # @require_POST
+        ("reads-only", "GET"),  # @require_safe
+        ("post-and-delete", "POST, DELETE"),
+        ("plain", "GET, POST, PUT, PATCH, DELETE"),
+    ],
+)
+def test_no_warning_when_the_policy_names_every_write_the_view_takes(run, write, urls, methods):
+    result = run("validate", write(METHODS.format(urls=urls, methods=methods)))
+    assert result.code == 0
+    assert "policy 'writes'" not in result.err, result.err
+
+
+def test_no_warning_for_a_url_policy_without_methods(run, write):
+    result = run("validate", write(METHODS.replace(", methods: [{methods}]", "").format(urls="plain")))
+    assert "policy 'writes'" not in result.err, result.err
+
+
+def test_routes_shows_the_methods_django_decorators_let_through(run, good):
+    routes = {r["name"]: r for r in json.loads(run("routes", good, "--format", "json").out)}
+    assert routes["post-only"]["methods"] == ["POST"]
+    assert routes["reads-only"]["methods"] == ["GET", "HEAD"]
+    assert routes["post-and-delete"]["methods"] == ["POST", "DELETE"]
+    assert routes["plain"]["methods"] == ["*"]

@@ -155,7 +155,8 @@ def test_a_first_authenticator_needs_no_stepup(logged_in):
 
 
 def test_adding_another_authenticator_requires_stepup(logged_in, totp_device):
-    assert_requires_stepup(logged_in, "post", reverse("demo:totp-enroll"))
+    # The device views call enforce() first thing (a user's first device needs no step-up).
+    assert_requires_stepup(logged_in, "post", reverse("demo:totp-enroll"), refused_in_view=True)
     assert not TOTPDevice.objects.filter(confirmed=False).exists()
 
 
@@ -166,11 +167,11 @@ def test_adding_another_authenticator_after_stepup(logged_in, user, totp_device)
 
 
 def test_new_backup_codes_require_stepup(logged_in, totp_device):
-    assert_requires_stepup(logged_in, "post", reverse("demo:backup-codes"))
+    assert_requires_stepup(logged_in, "post", reverse("demo:backup-codes"), refused_in_view=True)
     assert not StaticDevice.objects.exists()
 
 
 def test_removing_a_device_requires_stepup(logged_in, totp_device):
     data = {"device": totp_device.persistent_id}
-    assert_requires_stepup(logged_in, "post", reverse("demo:device-remove"), data)
+    assert_requires_stepup(logged_in, "post", reverse("demo:device-remove"), data, refused_in_view=True)
     assert TOTPDevice.objects.filter(pk=totp_device.pk).exists()

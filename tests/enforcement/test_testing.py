@@ -76,3 +76,32 @@ def test_plugin_imports_without_django_configured():
         "assert 'stepup.testing' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": "."})
+
+
+def test_assert_requires_stepup_passes_async_views_refused_before_they_run(logged_in, billing, policy):
+    policy("access", actions=["access.modify"])
+    assert_requires_stepup(logged_in, "post", "/abilling/")
+    assert_requires_stepup(logged_in, "get", "/asettings/ops/")
+    assert views.CALLS == []
+
+
+def test_assert_requires_stepup_fails_for_a_refusal_inside_the_view_unless_told(logged_in, policy):
+    policy("downloads", actions=["reports.download"])
+    with pytest.raises(AssertionError, match="after the view's own code had started"):
+        assert_requires_stepup(logged_in, "get", "/deep/")
+    assert views.CALLS == ["deep entered"]
+    assert_requires_stepup(logged_in, "get", "/deep/", refused_in_view=True)
+
+
+def test_assert_requires_stepup_needs_the_request_to_tell_where_it_was_refused(logged_in, billing):
+    class Relay:
+        """A client that hands back a copy of the response only."""
+
+        def post(self, url, **extra):
+            response = logged_in.post(url, **extra)
+            del response.wsgi_request
+            return response
+
+    with pytest.raises(AssertionError, match="carries no request"):
+        assert_requires_stepup(Relay(), "post", "/billing/")
+    assert_requires_stepup(Relay(), "post", "/billing/", refused_in_view=True)

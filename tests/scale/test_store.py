@@ -18,7 +18,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from stepup import notices, store
-from stepup.models import Policy, PolicySetState
+from stepup.models import Policy, PolicySetState, new_generation
 from stepup.policy.model import PolicySpec
 from tests.scale import fakecache
 
@@ -60,7 +60,7 @@ def foreign_change(policy_id: str, notice: str | None = "from-another-process") 
     """What another process's commit leaves behind: a row, a new version, and maybe a notice."""
     Policy.objects.bulk_create([Policy(policy_id=policy_id, actions=[f"{policy_id}.act"], decision="deny")])
     PolicySetState.objects.get_or_create(pk=1)
-    PolicySetState.objects.filter(pk=1).update(version=F("version") + 1)
+    PolicySetState.objects.filter(pk=1).update(version=F("version") + 1, generation=new_generation())
     if notice is not None:
         fakecache.STATE.data[f":1:{notices.NOTICE_KEY}"] = notice
 
@@ -158,13 +158,13 @@ def test_database_down_keeps_the_last_good_set_and_backs_off(shared, clock, monk
     good = store.get_policy_set()
     tries = []
 
-    def unreachable(using: Any = None) -> int:
+    def unreachable(using: Any = None) -> store.SetState:
         tries.append(1)
         raise DatabaseError("connection refused")
 
-    monkeypatch.setattr(store, "current_version", unreachable)
+    monkeypatch.setattr(store, "current_state", unreachable)
     foreign_change("unseen")  # a notice arrives; the database can't be read
-    monkeypatch.setattr(store, "current_version", unreachable)
+    monkeypatch.setattr(store, "current_state", unreachable)
     with caplog.at_level(logging.ERROR, logger="stepup.store"):
         for _ in range(10):
             assert store.get_policy_set() is good
@@ -182,11 +182,11 @@ def test_database_down_keeps_the_last_good_set_and_backs_off(shared, clock, monk
 def test_database_down_with_no_set_at_all_raises_and_backs_off(shared, clock, monkeypatch):
     tries = []
 
-    def unreachable(using: Any = None) -> int:
+    def unreachable(using: Any = None) -> store.SetState:
         tries.append(1)
         raise DatabaseError("connection refused")
 
-    monkeypatch.setattr(store, "current_version", unreachable)
+    monkeypatch.setattr(store, "current_state", unreachable)
     for _ in range(5):
         with pytest.raises(store.PolicyStoreUnavailable):
             store.get_policy_set()
@@ -249,9 +249,9 @@ def test_uncommitted_changes_are_seen_by_their_own_transaction_only(shared):
 @pytest.mark.django_db(transaction=True)
 def test_reads_inside_a_transaction_never_replace_a_newer_set_with_an_older_one(shared, clock):
     settled()
-    version = store._store._version
-    assert version is not None
-    store._store._version = version + 5  # as if a newer set were already in force
+    state = store._store._state
+    assert state is not None
+    store._store._state = state._replace(version=state.version + 5)  # as if a newer set were in force
     kept = store._store._set
     store._store.recheck()
     with transaction.atomic():
@@ -295,7 +295,7 @@ def test_a_malformed_row_is_replaced_on_reload_and_the_others_stay(shared, clock
     row = Policy.objects.get(policy_id="broken")
     with caplog.at_level(logging.ERROR, logger="stepup.store"):
         Policy.objects.filter(pk=row.pk).update(actions="not-a-list", when={"nope": 1})
-        PolicySetState.objects.filter(pk=1).update(version=F("version") + 1)
+        PolicySetState.objects.filter(pk=1).update(version=F("version") + 1, generation=new_generation())
         store._store.recheck()
         policy_set = store.get_policy_set()
     assert policy_set.specs["fine"].decision == "deny"

@@ -48,8 +48,8 @@ from django_otp.models import Device  # noqa: E402
 from django_otp.oath import TOTP  # noqa: E402
 from django_otp.plugins.otp_totp.models import TOTPDevice  # noqa: E402
 
+from stepup import store, throttling  # noqa: E402
 from stepup import sync as sync_module  # noqa: E402
-from stepup import throttling  # noqa: E402
 from stepup.conf import conf  # noqa: E402
 from stepup.models import DecisionLog, Policy, PolicySetState, UserState  # noqa: E402
 from stepup.policy.loader import load_files  # noqa: E402
@@ -104,12 +104,12 @@ def cmd_policy(args: dict[str, Any]) -> dict[str, Any]:
             setattr(row, name, args[name])
     row.source_file = "tests/scale"
     row.save()
-    return {"version": PolicySetState.objects.get(pk=1).version}
+    return {"version": store.current_state().label}  # as the servers' policy sets carry it
 
 
 def cmd_delete_policy(args: dict[str, Any]) -> dict[str, Any]:
     Policy.objects.get(policy_id=args["id"]).delete()
-    return {"version": PolicySetState.objects.get(pk=1).version}
+    return {"version": store.current_state().label}  # as the servers' policy sets carry it
 
 
 def cmd_counts(args: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,10 @@ a sync is all or nothing.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from io import StringIO
@@ -16,13 +20,14 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from project.demo.models import BillingProfile
 from stepup import store
 from stepup.models import PendingChallenge, Policy, PolicySetState
+from stepup.policy.model import Input
 from stepup.sync import load, sync
 from stepup.testing import stepup_verified
 from tests.security import views
@@ -316,6 +321,125 @@ def test_concurrent_syncs_are_serialised_or_fail_cleanly(two_files: tuple[Path, 
     assert HistoricalPolicy.objects.count() == before_history + sum(per_sync.values())
     for p in set(two_files) - set(succeeded):
         assert "locked" in str(outcomes[p]).lower()
+
+
+# --- the set in force is the database's, whatever happened to the database ------------------------
+#
+# A process keeps its compiled set until the database holds a different one. The
+# version number alone can't say so: a flush or a restore from a backup sets it back,
+# and later changes reach the same number again with other policies.
+
+ROOT = Path(__file__).resolve().parents[2]
+DENY_BILLING = ONE_GOOD_POLICY.replace("decision: step_up\n    max_age: 300", "decision: deny")
+
+
+def policy_file(tmp_path: Path, text: str, name: str) -> Any:
+    path = tmp_path / name
+    path.write_text(text)
+    return load([path])
+
+
+def billing_outcome() -> str:
+    """What this process enforces on ``billing.update`` now."""
+    return store.get_policy_set().decide(Input(action="billing.update", method="POST")).outcome
+
+
+def test_two_transactional_tests_in_a_row_each_enforce_what_they_synced(tmp_path: Path) -> None:
+    """A user's suite: the flush between two transactional tests sets the version back to 0."""
+    (tmp_path / "a.yaml").write_text(ONE_GOOD_POLICY)
+    (tmp_path / "b.yaml").write_text(DENY_BILLING)
+    suite = tmp_path / "test_users_suite.py"
+    suite.write_text(
+        textwrap.dedent(
+            f"""
+            import pytest
+            from stepup import store
+            from stepup.policy.model import Input
+            from stepup.sync import load, sync
+
+
+            def outcome():
+                return store.get_policy_set().decide(Input(action="billing.update", method="POST")).outcome
+
+
+            @pytest.mark.django_db(transaction=True)
+            def test_one_syncs_set_a():
+                sync(load([{str(tmp_path / "a.yaml")!r}]), reason="a")
+                assert outcome() == "step_up"
+
+
+            @pytest.mark.django_db(transaction=True)
+            def test_two_syncs_set_b_to_the_same_version():
+                sync(load([{str(tmp_path / "b.yaml")!r}]), reason="b")
+                assert outcome() == "deny"
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=tests.settings", str(suite)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout
+
+
+@pytest.fixture
+def polling(settings: Any) -> None:
+    """No shared cache and no reload interval: every call reads the state row, as after an interval."""
+    settings.STEPUP = {**settings.STEPUP, "RELOAD_INTERVAL": 0}
+
+
+def restore(rows: list[Policy], state: PolicySetState, using: str = "default") -> None:
+    """Put back a backup as a restore does: raw rows, no signals, no version bump."""
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Policy._meta.db_table}")
+        PolicySetState.objects.using(using).all().delete()
+        Policy.objects.using(using).bulk_create(rows)
+        PolicySetState.objects.using(using).bulk_create([state])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_restored_from_an_older_backup_is_enforced(tmp_path: Path, polling: None) -> None:
+    sync(policy_file(tmp_path, ONE_GOOD_POLICY, "a.yaml"), reason="a")
+    backup = list(Policy.objects.all()), PolicySetState.objects.get()
+    sync(policy_file(tmp_path, DENY_BILLING, "b.yaml"), reason="b")
+    assert billing_outcome() == "deny"
+    restore(*backup)
+    # Before this process looks again, a change brings the version back to the number it knows.
+    sync(policy_file(tmp_path, ONE_GOOD_POLICY.replace("max_age: 300", "max_age: 30"), "c.yaml"), reason="c")
+    assert PolicySetState.objects.get().version == 2
+    assert billing_outcome() == "step_up"
+    assert store.get_policy_set().specs["billing-update"].max_age == 30
+    restore(*backup)
+    assert billing_outcome() == "step_up"
+    assert store.get_policy_set().specs["billing-update"].max_age == 300
+
+
+class SecondDatabase:
+    """Routes stepup's models to the ``second`` database."""
+
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return "second" if model._meta.app_label == "stepup" else None
+
+    db_for_read = db_for_write
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "second"])
+def test_two_databases_at_the_same_version_are_told_apart(
+    tmp_path: Path, polling: None, settings: Any
+) -> None:
+    sync(policy_file(tmp_path, ONE_GOOD_POLICY, "a.yaml"), reason="a")
+    sync(policy_file(tmp_path, DENY_BILLING, "b.yaml"), reason="b", using="second")
+    versions = {alias: PolicySetState.objects.using(alias).get().version for alias in ("default", "second")}
+    assert versions == {"default": 1, "second": 1}
+    assert billing_outcome() == "step_up"
+    settings.DATABASE_ROUTERS = [f"{__name__}.SecondDatabase"]
+    assert billing_outcome() == "deny"
 
 
 # --- the admin ------------------------------------------------------------------------------------

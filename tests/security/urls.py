@@ -27,6 +27,7 @@ urlpatterns = [
     path("t/pay-bound/<str:account>/", views.pay_bound, name="pay-bound-to"),
     path("t/api/pay-bound/", views.BoundPayApi.as_view(), name="pay-bound-api"),
     path("t/thing/", views.ThingView.as_view(), name="thing"),
+    path("t/work-then-enforce/", views.work_then_enforce, name="work-then-enforce"),
     *format_suffix_patterns(
         [
             path("t/api/things/", views.ThingsApi.as_view(), name="things-api"),

@@ -100,6 +100,13 @@ def pay_in_code_then_notify(request: HttpRequest) -> HttpResponse:
     return HttpResponse("paid and notified")
 
 
+def work_then_enforce(request: HttpRequest) -> HttpResponse:
+    """Does its work first and only then enforces: the challenge comes after the side effect."""
+    response = ran("work-then-enforce", request)
+    enforce(request, "things.change")
+    return response
+
+
 @require_stepup("things.pay", attributes=lambda request, *a, **kw: {"amount": request.POST.get("amount")})
 @require_stepup("things.notify")
 def pay_and_notify(request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ from argparse import SUPPRESS, ArgumentParser, ArgumentTypeError
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
@@ -17,6 +17,9 @@ from stepup.policy.engine import PolicySet, compile_policies, input_from_dict
 from stepup.policy.loader import load_files, validate_test
 from stepup.policy.model import Decision, PolicyFile
 from stepup.policy.suite import run_suite
+
+if TYPE_CHECKING:
+    from stepup.routes import Route
 
 
 class Command(BaseCommand):
@@ -148,7 +151,7 @@ class Command(BaseCommand):
     # -- subcommands --
 
     def do_validate(self, files: Sequence[str], **_: Any) -> None:
-        from stepup.routes import uncovered_actions
+        from stepup.routes import collect_routes, uncovered_actions
 
         policy_file = self.load(files)
         for action in uncovered_actions(policy_file):
@@ -156,7 +159,8 @@ class Command(BaseCommand):
                 f"warning: declared action {action!r} has no policy; "
                 f"it gets the default requirement (max_age {conf.DEFAULT_MAX_AGE}s)."
             )
-        self.warn_partly_covered(compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE))
+        policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
+        self.warn_about_routes(policy_set, collect_routes(policy_set))
         self.say(
             f"OK: {len(policy_file.policies)} policies and {len(policy_file.tests)} tests "
             f"in {', '.join(policy_file.sources)}."
@@ -253,12 +257,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Deleted {count} decision-log entries {when}.")
             self.stdout.write(f"Deleted {expired} expired grants and challenges.")
 
-    def warn_partly_covered(self, policy_set: PolicySet) -> None:
-        """Warn about each view mounted under several routes that URL policies don't cover alike."""
-        from stepup.routes import partly_covered_views
+    def warn_about_routes(self, policy_set: PolicySet, routes: Sequence[Route]) -> None:
+        """Warn about views that URL policies cover unevenly, and about methods policies leave out."""
+        from stepup.routes import method_gaps, partly_covered_views
 
         for view in partly_covered_views(policy_set):
             self.stderr.write(f"warning: {view.warning()}")
+        for gap in method_gaps(policy_set, routes):
+            self.stderr.write(f"warning: {gap.warning()}")
 
     def write_plan(self, plan: Any, verb: str) -> None:
         for change in plan.changes:
@@ -306,12 +312,12 @@ class Command(BaseCommand):
         self.stdout.write(format_trace(decision))
 
     def do_routes(self, files: Sequence[str], format: str, require_coverage: Sequence[str], **_: Any) -> None:
-        from stepup.routes import collect_routes, uncovered_routes
+        from stepup.routes import collect_routes, idle_policies, uncovered_routes
 
         policy_file = self.load(files)
         policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
         routes = collect_routes(policy_set)
-        self.warn_partly_covered(policy_set)
+        self.warn_about_routes(policy_set, routes)
         if format == "json":
             self.stdout.write(json.dumps([r.as_dict() for r in routes], indent=2))
         else:
@@ -320,9 +326,13 @@ class Command(BaseCommand):
         if require_coverage:
             missing = uncovered_routes(routes, require_coverage)
             for route in missing:
-                self.stderr.write(
-                    f"error: route {route.name!r} ({route.pattern}) has no policy that can apply"
+                idle = idle_policies(policy_set, route)
+                why = (
+                    f"only shadow/disabled policies: {', '.join(idle)} (they enforce nothing)"
+                    if idle
+                    else "no policy that can apply"
                 )
+                self.stderr.write(f"error: route {route.name!r} ({route.pattern}) has {why}")
             if missing:
                 raise SystemExit(1)
 
