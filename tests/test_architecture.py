@@ -1,0 +1,88 @@
+"""The arrows that must never exist between stepup's parts (docs/architecture.md, "Never").
+
+Read from the source with ``ast``, so an import inside a function counts as
+much as one at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "stepup"
+DRF_MODULES = {"api.py", "openapi.py", "permissions.py"}
+"""The only modules that may import Django REST framework (``import stepup`` never does)."""
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved against the package."""
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    return imported(path.read_text(), package)
+
+
+def imported(source: str, package: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def sources(folder: Path = PACKAGE) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "migrations" not in p.parts)
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+@pytest.mark.parametrize("path", sources(PACKAGE / "policy"), ids=lambda p: p.name)
+def test_the_policy_core_imports_neither_django_nor_the_rest_of_stepup(path: Path) -> None:
+    wrong = sorted(
+        m
+        for m in imports(path)
+        if top(m) in {"django", "rest_framework"}
+        or (top(m) == "stepup" and not m.startswith("stepup.policy"))
+    )
+    assert not wrong, f"{path.relative_to(PACKAGE.parent)} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_nothing_in_stepup_imports_the_demo_or_the_tests(path: Path) -> None:
+    wrong = sorted(m for m in imports(path) if top(m) in {"project", "tests"})
+    assert not wrong, f"{path.relative_to(PACKAGE.parent)} imports {wrong}"
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_drf_adapters_import_drf(path: Path) -> None:
+    if path.name in DRF_MODULES and path.parent == PACKAGE:
+        return
+    wrong = sorted(m for m in imports(path) if top(m) == "rest_framework")
+    assert not wrong, f"{path.relative_to(PACKAGE.parent)} imports {wrong}: only {sorted(DRF_MODULES)} may"
+
+
+def test_the_import_reader_sees_relative_and_nested_imports() -> None:
+    """The control: imports the rules above must catch, in every spelling."""
+    source = (
+        "import django.db\n"
+        "from . import engine\n"
+        "from ..views import x\n"
+        "def f():\n"
+        "    from rest_framework import views\n"
+        "    import project.demo\n"
+    )
+    assert imported(source, "stepup.policy") == {
+        "django.db",
+        "stepup.policy",
+        "stepup.views",
+        "rest_framework",
+        "project.demo",
+    }
