@@ -45,7 +45,7 @@ def test_seed_creates_users_groups_and_devices():
     for name in ("alice", "bob", "carol", "dave"):
         assert users[name].check_password(f"stepup-demo-{name}")
         assert f"stepup-demo-{name}" in output
-    assert "python manage.py demo_totp alice" in output
+    assert ".venv/bin/python manage.py demo_totp alice" in output
 
 
 def test_seed_gives_everyone_but_dave_a_fixed_confirmed_totp_device():

@@ -63,7 +63,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(
                     "No step-up policies in the database yet, so every protected action asks "
-                    "for a code. Load the demo's: python manage.py stepup sync"
+                    "for a code. Load the demo's: .venv/bin/python manage.py stepup sync"
                 )
             )
 
@@ -71,4 +71,4 @@ class Command(BaseCommand):
 def _factor(user: DemoUser) -> str:
     if not user.totp:
         return "none: enrolls on the Security page"
-    return f"current TOTP code: python manage.py demo_totp {user.username}"
+    return f"current TOTP code: .venv/bin/python manage.py demo_totp {user.username}"
