@@ -277,12 +277,12 @@ def test_routes_require_coverage(run, good):
 @pytest.mark.django_db(transaction=True)
 def test_a_policy_change_without_its_version_bump_is_rolled_back(monkeypatch):
     """Outside any transaction, a save whose version bump fails must leave nothing behind."""
-    from stepup import signals
+    from stepup import sync
 
     def broken_bump(using="default"):
         raise RuntimeError("version bump failed")
 
-    monkeypatch.setattr(signals, "bump_policy_version", broken_bump)
+    monkeypatch.setattr(sync, "bump_policy_version", broken_bump)
     with pytest.raises(RuntimeError):
         Policy.objects.create(policy_id="p", actions=["a"], decision="deny")
     assert not Policy.objects.filter(policy_id="p").exists()
