@@ -160,7 +160,7 @@ def _apply(plan: Plan, rows: dict[str, Policy], *, reason: str, commit: str, usi
         row.save(using=using)
 
 
-# --- the policy-set version ----------------------------------------------------------------
+# --- the policy-set version -----------------------------------------------------------
 
 
 def bump_policy_version(using: str = "default") -> None:
@@ -204,7 +204,7 @@ def policy_changed(using: str = "default") -> None:
         bump_policy_version(using)
 
 
-# --- the drift report the admin shows ---------------------------------------------------------
+# --- the drift report the admin shows -------------------------------------------------
 
 _COMPARISON_ATTR = "_stepup_policy_files"
 
@@ -254,7 +254,7 @@ def file_comparison(request: HttpRequest) -> FileComparison:
     return found
 
 
-# --- export and helpers -----------------------------------------------------------------------
+# --- export and helpers ---------------------------------------------------------------
 
 
 def export(using: str = "default", fmt: str = "yaml") -> tuple[str, list[str]]:
