@@ -1,13 +1,14 @@
 """The admin: policies with their history, every policy change, and the decision log.
 
 - **Policies** (:class:`PolicyAdmin`, on ``SimpleHistoryAdmin``): where each came
-  from, whether it differs from the policy files, and its history with
-  field-by-field diffs. Adding, changing, reverting or deleting one is the
-  declared action ``stepup.policies.change``, which the built-in policy
+  from, whether it differs from the policy files (the drift report of
+  :mod:`stepup.sync`), and its history with field-by-field diffs. Adding,
+  changing, reverting or deleting one is the declared action
+  ``stepup.policies.change``, which the built-in policy
   ``stepup.builtin.policy-admin`` protects: every ``POST`` to these pages needs
   a recent second factor before anything is read from the form, let alone
-  saved. Edits are validated by the policy-file loader and recorded with the
-  admin user and the reason they give.
+  saved. Edits are validated by the policy-file loader (:mod:`stepup.forms`)
+  and recorded with the admin user and the reason they give.
 - **Policy changes** (:class:`PolicyChangeAdmin`): the history of every policy,
   deleted ones included, read-only.
 - **Decision log** (:class:`DecisionLogAdmin`): read-only for everyone,
@@ -18,11 +19,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -35,72 +34,22 @@ from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from stepup.conf import conf
 from stepup.context import SAFE_METHODS
 from stepup.decorators import guard
 from stepup.enforcement import enforce
-from stepup.models import DecisionLog, Policy, spec_fields
+from stepup.forms import MATCH_FIELDS, PolicyForm
+from stepup.models import DecisionLog, Policy
 from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
-from stepup.policy.loader import load_files, validate_policy
-from stepup.policy.model import PolicyError, PolicyFile
-from stepup.signals import batched_policy_changes
-from stepup.sync import Change, make_plan
+from stepup.sync import FileComparison, batched_policy_changes, file_comparison
 
 HistoricalPolicy: type[Model] = Policy.history.model
 
 STEPPED_UP_ATTR = "_stepup_policy_admin_allowed"
 """Set on a request once the policy-admin step-up passed for it."""
 
-_COMPARISON_ATTR = "_stepup_policy_files"
 
-
-# --- policies compared with the policy files -----------------------------------------
-
-
-@dataclass
-class FileComparison:
-    """How the stored policies differ from the policy files: ``sync``'s own plan, read once per request."""
-
-    error: str = ""
-    changes: dict[str, Change] = field(default_factory=dict)
-    unchanged: frozenset[str] = frozenset()
-
-    @classmethod
-    def load(cls) -> FileComparison:
-        paths = conf.POLICY_FILES
-        if not paths:
-            return cls(error="no policy files configured")
-        policy_file = load_files(paths)
-        if policy_file.errors:
-            return cls(error="files have errors")
-        plan = make_plan(policy_file, using=router.db_for_read(Policy))
-        return cls(changes={c.policy_id: c for c in plan.changes}, unchanged=frozenset(plan.unchanged))
-
-    def differs(self, row: Policy) -> bool | None:
-        """Whether ``row`` differs from the files; ``None`` when the files can't tell."""
-        if self.error or (row.policy_id not in self.changes and row.policy_id not in self.unchanged):
-            return None
-        return row.policy_id in self.changes
-
-    def describe(self, row: Policy) -> str:
-        if self.error:
-            return self.error
-        change = self.changes.get(row.policy_id)
-        if change is None:
-            return "no" if row.policy_id in self.unchanged else "-"
-        if change.kind == "delete":
-            return "yes: not in the files"
-        return "yes: " + ", ".join(item.field for item in change.fields)
-
-
-def file_comparison(request: HttpRequest) -> FileComparison:
-    """The comparison for this request (the files are read at most once per request)."""
-    found = getattr(request, _COMPARISON_ATTR, None)
-    if not isinstance(found, FileComparison):
-        found = FileComparison.load()
-        setattr(request, _COMPARISON_ATTR, found)
-    return found
+# --- list filters ---------------------------------------------------------------------
 
 
 class DiffersFromFilesFilter(admin.SimpleListFilter):
@@ -136,97 +85,6 @@ class SourceFilter(admin.SimpleListFilter):
         if self.value() == "other":
             return queryset.filter(source_file="", source_user__isnull=True)
         return queryset
-
-
-# --- the policy form: validated by the policy-file loader ----------------------------
-
-_MATCH_FIELDS = ("actions", "urls", "methods")
-_FORM_FIELD = {"id": "policy_id", "match": "actions"}
-
-
-def _form_field(error: PolicyError) -> str | None:
-    """The form field a loader error belongs to (``None``: the form as a whole)."""
-    path = error.field.replace("[", ".[").split(".")
-    head = path[0]
-    if head == "match" and len(path) > 1 and path[1] in _MATCH_FIELDS:
-        return path[1]
-    if head.startswith("policies") and "urls" in path:  # from the URLconf check
-        return "urls"
-    if head in _FORM_FIELD:
-        return _FORM_FIELD[head]
-    return head if head in Policy.SPEC_FIELDS else None
-
-
-def _is_given(value: Any) -> bool:
-    return value is not None and value != [] and value != {} and value != ""
-
-
-class PolicyForm(forms.ModelForm):
-    """A policy as the admin edits it; every value is checked exactly as a policy file would be."""
-
-    change_reason = forms.CharField(
-        label="Reason for this change",
-        max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Recorded in the policy's history with your user name.",
-    )
-
-    class Meta:
-        model = Policy
-        fields = [
-            "policy_id",
-            "description",
-            *_MATCH_FIELDS,
-            "when",
-            "decision",
-            "max_age",
-            "factors",
-            "enabled",
-            "mode",
-        ]
-        help_texts = {
-            "actions": 'JSON list of declared action names; "*" globs allowed, e.g. ["billing.update"]',
-            "urls": 'JSON list of URL names, e.g. ["admin:auth_user_change"]',
-            "methods": 'JSON list; empty means every method, e.g. ["POST", "DELETE"]',
-            "when": 'JSON object of conditions, e.g. {"roles": {"any_of": ["finance"]}}',
-            "max_age": "step_up only: seconds since the last verification; 0 = for this one request",
-            "factors": 'step_up only: JSON list of factor kinds, e.g. ["totp", "webauthn"]; empty = any',
-        }
-
-    def policy_data(self) -> dict[str, Any]:
-        """The form's values as a policy-file mapping, everything given passed on for validation."""
-        data = self.cleaned_data
-        policy: dict[str, Any] = {
-            "id": data.get("policy_id", self.instance.policy_id),
-            "description": data.get("description") or "",
-            "match": {name: data[name] for name in _MATCH_FIELDS if _is_given(data.get(name))},
-            "decision": data.get("decision"),
-            "enabled": bool(data.get("enabled")),
-            "mode": data.get("mode"),
-        }
-        for name in ("when", "max_age", "factors"):
-            if _is_given(data.get(name)):
-                policy[name] = data[name]
-        return policy
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        if self.errors:
-            return cleaned  # a field's own error (bad JSON, bad choice) comes first
-        spec, errors = validate_policy(self.policy_data(), source="<admin>")
-        if spec is not None:
-            from stepup.routes import check_against_urlconf
-
-            errors = check_against_urlconf(PolicyFile(policies=(spec,)))
-        for error in errors:
-            target = _form_field(error)
-            prefix = f"{error.field}: " if error.field not in ("", "id", "match", target) else ""
-            if target is not None and target not in self.fields:
-                target = None
-            self.add_error(target, prefix + error.message)
-        if spec is not None and not errors:
-            cleaned.update(spec_fields(spec))  # the canonical form, as sync would store it
-        return cleaned
 
 
 # --- history --------------------------------------------------------------------------
@@ -265,7 +123,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
     readonly_fields = ["differs_from_files", "source_display", "updated_at"]
     fieldsets = [
         (None, {"fields": ["policy_id", "description", "decision", "max_age", "factors", "enabled", "mode"]}),
-        ("Match", {"fields": list(_MATCH_FIELDS)}),
+        ("Match", {"fields": list(MATCH_FIELDS)}),
         ("Conditions", {"fields": ["when"]}),
         ("Where it came from", {"fields": ["source_display", "differs_from_files", "updated_at"]}),
         ("Why", {"fields": ["change_reason"]}),

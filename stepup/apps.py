@@ -9,6 +9,7 @@ class StepUpConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from stepup import audit, checks, signals  # noqa: F401  (registers checks and receivers)
+        from stepup import audit, checks, receivers  # noqa: F401  (importing checks registers them)
 
+        receivers.connect()
         audit.connect_history_receivers()

@@ -3,7 +3,7 @@
 Every process keeps one compiled :class:`~stepup.policy.engine.PolicySet` in
 memory and learns about changes through the state row (``PolicySetState``),
 whose version and random generation every policy change renews in its own
-transaction (:mod:`stepup.signals`). A set is identified by the pair
+transaction (:mod:`stepup.sync`). A set is identified by the pair
 (:class:`SetState`): a flushed or restored database sets the version back,
 and later changes reach the same number with other policies.
 
@@ -499,7 +499,7 @@ def invalidate() -> None:
 
 
 def note_uncommitted_change(using: str, on_commit: Callable[[], None]) -> None:
-    """Record a policy change made in ``using``'s current transaction (see :mod:`stepup.signals`)."""
+    """Record a policy change made in ``using``'s current transaction (see :mod:`stepup.sync`)."""
     _store.note_change(using, on_commit)
 
 

@@ -5,22 +5,32 @@ is the field-by-field difference between them; ``sync`` applies a plan in one
 transaction, under a lock, with a history row (and its reason) for every
 change. Writes go through ``save()``/``delete()`` one row at a time, never
 bulk, so django-simple-history records each of them.
+
+Also here: the policy-set version every policy write bumps
+(:func:`bump_policy_version`, called by :mod:`stepup.receivers`; many writes
+share one bump inside :func:`batched_policy_changes`), and the drift report
+the admin shows (:class:`FileComparison`).
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections, router, transaction
+from django.db.models import F
+from django.http import HttpRequest
 
-from stepup.models import Policy, PolicySetState, spec_fields
+from stepup import store
+from stepup.conf import conf
+from stepup.models import Policy, PolicySetState, new_generation, spec_fields
 from stepup.policy.loader import dump_policies, load_files
 from stepup.policy.model import PolicyFile, PolicySpec
-from stepup.signals import batched_policy_changes
 from stepup.store import spec_from_row
 
 ADVISORY_LOCK_KEY = 0x5735_7570  # "stepup": serialises syncs on PostgreSQL
@@ -148,6 +158,103 @@ def _apply(plan: Plan, rows: dict[str, Policy], *, reason: str, commit: str, usi
         row.source_commit = commit
         row.source_user = None
         row.save(using=using)
+
+
+# --- the policy-set version -----------------------------------------------------------
+
+
+def bump_policy_version(using: str = "default") -> None:
+    """Record a policy change: a new version and generation in this transaction; announce it after commit.
+
+    Until the transaction commits, only this thread sees the change
+    (:func:`stepup.store.note_uncommitted_change`); after commit, this process
+    re-reads the version and every other process is told through the shared
+    cache (:func:`stepup.store.change_committed`). The ``UPDATE`` also locks the
+    version row, so concurrent changes are serialised and each gets its own version.
+    """
+    state = PolicySetState.objects.using(using).filter(pk=1)
+    updated = state.update(version=F("version") + 1, generation=new_generation())
+    if not updated:
+        PolicySetState.objects.using(using).get_or_create(pk=1, defaults={"version": 1})
+
+    def committed() -> None:
+        store.change_committed(committed)
+
+    store.note_uncommitted_change(using, committed)
+    transaction.on_commit(committed, using=using)
+
+
+_batched: ContextVar[bool] = ContextVar("stepup_policy_batch", default=False)
+
+
+@contextmanager
+def batched_policy_changes(using: str = "default") -> Iterator[None]:
+    """Save many policies with one version bump at the end (``sync`` and the admin's bulk delete use it)."""
+    token = _batched.set(True)
+    try:
+        yield
+    finally:
+        _batched.reset(token)
+    bump_policy_version(using)
+
+
+def policy_changed(using: str = "default") -> None:
+    """A policy row was saved or deleted: bump the version now, or once at the end of the batch."""
+    if not _batched.get():
+        bump_policy_version(using)
+
+
+# --- the drift report the admin shows -------------------------------------------------
+
+_COMPARISON_ATTR = "_stepup_policy_files"
+
+
+@dataclass
+class FileComparison:
+    """How the stored policies differ from the policy files: ``sync``'s own plan, read once per request."""
+
+    error: str = ""
+    changes: dict[str, Change] = field(default_factory=dict)
+    unchanged: frozenset[str] = frozenset()
+
+    @classmethod
+    def load(cls) -> FileComparison:
+        paths = conf.POLICY_FILES
+        if not paths:
+            return cls(error="no policy files configured")
+        policy_file = load_files(paths)
+        if policy_file.errors:
+            return cls(error="files have errors")
+        plan = make_plan(policy_file, using=router.db_for_read(Policy))
+        return cls(changes={c.policy_id: c for c in plan.changes}, unchanged=frozenset(plan.unchanged))
+
+    def differs(self, row: Policy) -> bool | None:
+        """Whether ``row`` differs from the files; ``None`` when the files can't tell."""
+        if self.error or (row.policy_id not in self.changes and row.policy_id not in self.unchanged):
+            return None
+        return row.policy_id in self.changes
+
+    def describe(self, row: Policy) -> str:
+        if self.error:
+            return self.error
+        change = self.changes.get(row.policy_id)
+        if change is None:
+            return "no" if row.policy_id in self.unchanged else "-"
+        if change.kind == "delete":
+            return "yes: not in the files"
+        return "yes: " + ", ".join(item.field for item in change.fields)
+
+
+def file_comparison(request: HttpRequest) -> FileComparison:
+    """The comparison for this request (the files are read at most once per request)."""
+    found = getattr(request, _COMPARISON_ATTR, None)
+    if not isinstance(found, FileComparison):
+        found = FileComparison.load()
+        setattr(request, _COMPARISON_ATTR, found)
+    return found
+
+
+# --- export and helpers ---------------------------------------------------------------
 
 
 def export(using: str = "default", fmt: str = "yaml") -> tuple[str, list[str]]:

@@ -176,16 +176,16 @@ def test_files_with_errors_give_no_answer(
 
 
 def test_the_files_are_read_once_per_changelist(admin_client: Client, synced: None, monkeypatch: Any) -> None:
-    import stepup.admin
+    import stepup.sync
 
     calls = []
-    real = stepup.admin.load_files
+    real = stepup.sync.load_files
 
     def counting(paths: Any) -> Any:
         calls.append(paths)
         return real(paths)
 
-    monkeypatch.setattr(stepup.admin, "load_files", counting)
+    monkeypatch.setattr(stepup.sync, "load_files", counting)
     assert admin_client.get("/admin/stepup/policy/?differs=yes").status_code == 200
     assert len(calls) == 1
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
@@ -187,9 +187,9 @@ def test_malformed_facts_are_skipped_not_guessed(current: None, facts: Any) -> N
 
 def test_the_command_reports_flips_and_keeps_plan_exit_codes(seeded_log: None, tmp_path: Path) -> None:
     out = io.StringIO()
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(CommandError) as exited:
         call_command("stepup", "plan", "--replay", "7", str(write(tmp_path, TIGHTER)), stdout=out)
-    assert exited.value.code == 2
+    assert exited.value.returncode == 2
     text = out.getvalue()
     assert "update billing-admins" in text
     assert "155 decisions replayed, 143 would flip." in text
@@ -205,11 +205,10 @@ def test_the_command_reports_flips_and_keeps_plan_exit_codes(seeded_log: None, t
 
 
 def test_the_command_refuses_a_bad_window(tmp_path: Path) -> None:
-    from django.core.management.base import CommandError
-
     for days in ("0", "-3", "soon"):
-        with pytest.raises(CommandError):
+        with pytest.raises(CommandError, match="expected a number of days") as refused:
             call_command("stepup", "plan", "--replay", days, str(write(tmp_path, CURRENT)))
+        assert refused.value.returncode == 1
 
 
 # --- end to end: the facts enforcement logs are enough to replay its decisions -----------------
@@ -269,8 +268,9 @@ def test_replaying_real_traffic(logged_in: Client, user: Any, stepup_verified: A
         "challenged",
     ]
     out = io.StringIO()
-    with pytest.raises(SystemExit):
+    with pytest.raises(CommandError) as exited:
         call_command("stepup", "plan", "--replay", "36500", str(write(tmp_path, REAL_PROPOSED)), stdout=out)
+    assert exited.value.returncode == 2
     text = out.getvalue()
     assert "5 decisions replayed, 2 would flip." in text, text
     lines = [line.strip() for line in text.splitlines() if "would now" in line]

@@ -5,7 +5,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 
 class Result:
@@ -16,12 +16,14 @@ class Result:
 @pytest.fixture
 def run():
     def run(*args: str) -> Result:
+        """``manage.py stepup ARGS``: its exit code and output, ``CommandError: …`` included."""
         out, err = StringIO(), StringIO()
         try:
             call_command("stepup", *args, stdout=out, stderr=err)
             code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
+        except CommandError as exc:
+            err.write(f"CommandError: {exc}\n")  # what manage.py prints before it exits
+            code = exc.returncode
         return Result(code, out.getvalue(), err.getvalue())
 
     return run

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +15,8 @@ from stepup.models import Policy
 from .conftest import GOOD
 
 pytestmark = [pytest.mark.urls("tests.commands.urls"), pytest.mark.django_db]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BROKEN = """\
 version: 1
@@ -40,7 +46,25 @@ def test_validate_reports_every_error_with_line(run, write):
     assert result.code == 1
     assert f"{path}:6" in result.err  # max_age: -5
     assert f"{path}:7" in result.err  # duplicate id
-    assert "nothing was changed" in result.err
+    assert result.err.splitlines()[-1] == "CommandError: 2 error(s); nothing was changed."
+
+
+def test_manage_py_prints_the_error_and_exits_with_its_code(write):
+    path = write(BROKEN)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "stepup", "validate", path],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"error: {path}:6: " in done.stderr
+    assert done.stderr.splitlines()[-1] == "CommandError: 2 error(s); nothing was changed."
+    assert done.stdout == ""
 
 
 def test_validate_checks_url_names_against_the_urlconf(run, write):
@@ -80,6 +104,7 @@ def test_test_failure_shows_expected_actual_and_trace(run, write):
     assert "decision: expected deny, got allow" in result.out
     assert "policy admin-users: satisfied" in result.out
     assert "1 passed, 1 failed" in result.out
+    assert result.err.splitlines()[-1] == "CommandError: 1 policy test failed."
 
 
 def test_test_reports_policy_no_test_exercises(run, write):
@@ -106,6 +131,10 @@ def test_demo_policies_pass_their_own_tests(run, settings):
 def test_plan_then_sync_then_plan(run, good):
     plan = run("plan", good)
     assert plan.code == 2
+    assert plan.err == (
+        "CommandError: the database differs from the policy files: "
+        "2 to create, 0 to update, 0 to enable, 0 to disable, 0 to delete, 0 unchanged.\n"
+    )
     assert "create admin-users" in plan.out
     assert "create billing-update" in plan.out
     assert run("sync", good).code == 0
@@ -251,10 +280,9 @@ def test_explain_against_files_and_from_a_file(run, good, tmp_path):
 
 
 def test_explain_rejects_bad_input(run):
-    from django.core.management import CommandError
-
-    with pytest.raises(CommandError):
-        run("explain", "--input", '{"action": 5}')
+    result = run("explain", "--input", '{"action": 5}')
+    assert result.code == 1
+    assert "CommandError: invalid --input: " in result.err
 
 
 def test_routes_lists_actions_and_policies(run, good):
@@ -272,17 +300,18 @@ def test_routes_require_coverage(run, good):
     assert result.code == 1
     assert "admin:auth_group_change" in result.err
     assert "thing-delete" in result.err
+    assert result.err.splitlines()[-1].endswith(" unprotected routes.")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_policy_change_without_its_version_bump_is_rolled_back(monkeypatch):
     """Outside any transaction, a save whose version bump fails must leave nothing behind."""
-    from stepup import signals
+    from stepup import sync
 
     def broken_bump(using="default"):
         raise RuntimeError("version bump failed")
 
-    monkeypatch.setattr(signals, "bump_policy_version", broken_bump)
+    monkeypatch.setattr(sync, "bump_policy_version", broken_bump)
     with pytest.raises(RuntimeError):
         Policy.objects.create(policy_id="p", actions=["a"], decision="deny")
     assert not Policy.objects.filter(policy_id="p").exists()

@@ -369,13 +369,13 @@ policies:
 def run_stepup(*args: str) -> tuple[int, str, str]:
     from io import StringIO
 
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     out, err = StringIO(), StringIO()
     try:
         call_command("stepup", *args, stdout=out, stderr=err)
-    except SystemExit as exc:
-        return int(exc.code or 0), out.getvalue(), err.getvalue()
+    except CommandError as exc:
+        return exc.returncode, out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
 
 

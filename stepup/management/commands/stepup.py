@@ -1,4 +1,9 @@
-"""``manage.py stepup <subcommand>``: validate, test, plan, sync, export, explain, routes, prune-log."""
+"""``manage.py stepup <subcommand>``: validate, test, plan, sync, export, explain, routes, prune-log.
+
+A subcommand that exits non-zero raises :class:`CommandError` with the exit
+code as its ``returncode``: ``manage.py`` prints ``CommandError: <message>``
+to standard error and exits with it; ``call_command`` raises it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ from stepup.policy.suite import run_suite
 
 if TYPE_CHECKING:
     from stepup.routes import Route
+
+EXIT_FAILED = 1
+"""Errors in the files, a failing policy test, an uncovered route."""
+EXIT_CHANGES = 2
+"""``plan``: the database differs from the files (not an error: CI shows the plan to reviewers)."""
 
 
 class Command(BaseCommand):
@@ -144,8 +154,7 @@ class Command(BaseCommand):
         if errors:
             for error in errors:
                 self.stderr.write(f"error: {error}")
-            self.stderr.write(f"{len(errors)} error(s); nothing was changed.")
-            raise SystemExit(1)
+            raise CommandError(f"{len(errors)} error(s); nothing was changed.", returncode=EXIT_FAILED)
         return policy_file
 
     # -- subcommands --
@@ -183,7 +192,7 @@ class Command(BaseCommand):
         passed = len(suite.results) - len(suite.failed)
         self.stdout.write(f"{passed} passed, {len(suite.failed)} failed")
         if suite.failed:
-            raise SystemExit(1)
+            raise CommandError(f"{_count(len(suite.failed), 'policy test')} failed.", returncode=EXIT_FAILED)
 
     def do_plan(self, files: Sequence[str], database: str, replay: float | None, **_: Any) -> None:
         from stepup.sync import make_plan
@@ -194,7 +203,9 @@ class Command(BaseCommand):
         if replay is not None:
             self.write_replay(policy_file, replay, database)
         if not plan.empty:
-            raise SystemExit(2)
+            raise CommandError(
+                f"the database differs from the policy files: {plan.summary()}.", returncode=EXIT_CHANGES
+            )
 
     def write_replay(self, policy_file: PolicyFile, days: float, database: str) -> None:
         from stepup.replay import current_policy_set, replay
@@ -334,7 +345,7 @@ class Command(BaseCommand):
                 )
                 self.stderr.write(f"error: route {route.name!r} ({route.pattern}) has {why}")
             if missing:
-                raise SystemExit(1)
+                raise CommandError(f"{_count(len(missing), 'unprotected route')}.", returncode=EXIT_FAILED)
 
 
 def _count(n: int, noun: str) -> str:
