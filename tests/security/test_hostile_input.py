@@ -11,16 +11,26 @@ pinned worker.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import timeit
 from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from django.test import Client
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepup.policy.engine import compile_policies, glob_matches
+from project.demo.models import Transfer
+from stepup.policy.engine import as_number, compile_policies, glob_matches
 from stepup.policy.model import Decision, Input, PolicySpec
+from tests.security import views
+from tests.security.test_routing import challenged
+
+API_STATUS = "/stepup/api/status/"
+API_DECIDE = "/stepup/api/decide/"
 
 # --- globs: matching is linear, whatever the name -------------------------------------------
 
@@ -84,3 +94,132 @@ def test_globs_match_as_star_means_any_run_of_characters(pattern: str, name: str
     policy_set = compile_policies([PolicySpec(id="p", actions=(pattern,), urls=(pattern,), max_age=1)])
     assert bool(policy_set.policies_for_action(name)) is expected
     assert policy_set.names_url(name) is expected
+
+
+@pytest.fixture
+def logged_in(client: Client, user: Any) -> Client:
+    client.force_login(user)
+    return client
+
+
+# --- numbers: no value makes a decision fail ---------------------------------------------------
+
+HUGE = [
+    "9" * 5000,  # more digits than int() reads
+    "-" + "9" * 5000,
+    "9" * 5000 + ".5",
+    "0." + "9" * 5000,
+    "1" + "0" * 4300,
+    "\uff19" * 5000,  # full-width digits
+    "1e999999999",
+    "9" * 101,
+]
+JSON_LIKE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.tuples(st.sampled_from([1, -1]), st.sampled_from([64, 100, 5000])).map(lambda s: s[0] * 10 ** s[1])
+    | st.floats()
+    | st.text()
+    | st.sampled_from(HUGE)
+    | st.from_regex(r"\A[+-]?[0-9]{0,120}(\.[0-9]{0,120})?\Z")
+    | st.decimals()
+    | st.sampled_from([Decimal(v) for v in ("1e999999999", "-1e999999999", "1e-999999999", "sNaN", "-Inf")])
+    | st.binary(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+SMALL_AND_LARGE = compile_policies(
+    [
+        PolicySpec(id="large", actions=("pay",), decision="deny", when={"attrs": {"amount": {"gt": 1000}}}),
+        PolicySpec(
+            id="small", actions=("pay",), decision="deny", when={"attrs": {"amount": {"lte": "1000"}}}
+        ),
+        PolicySpec(
+            id="equal",
+            actions=("pay",),
+            max_age=0,
+            when={"attrs": {"amount": {"eq": 5, "ne": "five", "in": [1.5, "EUR", True], "not_in": [0]}}},
+        ),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(JSON_LIKE)
+def test_any_attribute_value_gets_a_decision_that_fails_closed(value: Any) -> None:
+    """Whatever the value, one of "large" and "small" applies: no value escapes both."""
+    number = as_number(value)
+    assert number is None or isinstance(number, int | Decimal)
+
+    for trace in (False, True):
+        decision = SMALL_AND_LARGE.decide(Input(action="pay", attrs={"amount": value}), trace=trace)
+        assert isinstance(decision, Decision)
+        assert decision.outcome == "deny"
+        assert {"large", "small"} & set(decision.policies)
+        assert all(len(reason) < 500 for reason in decision.reasons)
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.parametrize("amount", HUGE)
+def test_a_huge_amount_to_a_decorated_view_is_a_step_up(attacker: Client, policy: Any, amount: str) -> None:
+    policy("pay", actions=["things.pay"], when={"attrs": {"amount": {"gt": 1000}}}, max_age=0)
+    response = attacker.post("/t/pay/", {"amount": amount})
+    assert challenged(response)
+    assert views.CALLS == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_policies")
+def test_a_huge_amount_to_the_demo_transfer_page_is_a_step_up(attacker: Client) -> None:
+    response = attacker.post("/transfers/", {"amount": "9" * 5000, "account": "DE89370400440532013000"})
+    assert challenged(response)
+    assert not Transfer.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.security.urls")
+@pytest.mark.parametrize(
+    "body",
+    [
+        *(json.dumps({"amount": amount}) for amount in HUGE),
+        '{"amount": 1e999}',  # read as infinity
+        '{"amount": -1e999}',
+        '{"amount": [1, 2]}',
+        '{"amount": {"value": 5}}',
+        '{"amount": ' + "9" * 5000 + "}",  # more digits than json reads: a 400
+    ],
+)
+def test_a_huge_amount_to_a_drf_view_is_a_step_up_or_a_400(attacker: Client, policy: Any, body: str) -> None:
+    policy("pay", actions=["things.pay"], when={"attrs": {"amount": {"gt": 1000}}}, max_age=0)
+    response = attacker.post("/t/api/pay/", body, content_type="application/json")
+    assert challenged(response) or response.status_code == 400
+    assert views.CALLS == []
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.parametrize("amount", HUGE)
+def test_api_status_answers_a_huge_amount_with_the_strict_reading(logged_in: Client, amount: str) -> None:
+    query = {"action": "payments.transfer", "method": "POST", "attrs.amount": amount}
+    response = logged_in.get(API_STATUS, query)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "step_up"
+    assert "payments-transfer-large" in response.json()["policies"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.parametrize("amount", [*HUGE, 1e300, [1], {"a": "b"}, True])
+def test_api_decide_answers_a_huge_amount_with_the_strict_reading(
+    logged_in: Client, auditor: Any, amount: Any
+) -> None:
+    body = {"action": "payments.transfer", "method": "POST", "attrs": {"amount": amount}}
+    response = logged_in.post(API_DECIDE, body, content_type="application/json")
+    assert response.status_code == 200
+    decision = response.json()["decision"]
+    assert decision["outcome"] == "step_up"
+    assert "payments-transfer-large" in decision["policies"]

@@ -102,6 +102,20 @@ class ThingsApi(APIView):
         return Response({"ran": True}, status=201)
 
 
+class PayApi(APIView):
+    """Hands the policy the client's ``amount`` as it came: a string, a number, a list, anything."""
+
+    permission_classes = [IsAuthenticated, StepUpPermission]
+    stepup_action = "things.pay"
+
+    def get_stepup_attributes(self, request: Request) -> dict[str, Any]:
+        return {"amount": request.data.get("amount")}
+
+    def post(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"pay-api {request.method}")
+        return Response({"ran": True}, status=201)
+
+
 class UrlPolicyApi(APIView):
     """A DRF view guarded by URL-name policies only."""
 
