@@ -29,6 +29,7 @@ from stepup.policy.model import FACTOR_KINDS, PolicyError, PolicyFile, PolicySpe
 
 __all__ = [
     "HTTP_METHODS",
+    "MAX_NAME_LENGTH",
     "POLICY_KEYS",
     "dump_policies",
     "load_files",
@@ -64,6 +65,10 @@ DECISIONS = ("step_up", "deny")
 OUTCOMES = ("allow", "step_up", "deny")
 MODES = ("enforce", "shadow")
 COMPARISONS = ("gt", "gte", "lt", "lte")
+MAX_NAME_LENGTH = 200
+"""The longest action or URL name (or pattern) in a file, ``api-status`` query or ``api-decide`` input."""
+MAX_AGE_LIMIT = 2**31 - 1
+"""The largest ``max_age`` (about 68 years): what every database's ``PositiveIntegerField`` holds."""
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 RESERVED_PREFIX = "stepup."
@@ -400,15 +405,18 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        return f"the number {_shorten(repr(value))}"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
+        return f"the string {_shorten(value)!r}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list"
     return type(value).__name__
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _suggest(word: str, choices: Collection[str]) -> str:
@@ -488,6 +496,15 @@ def _name(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
     return text
 
 
+def _action_or_url(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
+    """A name the engine matches against patterns: bounded, so matching stays cheap."""
+    text = _name(ctx, path, value)
+    if text is not None and len(text) > MAX_NAME_LENGTH:
+        ctx.error(path, f"is {len(text)} characters long; names are at most {MAX_NAME_LENGTH} characters")
+        return None
+    return text
+
+
 def _choice(choices: Sequence[str], kind: str) -> Check:
     def check(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
         if isinstance(value, str) and value in choices:
@@ -514,6 +531,7 @@ class _Number:
     integer: bool = False
     non_negative: bool = False
     decimal_strings: bool = False
+    maximum: int | None = None
 
     def __call__(self, ctx: _Ctx, path: FieldPath, value: object) -> int | float | None:
         number = _decimal(value) if self.decimal_strings and isinstance(value, str) else value
@@ -524,11 +542,23 @@ class _Number:
         if self.non_negative and number < 0:
             ctx.error(path, f"must not be negative (got {number}); expected {self.expected}")
             return None
+        if self.maximum is not None and number > self.maximum:
+            ctx.error(
+                path,
+                f"must be at most {self.maximum} (got {_shorten(str(number))}); expected {self.expected}",
+            )
+            return None
         return number
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float that a float can hold (the engine and the tests compute with floats)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the largest float
+        return False
 
 
 def _decimal(text: str) -> int | float | str:
@@ -545,6 +575,7 @@ _MAX_AGE = _Number(
     "a whole number of seconds, 0 or more (e.g. 300; 0 = verify for this one request)",
     integer=True,
     non_negative=True,
+    maximum=MAX_AGE_LIMIT,
 )
 _SECONDS = _Number("a number of seconds, 0 or more (e.g. 3600)", non_negative=True)
 _ATTR_NUMBER = _Number(
@@ -557,7 +588,7 @@ _ATTR_NUMBER = _Number(
 
 
 def _glob_item(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
-    text = _name(ctx, path, value)
+    text = _action_or_url(ctx, path, value)
     if not text:
         return None
     bad = sorted(set(_NAME_CHARS.sub("", text)))
@@ -872,8 +903,8 @@ def _input_roles(ctx: _Ctx, path: FieldPath, value: object) -> list[str] | None:
 
 
 _INPUT: dict[str, Check] = {
-    "action": _name,
-    "url": _name,
+    "action": _action_or_url,
+    "url": _action_or_url,
     "method": _method_item,
     "roles": _input_roles,
     "origin": _ip_item,

@@ -96,10 +96,37 @@ def test_globs_match_as_star_means_any_run_of_characters(pattern: str, name: str
     assert policy_set.names_url(name) is expected
 
 
+# --- names from clients are bounded -----------------------------------------------------------
+
+
 @pytest.fixture
 def logged_in(client: Client, user: Any) -> Client:
     client.force_login(user)
     return client
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["action", "url"])
+def test_api_status_refuses_a_name_longer_than_200_characters(logged_in: Client, key: str) -> None:
+    assert logged_in.get(API_STATUS, {key: "a" * 200}).status_code == 200
+    for name in ("a" * 201, "a." * 4096):
+        response = logged_in.get(API_STATUS, {key: name})
+        assert response.status_code == 400
+        body = response.json()
+        assert body["code"] == "invalid_input"
+        assert body["errors"][0]["field"] == f"input.{key}"
+        assert "at most 200 characters" in body["errors"][0]["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["action", "url"])
+def test_api_decide_refuses_a_name_longer_than_200_characters(
+    logged_in: Client, auditor: Any, key: str
+) -> None:
+    assert logged_in.post(API_DECIDE, {key: "a" * 200}, content_type="application/json").status_code == 200
+    response = logged_in.post(API_DECIDE, {key: "a." * 4096}, content_type="application/json")
+    assert response.status_code == 400
+    assert "at most 200 characters" in response.json()["errors"][0]["message"]
 
 
 # --- numbers: no value makes a decision fail ---------------------------------------------------
@@ -223,3 +250,23 @@ def test_api_decide_answers_a_huge_amount_with_the_strict_reading(
     decision = response.json()["decision"]
     assert decision["outcome"] == "step_up"
     assert "payments-transfer-large" in decision["policies"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '"session_age": 1' + "0" * 400,
+        '"verified": {"totp": 1' + "0" * 400 + "}",
+        '"session_age": 1e999',
+        '"attrs": {"amount": 1' + "0" * 5000 + "}",
+    ],
+    ids=["session-age", "verified", "infinite-age", "amount-digits"],
+)
+def test_api_decide_refuses_numbers_too_large_to_read_with_a_400(
+    logged_in: Client, auditor: Any, extra: str
+) -> None:
+    body = '{"action": "payments.transfer", ' + extra + "}"
+    response = logged_in.post(API_DECIDE, body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] in ("invalid_input", "invalid_json")
