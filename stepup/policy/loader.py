@@ -25,7 +25,15 @@ from typing import Any, Literal
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from stepup.policy.model import FACTOR_KINDS, PolicyError, PolicyFile, PolicySpec, PolicyTest
+from stepup.policy.model import (
+    FACTOR_KINDS,
+    NUMBER_MAX_LENGTH,
+    PolicyError,
+    PolicyFile,
+    PolicySpec,
+    PolicyTest,
+    as_number,
+)
 
 __all__ = [
     "HTTP_METHODS",
@@ -75,8 +83,8 @@ RESERVED_PREFIX = "stepup."
 """Ids that built-in policies (and the uncovered-action default) use; files may not."""
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.:*-]")
 _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
-_INTEGER = re.compile(r"[+-]?\d+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IN_PROSE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # tab and newline are prose
 
 _ALIASES_UNSUPPORTED = (
     "YAML anchors and aliases are not supported in policy files; write each value out in full"
@@ -139,6 +147,8 @@ class _SafeComposer(yaml.SafeLoader):
 _TAG = "tag:yaml.org,2002:"
 _AS_TEXT = {f"{_TAG}str", f"{_TAG}timestamp"}  # a date stays the text that was written
 _CONSTRUCTED = {f"{_TAG}int", f"{_TAG}float", f"{_TAG}bool"}
+_YAML_1_2_BOOLEANS = {"true", "True", "TRUE", "false", "False", "FALSE"}
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _KEY_TAGS = _AS_TEXT | _CONSTRUCTED | {f"{_TAG}null"}
 
 
@@ -222,19 +232,37 @@ class _NodeReader:
         if node.tag not in _CONSTRUCTED:
             self.unreadable(path, node, _tag_problem(node.tag))
             return None
-        if ":" in node.value:
-            self.unreadable(
-                path,
-                node,
-                f"{node.value!r} reads as a base-60 number in YAML 1.1; quote it if it is text, "
-                "or write the number out",
-            )
+        problem = _yaml_1_1_only(node)
+        if problem is not None:
+            self.unreadable(path, node, problem)
             return None
         try:
             return self.loader.construct_object(node)
         except ValueError as exc:
             self.unreadable(path, node, f"cannot read {node.value!r}: {exc}")
             return None
+
+
+def _yaml_1_1_only(node: ScalarNode) -> str | None:
+    """Why a plain scalar PyYAML reads as YAML 1.1 would read otherwise in YAML 1.2, if it would."""
+    text = node.value
+    if ":" in text:
+        return (
+            f"{text!r} reads as a base-60 number in YAML 1.1; quote it if it is text, or write the number out"
+        )
+    if node.tag == f"{_TAG}bool" and text not in _YAML_1_2_BOOLEANS:
+        return (
+            f"{text!r} is a boolean in YAML 1.1 but text in YAML 1.2; write true or false, "
+            "or quote it if it is text"
+        )
+    if (node.tag == f"{_TAG}int" and not _PLAIN_INT.fullmatch(text)) or (
+        node.tag == f"{_TAG}float" and "_" in text
+    ):
+        return (
+            f"{text!r} reads differently in YAML 1.1 and 1.2; write the number in plain decimal digits "
+            "(no leading zeros, underscores or 0x/0b/0o prefixes), or quote it if it is text"
+        )
+    return None
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -481,11 +509,23 @@ def _list(
     return [item(ctx, (*path, i), v) for i, v in enumerate(value)]
 
 
-def _text(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
-    if isinstance(value, str):
+def _text(ctx: _Ctx, path: FieldPath, value: object, *, prose: bool = False) -> str | None:
+    """A string without control characters (``prose`` may hold tabs and line breaks) or lone surrogates."""
+    if not isinstance(value, str):
+        ctx.error(path, f"expected a string; got {_describe(value)} — quote it")
+        return None
+    bad = (_CONTROL_IN_PROSE if prose else _CONTROL).search(value)
+    if bad is None:
         return value
-    ctx.error(path, f"expected a string; got {_describe(value)} — quote it")
+    code = ord(bad.group())
+    kind = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "the control character"
+    hint = "; a description may hold tabs and line breaks, no other control characters" if prose else ""
+    ctx.error(path, f"contains {kind} U+{code:04X} (character {bad.start() + 1}); remove it{hint}")
     return None
+
+
+def _description(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
+    return _text(ctx, path, value, prose=True)
 
 
 def _name(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
@@ -562,13 +602,11 @@ def _is_number(value: object) -> bool:
 
 
 def _decimal(text: str) -> int | float | str:
-    """``"1000"`` -> 1000, ``"12.50"`` -> 12.5; anything else is returned unchanged."""
-    if not _DECIMAL.fullmatch(text):
+    """``"1000"`` -> 1000, ``"12.50"`` -> 12.5: what the engine reads as a number; else ``text``."""
+    number = as_number(text)
+    if number is None:
         return text
-    try:
-        return int(text) if _INTEGER.fullmatch(text) else float(text)
-    except ValueError:  # more digits than int() accepts
-        return text
+    return number if isinstance(number, int) else float(number)
 
 
 _MAX_AGE = _Number(
@@ -579,7 +617,9 @@ _MAX_AGE = _Number(
 )
 _SECONDS = _Number("a number of seconds, 0 or more (e.g. 3600)", non_negative=True)
 _ATTR_NUMBER = _Number(
-    'a number, or a string holding a decimal number (e.g. 1000 or "12.50")', decimal_strings=True
+    "a number, or a string holding a decimal number in ASCII digits, at most "
+    f'{NUMBER_MAX_LENGTH} characters (e.g. 1000 or "12.50")',
+    decimal_strings=True,
 )
 
 
@@ -648,7 +688,9 @@ def _ip_item(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
 
 
 def _scalar_item(ctx: _Ctx, path: FieldPath, value: object) -> object:
-    if isinstance(value, str | bool) or _is_number(value):
+    if isinstance(value, str):
+        return _text(ctx, path, value)
+    if isinstance(value, bool) or _is_number(value):
         return value
     ctx.error(path, f"expected a string, number or boolean; got {_describe(value)}")
     return None
@@ -850,7 +892,7 @@ def _policy(ctx: _Ctx, path: FieldPath, value: object) -> PolicySpec | None:
     before = len(ctx.errors)
     _keys(ctx, path, data, POLICY_KEYS, _POLICY_REQUIRED)
     policy_id = _opt(ctx, path, data, "id", _policy_id, None)
-    description = _opt(ctx, path, data, "description", _text, "")
+    description = _opt(ctx, path, data, "description", _description, "")
     match = _opt(ctx, path, data, "match", _match, None)
     when = _opt(ctx, path, data, "when", _when, {})
     decision = _opt(ctx, path, data, "decision", _choice(DECISIONS, "decision"), None)
