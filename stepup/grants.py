@@ -106,12 +106,19 @@ def attributes_digest(
     what: dict[str, Any] = {
         "action": action,
         "url": url_name,
-        "attrs": {str(k): str(v) for k, v in attributes.items()},
+        "attrs": {str(k): _text(v) for k, v in attributes.items()},
     }
     if request is not None:
         what["request"] = request
     canonical = json.dumps(what, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except ValueError:  # an int past Python's int-to-decimal limit: its hex has none
+        return hex(value)
 
 
 _NOT_BOUND = frozenset({"csrfmiddlewaretoken"})

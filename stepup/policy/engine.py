@@ -24,17 +24,16 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-import math
-import re
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from stepup.policy.model import (
     ALLOW,
     DENY,
     FACTOR_KINDS,
+    NUMBER_MAX_LENGTH,
     STEP_UP,
     ConditionTrace,
     Decision,
@@ -42,6 +41,7 @@ from stepup.policy.model import (
     IPAddress,
     PolicySpec,
     PolicyTrace,
+    as_number,
 )
 
 logger = logging.getLogger("stepup.policy")
@@ -63,35 +63,22 @@ _CACHE_LIMIT = 4096
 # How one applying policy evaluated (the decision cache key holds these).
 _SATISFIED, _ONE_SHOT, _UNSATISFIED, _DENIES, _SHADOW_BLOCKS, _SHADOW_PASSES = range(6)
 _SHADOW_STATES = (_SHADOW_BLOCKS, _SHADOW_PASSES)
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 # --- values -----------------------------------------------------------------
 
 
-def as_number(value: Any) -> int | Decimal | None:
-    """``value`` as an exact number, or ``None`` when it is not a number.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlong = 40
 
-    Strings count when they are plain decimals (``"5000"``, ``"12.50"``);
-    booleans, NaN, infinities, exponents and non-ASCII digits do not.
-    Whole numbers come back as ``int`` (the fast path), others as ``Decimal``.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if isinstance(value, float):
-        return Decimal(value) if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return value if value.is_finite() else None
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):
-        try:
-            return Decimal(value)
-        except InvalidOperation:  # pragma: no cover - the pattern admits only decimals
-            return None
-    return None
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, short enough for a log line, for any value (an int too long to print too)."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int with more digits than Python will print
+        return f"<{type(value).__name__}>"
 
 
 def _same(value: Any, operand: Any) -> bool | None:
@@ -251,7 +238,11 @@ class NumberCondition(Condition):
         number = as_number(operand)
         if number is None:
             raise ValueError(f"{field}: {operand!r} is not a number")
-        self.operand = int(number) if number == int(number) else number
+        # Whole operands as int, the fast comparison (never a huge one: int(Decimal("1e999999999"))).
+        whole = isinstance(number, int) or (
+            number == number.to_integral_value() and number.adjusted() < NUMBER_MAX_LENGTH
+        )
+        self.operand = int(number) if whole else number
         self.compare = _COMPARE[op]
         self.read = read
 
@@ -261,7 +252,7 @@ class NumberCondition(Condition):
             return (True, f"{self.name} missing; condition treated as holding")
         value = as_number(raw)
         if value is None:
-            return (True, f"{self.name}={raw!r} is not a number; condition treated as holding")
+            return (True, f"{self.name}={_shown(raw)} is not a number; condition treated as holding")
         return (self.compare(value, self.operand), None)
 
     def describe(self) -> str:
@@ -290,7 +281,7 @@ class EqualityCondition(Condition):
         if all(r is None for r in results):
             return (
                 True,
-                f"attrs.{self.name}={raw!r} has the wrong type; condition treated as holding",
+                f"attrs.{self.name}={_shown(raw)} has the wrong type; condition treated as holding",
             )
         return (self.negate, None)
 
@@ -377,36 +368,63 @@ def _compile_policy(spec: PolicySpec) -> CompiledPolicy:
     )
 
 
+class _Glob:
+    """An ``actions``/``urls`` pattern: ``*`` matches any run of characters, nothing else is special.
+
+    Matched in time linear in the name, without backtracking: the text before
+    the first ``*`` must start the name, the text after the last must end it,
+    and each part in between is found left to right (the leftmost place is
+    always the right one when ``*`` is the only wildcard).
+    """
+
+    __slots__ = ("middle", "prefix", "suffix")
+
+    def __init__(self, pattern: str) -> None:
+        self.prefix, *middle, self.suffix = pattern.split("*")
+        self.middle = tuple(middle)
+
+    def matches(self, name: str) -> bool:
+        end = len(name) - len(self.suffix)
+        if end < len(self.prefix) or not name.startswith(self.prefix) or not name.endswith(self.suffix):
+            return False
+        at = len(self.prefix)
+        for part in self.middle:
+            found = name.find(part, at, end)
+            if found < 0:
+                return False
+            at = found + len(part)
+        return True
+
+
 class _NameIndex:
     """Exact names in a dict, ``*`` patterns in one list; lookups are memoised by the caller."""
 
     def __init__(self) -> None:
         self.exact: dict[str, list[CompiledPolicy]] = {}
-        self.globs: list[tuple[re.Pattern[str], CompiledPolicy]] = []
+        self.globs: list[tuple[_Glob, CompiledPolicy]] = []
 
     def add(self, pattern: str, policy: CompiledPolicy) -> None:
         if "*" in pattern:
-            self.globs.append((glob_regex(pattern), policy))
+            self.globs.append((_glob(pattern), policy))
         else:
             self.exact.setdefault(pattern, []).append(policy)
 
     def lookup(self, name: str) -> list[CompiledPolicy]:
         found = list(self.exact.get(name, ()))
-        found.extend(p for regex, p in self.globs if regex.fullmatch(name))
+        found.extend(p for glob, p in self.globs if glob.matches(name))
         return found
 
 
 @functools.lru_cache(maxsize=1024)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """The regex of an ``actions``/``urls`` pattern: ``*`` matches anything, nothing else is special."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+def _glob(pattern: str) -> _Glob:
+    return _Glob(pattern)
 
 
 def glob_matches(pattern: str, name: str) -> bool:
-    """Whether an ``actions``/``urls`` pattern names ``name``."""
+    """Whether an ``actions``/``urls`` pattern names ``name``, in time linear in the name."""
     if "*" not in pattern:
         return pattern == name
-    return glob_regex(pattern).fullmatch(name) is not None
+    return _glob(pattern).matches(name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,19 @@ from typing import Any, Literal
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from stepup.policy.model import FACTOR_KINDS, PolicyError, PolicyFile, PolicySpec, PolicyTest
+from stepup.policy.model import (
+    FACTOR_KINDS,
+    NUMBER_MAX_LENGTH,
+    PolicyError,
+    PolicyFile,
+    PolicySpec,
+    PolicyTest,
+    as_number,
+)
 
 __all__ = [
     "HTTP_METHODS",
+    "MAX_NAME_LENGTH",
     "POLICY_KEYS",
     "dump_policies",
     "load_files",
@@ -64,14 +73,18 @@ DECISIONS = ("step_up", "deny")
 OUTCOMES = ("allow", "step_up", "deny")
 MODES = ("enforce", "shadow")
 COMPARISONS = ("gt", "gte", "lt", "lte")
+MAX_NAME_LENGTH = 200
+"""The longest action or URL name (or pattern) in a file, ``api-status`` query or ``api-decide`` input."""
+MAX_AGE_LIMIT = 2**31 - 1
+"""The largest ``max_age`` (about 68 years): what every database's ``PositiveIntegerField`` holds."""
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
 RESERVED_PREFIX = "stepup."
 """Ids that built-in policies (and the uncovered-action default) use; files may not."""
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.:*-]")
 _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
-_INTEGER = re.compile(r"[+-]?\d+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IN_PROSE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # tab and newline are prose
 
 _ALIASES_UNSUPPORTED = (
     "YAML anchors and aliases are not supported in policy files; write each value out in full"
@@ -134,6 +147,8 @@ class _SafeComposer(yaml.SafeLoader):
 _TAG = "tag:yaml.org,2002:"
 _AS_TEXT = {f"{_TAG}str", f"{_TAG}timestamp"}  # a date stays the text that was written
 _CONSTRUCTED = {f"{_TAG}int", f"{_TAG}float", f"{_TAG}bool"}
+_YAML_1_2_BOOLEANS = {"true", "True", "TRUE", "false", "False", "FALSE"}
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 _KEY_TAGS = _AS_TEXT | _CONSTRUCTED | {f"{_TAG}null"}
 
 
@@ -217,19 +232,37 @@ class _NodeReader:
         if node.tag not in _CONSTRUCTED:
             self.unreadable(path, node, _tag_problem(node.tag))
             return None
-        if ":" in node.value:
-            self.unreadable(
-                path,
-                node,
-                f"{node.value!r} reads as a base-60 number in YAML 1.1; quote it if it is text, "
-                "or write the number out",
-            )
+        problem = _yaml_1_1_only(node)
+        if problem is not None:
+            self.unreadable(path, node, problem)
             return None
         try:
             return self.loader.construct_object(node)
         except ValueError as exc:
             self.unreadable(path, node, f"cannot read {node.value!r}: {exc}")
             return None
+
+
+def _yaml_1_1_only(node: ScalarNode) -> str | None:
+    """Why a plain scalar PyYAML reads as YAML 1.1 would read otherwise in YAML 1.2, if it would."""
+    text = node.value
+    if ":" in text:
+        return (
+            f"{text!r} reads as a base-60 number in YAML 1.1; quote it if it is text, or write the number out"
+        )
+    if node.tag == f"{_TAG}bool" and text not in _YAML_1_2_BOOLEANS:
+        return (
+            f"{text!r} is a boolean in YAML 1.1 but text in YAML 1.2; write true or false, "
+            "or quote it if it is text"
+        )
+    if (node.tag == f"{_TAG}int" and not _PLAIN_INT.fullmatch(text)) or (
+        node.tag == f"{_TAG}float" and "_" in text
+    ):
+        return (
+            f"{text!r} reads differently in YAML 1.1 and 1.2; write the number in plain decimal digits "
+            "(no leading zeros, underscores or 0x/0b/0o prefixes), or quote it if it is text"
+        )
+    return None
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -400,15 +433,18 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value!r}"
+        return f"the number {_shorten(repr(value))}"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
+        return f"the string {_shorten(value)!r}"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list"
     return type(value).__name__
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _suggest(word: str, choices: Collection[str]) -> str:
@@ -473,17 +509,38 @@ def _list(
     return [item(ctx, (*path, i), v) for i, v in enumerate(value)]
 
 
-def _text(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
-    if isinstance(value, str):
+def _text(ctx: _Ctx, path: FieldPath, value: object, *, prose: bool = False) -> str | None:
+    """A string without control characters (``prose`` may hold tabs and line breaks) or lone surrogates."""
+    if not isinstance(value, str):
+        ctx.error(path, f"expected a string; got {_describe(value)} — quote it")
+        return None
+    bad = (_CONTROL_IN_PROSE if prose else _CONTROL).search(value)
+    if bad is None:
         return value
-    ctx.error(path, f"expected a string; got {_describe(value)} — quote it")
+    code = ord(bad.group())
+    kind = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "the control character"
+    hint = "; a description may hold tabs and line breaks, no other control characters" if prose else ""
+    ctx.error(path, f"contains {kind} U+{code:04X} (character {bad.start() + 1}); remove it{hint}")
     return None
+
+
+def _description(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
+    return _text(ctx, path, value, prose=True)
 
 
 def _name(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
     text = _text(ctx, path, value)
     if text == "":
         ctx.error(path, "expected a non-empty string")
+        return None
+    return text
+
+
+def _action_or_url(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
+    """A name the engine matches against patterns: bounded, so matching stays cheap."""
+    text = _name(ctx, path, value)
+    if text is not None and len(text) > MAX_NAME_LENGTH:
+        ctx.error(path, f"is {len(text)} characters long; names are at most {MAX_NAME_LENGTH} characters")
         return None
     return text
 
@@ -514,6 +571,7 @@ class _Number:
     integer: bool = False
     non_negative: bool = False
     decimal_strings: bool = False
+    maximum: int | None = None
 
     def __call__(self, ctx: _Ctx, path: FieldPath, value: object) -> int | float | None:
         number = _decimal(value) if self.decimal_strings and isinstance(value, str) else value
@@ -524,31 +582,44 @@ class _Number:
         if self.non_negative and number < 0:
             ctx.error(path, f"must not be negative (got {number}); expected {self.expected}")
             return None
+        if self.maximum is not None and number > self.maximum:
+            ctx.error(
+                path,
+                f"must be at most {self.maximum} (got {_shorten(str(number))}); expected {self.expected}",
+            )
+            return None
         return number
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float that a float can hold (the engine and the tests compute with floats)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the largest float
+        return False
 
 
 def _decimal(text: str) -> int | float | str:
-    """``"1000"`` -> 1000, ``"12.50"`` -> 12.5; anything else is returned unchanged."""
-    if not _DECIMAL.fullmatch(text):
+    """``"1000"`` -> 1000, ``"12.50"`` -> 12.5: what the engine reads as a number; else ``text``."""
+    number = as_number(text)
+    if number is None:
         return text
-    try:
-        return int(text) if _INTEGER.fullmatch(text) else float(text)
-    except ValueError:  # more digits than int() accepts
-        return text
+    return number if isinstance(number, int) else float(number)
 
 
 _MAX_AGE = _Number(
     "a whole number of seconds, 0 or more (e.g. 300; 0 = verify for this one request)",
     integer=True,
     non_negative=True,
+    maximum=MAX_AGE_LIMIT,
 )
 _SECONDS = _Number("a number of seconds, 0 or more (e.g. 3600)", non_negative=True)
 _ATTR_NUMBER = _Number(
-    'a number, or a string holding a decimal number (e.g. 1000 or "12.50")', decimal_strings=True
+    "a number, or a string holding a decimal number in ASCII digits, at most "
+    f'{NUMBER_MAX_LENGTH} characters (e.g. 1000 or "12.50")',
+    decimal_strings=True,
 )
 
 
@@ -557,7 +628,7 @@ _ATTR_NUMBER = _Number(
 
 
 def _glob_item(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
-    text = _name(ctx, path, value)
+    text = _action_or_url(ctx, path, value)
     if not text:
         return None
     bad = sorted(set(_NAME_CHARS.sub("", text)))
@@ -617,7 +688,9 @@ def _ip_item(ctx: _Ctx, path: FieldPath, value: object) -> str | None:
 
 
 def _scalar_item(ctx: _Ctx, path: FieldPath, value: object) -> object:
-    if isinstance(value, str | bool) or _is_number(value):
+    if isinstance(value, str):
+        return _text(ctx, path, value)
+    if isinstance(value, bool) or _is_number(value):
         return value
     ctx.error(path, f"expected a string, number or boolean; got {_describe(value)}")
     return None
@@ -819,7 +892,7 @@ def _policy(ctx: _Ctx, path: FieldPath, value: object) -> PolicySpec | None:
     before = len(ctx.errors)
     _keys(ctx, path, data, POLICY_KEYS, _POLICY_REQUIRED)
     policy_id = _opt(ctx, path, data, "id", _policy_id, None)
-    description = _opt(ctx, path, data, "description", _text, "")
+    description = _opt(ctx, path, data, "description", _description, "")
     match = _opt(ctx, path, data, "match", _match, None)
     when = _opt(ctx, path, data, "when", _when, {})
     decision = _opt(ctx, path, data, "decision", _choice(DECISIONS, "decision"), None)
@@ -872,8 +945,8 @@ def _input_roles(ctx: _Ctx, path: FieldPath, value: object) -> list[str] | None:
 
 
 _INPUT: dict[str, Check] = {
-    "action": _name,
-    "url": _name,
+    "action": _action_or_url,
+    "url": _action_or_url,
     "method": _method_item,
     "roles": _input_roles,
     "origin": _ip_item,

@@ -8,8 +8,11 @@ tools) without a configured project.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn")
@@ -24,6 +27,36 @@ STEP_UP: Outcome = "step_up"
 DENY: Outcome = "deny"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+NUMBER_MAX_LENGTH = 100
+"""The longest string that can be a number: a longer one is not (a condition on it holds)."""
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def as_number(value: Any) -> int | Decimal | None:
+    """``value`` as an exact number, or ``None`` when it is not a number. Never raises.
+
+    Strings count when they are plain decimals in ASCII digits (``"5000"``,
+    ``"12.50"``) of at most :data:`NUMBER_MAX_LENGTH` characters; booleans,
+    NaN, infinities, exponents and non-ASCII digits do not. Whole numbers come
+    back as ``int`` (the fast path), others as ``Decimal``.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if len(value) > NUMBER_MAX_LENGTH:
+            return None
+        if value.isascii() and value.isdigit():
+            return int(value)
+        return Decimal(value) if _DECIMAL.fullmatch(value) else None
+    if isinstance(value, float):
+        return Decimal(value) if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,6 +273,47 @@ def test_as_number():
     assert as_number("1,000") is None
 
 
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        ("9" * 100, int("9" * 100)),
+        ("-" + "9" * 99, -int("9" * 99)),
+        ("9" * 101, None),  # longer than NUMBER_MAX_LENGTH: not a number
+        ("9" * 5000, None),  # more digits than int() reads
+        ("0." + "9" * 5000, None),
+        (10**5000, 10**5000),
+        (Decimal("1e999999999"), Decimal("1e999999999")),
+        (Decimal("sNaN"), None),
+        (Decimal("-Infinity"), None),
+        (float("nan"), None),
+        (b"5", None),
+        (["5"], None),
+        ({"5": 5}, None),
+        (None, None),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_as_number_never_raises_and_bounds_strings(value, number):
+    assert as_number(value) == number
+
+
+def test_a_huge_decimal_operand_compiles_and_compares_at_once():
+    """A spec built in code may hold any Decimal: never turned into an int of a billion digits."""
+    specs = [policy(when={"attrs": {"amount": {"gt": Decimal("1e999999999")}}})]
+    assert decide(specs, attrs={"amount": 5}).outcome == "allow"
+    assert decide(specs, attrs={"amount": Decimal("1e1000000000")}).outcome == "step_up"
+    assert decide(specs, attrs={"amount": 10**5000}).outcome == "allow"
+
+
+def test_a_fail_closed_note_shows_a_value_briefly_whatever_it_is():
+    specs = [policy(when={"attrs": {"amount": {"gt": 1000}, "country": {"eq": "DE"}}})]
+    d = decide(specs, attrs={"amount": "9" * 5000, "country": 10**5000})
+    assert d.outcome == "step_up"
+    assert all(len(reason) < 200 for reason in d.reasons), d.reasons
+    assert any("attrs.amount='99999" in reason and "is not a number" in reason for reason in d.reasons)
+    assert any("attrs.country=<int> has the wrong type" in reason for reason in d.reasons)
+
+
 def test_unknown_origin_and_session_age_hold():
     specs = [
         policy("o", when={"origin": {"in": ["10.0.0.0/8"]}}),

@@ -268,11 +268,19 @@ def test_defaults_are_filled_in() -> None:
     assert (spec.description, spec.enabled, spec.mode, spec.when) == ("", True, "enforce", {})
 
 
-def test_utf8_bom_and_yaml_1_1_booleans_are_accepted() -> None:
-    result = load("\ufeff" + policy(enabled="no"))
+@pytest.mark.parametrize(("word", "value"), [("false", False), ("False", False), ("TRUE", True)])
+def test_utf8_bom_and_yaml_1_2_booleans_are_accepted(word: str, value: bool) -> None:
+    result = load("\ufeff" + policy(enabled=word))
 
     assert result.ok, result.errors
-    assert result.policies[0].enabled is False
+    assert result.policies[0].enabled is value
+
+
+def test_descriptions_may_hold_tabs_and_line_breaks() -> None:
+    result = load(policy(description='"Moving money\\tout:\\nneeds a fresh code."'))
+
+    assert result.ok, result.errors
+    assert result.policies[0].description == "Moving money\tout:\nneeds a fresh code."
 
 
 # ---------------------------------------------------------------------------
@@ -701,6 +709,149 @@ POLICY_RULES = [
         id="enabled-string",
     ),
     case(
+        policy(enabled="no  # <-"),
+        "policies[0].enabled",
+        "'no' is a boolean in YAML 1.1 but text in YAML 1.2; write true or false",
+        schema=False,
+        yaml_only=True,
+        id="enabled-yaml-1.1-boolean",
+    ),
+    case(
+        policy(enabled="y  # <-"),
+        "policies[0].enabled",
+        "expected true or false; got the string 'y'",
+        id="enabled-y",
+    ),
+    case(
+        policy(when="\nattrs:\n  vip: {eq: yes}  # <-"),
+        "policies[0].when.attrs.vip.eq",
+        "'yes' is a boolean in YAML 1.1 but text in YAML 1.2; write true or false, or quote it if it is text",
+        schema=False,
+        yaml_only=True,
+        id="attr-eq-yaml-1.1-boolean",
+    ),
+    case(
+        policy(when="\nattrs:\n  currency: {in: [EUR, off]}  # <-"),
+        "policies[0].when.attrs.currency.in[1]",
+        "'off' is a boolean in YAML 1.1",
+        schema=False,
+        yaml_only=True,
+        id="attr-in-yaml-1.1-boolean",
+    ),
+    case(
+        policy(max_age="0300  # <-"),
+        "policies[0].max_age",
+        "'0300' reads differently in YAML 1.1 and 1.2; write the number in plain decimal digits",
+        schema=False,
+        yaml_only=True,
+        id="max-age-octal",
+    ),
+    case(
+        policy(max_age="1_000  # <-"),
+        "policies[0].max_age",
+        "'1_000' reads differently in YAML 1.1 and 1.2",
+        schema=False,
+        yaml_only=True,
+        id="max-age-underscore",
+    ),
+    case(
+        policy(max_age="0x12c  # <-"),
+        "policies[0].max_age",
+        "'0x12c' reads differently",
+        schema=False,
+        yaml_only=True,
+        id="max-age-hex",
+    ),
+    case(
+        policy(when="\nattrs:\n  amount: {gt: 1_000.5}  # <-"),
+        "policies[0].when.attrs.amount.gt",
+        "'1_000.5' reads differently",
+        schema=False,
+        yaml_only=True,
+        id="attr-gt-float-underscore",
+    ),
+    case(
+        policy(max_age="2147483648  # <-"),
+        "policies[0].max_age",
+        "must be at most 2147483647",
+        id="max-age-too-large",
+    ),
+    case(
+        policy(max_age="1" + "0" * 400 + "  # <-"),
+        "policies[0].max_age",
+        "expected a whole number of seconds",
+        id="max-age-beyond-floats",
+    ),
+    case(
+        policy(when="\nsession_age: {gt: 1" + "0" * 400 + "}  # <-"),
+        "policies[0].when.session_age.gt",
+        "expected a number of seconds",
+        schema=False,
+        id="session-age-beyond-floats",
+    ),
+    case(
+        policy(when="\nattrs:\n  amount: {gt: 1" + "0" * 400 + "}  # <-"),
+        "policies[0].when.attrs.amount.gt",
+        "a string holding a decimal number",
+        schema=False,
+        id="attr-gt-beyond-floats",
+    ),
+    case(
+        policy(when='\nattrs:\n  amount: {gt: "\uff11\uff10\uff10\uff10"}  # <-'),
+        "policies[0].when.attrs.amount.gt",
+        "a string holding a decimal number in ASCII digits",
+        id="attr-gt-full-width-digits",
+    ),
+    case(
+        policy(when='\nattrs:\n  amount: {lt: "\u0661\u0660"}  # <-'),
+        "policies[0].when.attrs.amount.lt",
+        "a string holding a decimal number in ASCII digits",
+        id="attr-lt-arabic-indic-digits",
+    ),
+    case(
+        policy(when='\nattrs:\n  amount: {gt: "' + "1" * 101 + '"}  # <-'),
+        "policies[0].when.attrs.amount.gt",
+        "at most 100 characters",
+        id="attr-gt-too-long",
+    ),
+    case(
+        policy(description='"Moving money\\0 needs a code"  # <-'),
+        "policies[0].description",
+        "contains the control character U+0000 (character 13); remove it",
+        id="description-nul",
+    ),
+    case(
+        policy(description='"Moving money\\e[2J needs a code"  # <-'),
+        "policies[0].description",
+        "contains the control character U+001B",
+        id="description-escape",
+    ),
+    case(
+        policy(description='"Moving money\\r needs a code"  # <-'),
+        "policies[0].description",
+        "U+000D",
+        id="description-carriage-return",
+    ),
+    case(
+        policy(when='\nroles: {any_of: ["fin\\tance"]}  # <-'),
+        "policies[0].when.roles.any_of[0]",
+        "contains the control character U+0009 (character 4); remove it",
+        id="role-tab",
+    ),
+    case(
+        policy(when='\nattrs:\n  currency: {eq: "EUR\\0"}  # <-'),
+        "policies[0].when.attrs.currency.eq",
+        "contains the control character U+0000",
+        schema=False,
+        id="attr-eq-nul",
+    ),
+    case(
+        policy(match='\nactions: ["' + "a" * 201 + '"]  # <-'),
+        "policies[0].match.actions[0]",
+        "is 201 characters long; names are at most 200 characters",
+        id="action-too-long",
+    ),
+    case(
         policy(mode="audit  # <-"),
         "policies[0].mode",
         "unknown mode 'audit'; allowed modes: enforce, shadow",
@@ -753,6 +904,31 @@ TEST_RULES = [
         "tests[0].input.action",
         "expected a string",
         id="input-action-number",
+    ),
+    case(
+        with_test(input="\naction: " + "a" * 201 + "  # <-"),
+        "tests[0].input.action",
+        "is 201 characters long; names are at most 200 characters",
+        id="input-action-too-long",
+    ),
+    case(
+        with_test(input='\nurl: "a\\0"  # <-'),
+        "tests[0].input.url",
+        "contains the control character U+0000",
+        id="input-url-nul",
+    ),
+    case(
+        with_test(name='"a\\x07 test"  # <-'),
+        "tests[0].name",
+        "contains the control character U+0007",
+        id="test-name-bell",
+    ),
+    case(
+        with_test(input="\naction: a\nsession_age: 1" + "0" * 400 + "  # <-"),
+        "tests[0].input.session_age",
+        "expected a number of seconds",
+        schema=False,
+        id="input-session-age-beyond-floats",
     ),
     case(
         with_test(input="\naction: a\nmethod: GRAB  # <-"),
@@ -1043,6 +1219,67 @@ def test_a_control_character_is_an_error_with_its_line() -> None:
     error = only_error("version: 1\npolicies: []\n# \x07\n")
 
     assert error.line == 3
+
+
+@pytest.mark.parametrize(
+    ("escape", "says"),
+    [
+        ("\\u0000", "the control character U+0000"),
+        ("\\u0085", "U+0085"),
+        ("\\ud800", "a lone surrogate U+D800"),
+    ],
+)
+def test_json_escapes_of_control_characters_and_surrogates_are_errors(escape: str, says: str) -> None:
+    text = (
+        '{"version": 1, "policies": [\n'
+        '  {"id": "p", "description": "a'
+        + escape
+        + 'b", "match": {"actions": ["a"]}, "decision": "deny"}\n]}'
+    )
+
+    error = only_error(text, "p.json")
+
+    assert (error.line, error.field) == (2, "policies[0].description")
+    assert says in error.message
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "Yes", "NO", "On", "OFF", "y", "n", "Y", "N"])
+def test_yaml_1_1_booleans_are_errors_that_say_to_write_true_or_false(word: str) -> None:
+    text = policy(enabled=f"{word}  # <-")
+
+    error = only_error(text)
+
+    assert (error.line, error.field) == (marked_line(text), "policies[0].enabled")
+    assert "true or false" in error.message
+
+
+def test_a_tests_input_attrs_may_hold_anything_a_request_can() -> None:
+    result = load(with_test(input='{action: a, attrs: {note: "a\\0b", amount: "\\uff19"}}'))
+
+    assert result.ok, result.errors
+    assert result.tests[0].input["attrs"] == {"note": "a\0b", "amount": "\uff19"}
+
+
+def test_numeric_operands_are_what_the_engine_reads_as_numbers() -> None:
+    """The loader takes a numeric string exactly when the engine would compare it as a number."""
+    from stepup.policy.engine import as_number
+
+    for text in [
+        "1000",
+        "+12.50",
+        ".5",
+        "5.",
+        "007",
+        "9" * 100,
+        "１０００",
+        "٥",
+        "1e3",
+        " 5",
+        "9" * 101,
+        "1_0",
+    ]:
+        result = load(policy(when=f"\nattrs:\n  amount: {{gt: {json.dumps(text)}}}"))
+        assert result.ok is (as_number(text) is not None), (text, result.errors)
 
 
 # ---------------------------------------------------------------------------
@@ -1351,8 +1588,12 @@ def test_dump_rejects_unknown_formats() -> None:
         dump_policies([], "toml")  # type: ignore[arg-type]
 
 
-WORDS = st.text(st.characters(codec="utf-8"), max_size=20)  # any text but lone surrogates
-NON_EMPTY = st.text(st.characters(codec="utf-8"), min_size=1, max_size=10)
+CHARACTERS = st.characters(codec="utf-8", exclude_categories=["Cc"])  # no controls, no lone surrogates
+WORDS = st.text(CHARACTERS, max_size=20)
+PROSE = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cc"], include_characters="\t\n"), max_size=20
+)
+NON_EMPTY = st.text(CHARACTERS, min_size=1, max_size=10)
 NAME_CHARS = "abcxyzABCXYZ0123456789_.:*-"
 NAMES = st.text(NAME_CHARS, min_size=1, max_size=12)
 IDS = st.tuples(st.sampled_from("abz09"), st.text("abz09._-", max_size=12)).map("".join)
@@ -1413,7 +1654,7 @@ def specs(draw: st.DrawFn) -> PolicySpec:
     step_up = decision == "step_up"
     return PolicySpec(
         id=draw(IDS),
-        description=draw(WORDS),
+        description=draw(PROSE),
         actions=tuple(actions),
         urls=tuple(draw(st.lists(NAMES, min_size=0 if actions else 1, max_size=3))),
         methods=tuple(draw(METHODS)),

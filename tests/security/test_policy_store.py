@@ -81,6 +81,12 @@ BAD_FILES = {
     "empty": "",
     "not a mapping": "- just\n- a list\n",
     "json duplicate key": '{"version": 1, "version": 1, "policies": []}',
+    "full-width operand": GOOD.replace("amount: {gt: 1000}", 'amount: {gt: "\uff11\uff10\uff10\uff10"}'),
+    "yaml 1.1 boolean": GOOD.replace("    mode: shadow\n", "    mode: shadow\n    enabled: off\n"),
+    "octal max_age": GOOD.replace("max_age: 300", "max_age: 0300", 1),
+    "nul in a description": GOOD.replace(
+        "description: Changing billing details", 'description: "\\0Changing billing details', 1
+    ).replace("from the last 5 minutes.\n", 'from the last 5 minutes."\n', 1),
 }
 PYTHON_TAGS = [
     "!!python/object/apply:os.system ['touch {marker}']",
@@ -140,6 +146,20 @@ def test_a_tag_inside_a_value_is_refused_too(tmp_path: Path, synced: Any) -> Non
     assert snapshot() == synced
 
 
+def test_a_full_width_operand_is_refused_as_the_engine_refuses_it_in_an_attribute(
+    tmp_path: Path, synced: Any
+) -> None:
+    """Full-width digits are no number to the engine at run time, so none in a file either."""
+    path = tmp_path / "policies.yaml"
+    path.write_text(GOOD.replace("amount: {gt: 1000}", 'amount: {gt: "\uff11\uff10\uff10\uff10"}'))
+    code, _, err = run_stepup("sync", str(path))
+    assert code == 1
+    assert (
+        "when.attrs.amount.gt: expected a number, or a string holding a decimal number in ASCII digits" in err
+    )
+    assert snapshot() == synced
+
+
 # --- malformed rows -----------------------------------------------------------------------
 
 ROW_DAMAGE = [
@@ -154,6 +174,9 @@ ROW_DAMAGE = [
     {"actions": "billing.update"},
     {"actions": ["billing.update", 7]},
     {"when": {"attrs": {"amount": {"gt": "a lot"}}}},
+    {"when": {"attrs": {"amount": {"gt": "\uff11\uff10\uff10\uff10"}}}},
+    {"when": {"attrs": {"amount": {"gt": "1" * 101}}}},
+    {"description": "Changing billing\x1b[2J details"},
     {"when": "always"},
 ]
 

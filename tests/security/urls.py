@@ -41,5 +41,6 @@ urlpatterns = [
             ),
         ]
     ),
+    path("t/api/pay/", views.PayApi.as_view(), name="pay-api"),
     path("nested/", include([path("edit/", views.edit, name="nested-edit")])),
 ]

@@ -79,19 +79,6 @@ def pay_bound(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     return ran(f"pay {request.POST.get('amount')} to {request.POST.get('to')}", request)
 
 
-class BoundPayApi(APIView):
-    permission_classes = [IsAuthenticated, StepUpPermission]
-    stepup_action = "things.pay"
-    stepup_bind_request = True
-
-    def get_stepup_attributes(self, request: Request) -> dict[str, Any]:
-        return {"amount": request.data.get("amount")}
-
-    def post(self, request: Request, format: str | None = None) -> Response:
-        CALLS.append(f"pay-api {request.data.get('amount')} to {request.data.get('to')}")
-        return Response({"ran": True}, status=201)
-
-
 def pay_in_code_then_notify(request: HttpRequest) -> HttpResponse:
     """No check before its code, no URL policy: it enforces both actions itself, working in between."""
     enforce(request, "things.pay", {"amount": request.POST.get("amount")})
@@ -143,6 +130,30 @@ class BasicThingsApi(ThingsApi):
     """The same, for clients authenticated by HTTP Basic (the password in every request)."""
 
     authentication_classes = [BasicAuthentication]
+
+
+class PayApi(APIView):
+    """Hands the policy the client's ``amount`` as it came: a string, a number, a list, anything."""
+
+    permission_classes = [IsAuthenticated, StepUpPermission]
+    stepup_action = "things.pay"
+
+    def get_stepup_attributes(self, request: Request) -> dict[str, Any]:
+        return {"amount": request.data.get("amount")}
+
+    def post(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"pay-api {request.method}")
+        return Response({"ran": True}, status=201)
+
+
+class BoundPayApi(PayApi):
+    """The same, with the whole request bound: a grant pays this very body."""
+
+    stepup_bind_request = True
+
+    def post(self, request: Request, format: str | None = None) -> Response:
+        CALLS.append(f"pay-api {request.data.get('amount')} to {request.data.get('to')}")
+        return Response({"ran": True}, status=201)
 
 
 class UrlPolicyApi(APIView):
