@@ -39,7 +39,8 @@ class Command(BaseCommand):
         try:
             user = users.get_by_natural_key(username)
         except get_user_model().DoesNotExist:
-            raise CommandError(f"No user {username!r}. Run '.venv/bin/python manage.py seed_demo' first.") from None
+            seed = ".venv/bin/python manage.py seed_demo"
+            raise CommandError(f"No user {username!r}. Run '{seed}' first.") from None
         device = TOTPDevice.objects.using(using).filter(user=user, confirmed=True).first()
         if device is None:
             raise CommandError(f"{username} has no confirmed TOTP device; enroll one on the Security page.")
