@@ -140,7 +140,29 @@ def _check_acr_values(mapping: Any) -> list[CheckMessage]:
     return errors
 
 
+PROTECTIVE_MIDDLEWARE = {
+    "django.middleware.security.SecurityMiddleware": "HTTPS redirects and security headers",
+    "django.middleware.csrf.CsrfViewMiddleware": "CSRF protection of the verify form and the session API",
+}
+
+
 def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
+    return _check_protective_middleware(middleware) + _check_stepup_middleware(middleware)
+
+
+def _check_protective_middleware(middleware: list[str]) -> list[CheckMessage]:
+    return [
+        Warning(
+            f"{name!r} is not in MIDDLEWARE: the site has no {what}.",
+            hint="Keep Django's own middleware and add stepup's beside it (docs/install.md, section 1).",
+            id="stepup.W005",
+        )
+        for name, what in PROTECTIVE_MIDDLEWARE.items()
+        if name not in middleware
+    ]
+
+
+def _check_stepup_middleware(middleware: list[str]) -> list[CheckMessage]:
     if MIDDLEWARE not in middleware:
         missing: list[CheckMessage] = [
             Warning(

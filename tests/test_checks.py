@@ -60,6 +60,20 @@ def test_missing_middleware_is_a_warning(settings):
     assert "stepup.W001" in check_ids({}, settings)
 
 
+@pytest.mark.parametrize(
+    ("dropped", "words"),
+    [
+        ("django.middleware.security.SecurityMiddleware", "HTTPS redirects and security headers"),
+        ("django.middleware.csrf.CsrfViewMiddleware", "CSRF protection of the verify form"),
+    ],
+)
+def test_dropping_djangos_protective_middleware_is_a_warning(settings, dropped, words):
+    """A MIDDLEWARE list copied from an example that left Django's own out (docs/install.md shows insertion)."""
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != dropped]
+    output = check_ids({}, settings)
+    assert "stepup.W005" in output and words in output and dropped in output
+
+
 def test_middleware_order(settings):
     middleware = [m for m in settings.MIDDLEWARE if m != "stepup.middleware.StepUpMiddleware"]
     settings.MIDDLEWARE = ["stepup.middleware.StepUpMiddleware", *middleware]
