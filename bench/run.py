@@ -172,8 +172,8 @@ def section_c(quick: bool, postgres_url: str | None, summary: list[str]) -> list
     from bench import syncing
 
     sizes = (1_000,) if quick else syncing.SIZES
-    folder = Path(tempfile.mkdtemp(prefix="stepup-bench-sync-"))
-    rows = _sync_rows(f"sqlite:///{folder / 'sync.sqlite3'}", "sqlite", sizes)
+    with tempfile.TemporaryDirectory(prefix="stepup-bench-sync-") as folder:
+        rows = _sync_rows(f"sqlite:///{Path(folder) / 'sync.sqlite3'}", "sqlite", sizes)
     if postgres_url:
         with FreshPostgres(postgres_url) as database:
             rows += _sync_rows(database.url, "postgresql", sizes)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             if postgres_url:
                 database_url, label = stack.enter_context(FreshPostgres(postgres_url)).url, "PostgreSQL"
             else:
-                folder = Path(tempfile.mkdtemp(prefix="stepup-bench-stack-"))
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stepup-bench-stack-")))
                 database_url, label = f"sqlite:///{folder / 'stack.sqlite3'}", "SQLite"
             setup_django(database_url)
             lines += [*section_b(args.quick, redis_url, label, summary), ""]

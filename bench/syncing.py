@@ -66,26 +66,30 @@ def load_times(sizes: tuple[int, ...]) -> list[tuple[int, float, float]]:
     """Seconds to read and validate a file of N policies, as YAML and as JSON (no database)."""
     from stepup.policy.loader import dump_policies, load_files
 
-    folder = Path(tempfile.mkdtemp(prefix="stepup-bench-load-"))
     rows = []
-    for n in sizes:
-        specs = make_policies(n)
-        times = []
-        for fmt in ("yaml", "json"):
-            path = folder / f"policies-{n}.{fmt}"
-            path.write_text(dump_policies(specs, fmt=fmt))
-            started = time.perf_counter()
-            assert load_files([path]).ok
-            times.append(time.perf_counter() - started)
-        rows.append((n, times[0], times[1]))
+    with tempfile.TemporaryDirectory(prefix="stepup-bench-load-") as folder:
+        for n in sizes:
+            specs = make_policies(n)
+            times = []
+            for fmt in ("yaml", "json"):
+                path = Path(folder) / f"policies-{n}.{fmt}"
+                path.write_text(dump_policies(specs, fmt=fmt))
+                started = time.perf_counter()
+                assert load_files([path]).ok
+                times.append(time.perf_counter() - started)
+            rows.append((n, times[0], times[1]))
     return rows
 
 
 def run(alias: str, label: str, sizes: tuple[int, ...] = SIZES) -> list[SyncRow]:
+    with tempfile.TemporaryDirectory(prefix="stepup-bench-") as folder:
+        return _run(alias, label, sizes, Path(folder))
+
+
+def _run(alias: str, label: str, sizes: tuple[int, ...], folder: Path) -> list[SyncRow]:
     from stepup.models import Policy
 
     rows = []
-    folder = Path(tempfile.mkdtemp(prefix="stepup-bench-"))
     for n in sizes:
         for row in Policy.objects.using(alias).all():
             row.delete(using=alias)
