@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import functools
 import inspect
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ class Route:
     action: str | None
     policies: tuple[str, ...]
     enforced: tuple[str, ...] = ()  # those of ``policies`` in enforce mode (the others are shadow)
+    in_code: tuple[str, ...] = ()  # actions the view's own code passes to enforce() or decide()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -35,12 +38,15 @@ class Route:
             "view": self.view,
             "methods": list(self.methods) or ["*"],
             "action": self.action,
+            "actions_in_code": list(self.in_code),
             "policies": list(self.policies),
         }
 
     def as_text(self) -> str:
         methods = ",".join(self.methods) or "*"
         action = self.action or "-"
+        if self.in_code:
+            action += f" (in code: {','.join(self.in_code)})"
         policies = ",".join(self.policies) or "-"
         return (
             f"/{self.pattern}  name={self.name or '-'}  view={self.view}  "
@@ -69,6 +75,63 @@ def declared_action(callback: Callable[..., Any]) -> str | None:
         cls = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
         action = getattr(cls, "stepup_action", None)
     return action if isinstance(action, str) else None
+
+
+ENFORCING_CALLS = frozenset({"enforce", "decide"})
+
+
+def actions_in_code(callback: Callable[..., Any]) -> tuple[str, ...]:
+    """The actions a view's own code passes to ``enforce()`` or ``decide()``, as far as they can be read.
+
+    An action written as a string, or as a module-level string constant, in
+    the view function (or any method of the view class), or in a function of
+    the same module that it calls (two calls deep), counts; one computed at
+    run time, or enforced in another module, can't be seen.
+    """
+    target = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    found: list[str] = []
+    _collect(target if target is not None else inspect.unwrap(callback), found, set(), depth=2)
+    return tuple(found)
+
+
+def _collect(target: Any, found: list[str], seen: set[Any], depth: int) -> None:
+    if target in seen:
+        return
+    seen.add(target)
+    actions, callees = _read_source(target)
+    found.extend(a for a in actions if a not in found)
+    if depth > 0:
+        for callee in callees:
+            _collect(callee, found, seen, depth - 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_source(target: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The actions ``target``'s source passes to enforce()/decide(), and the module's functions it calls."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(target)))
+    except (OSError, TypeError, SyntaxError):
+        return (), ()
+    module = inspect.getmodule(target)
+    names = vars(module) if module is not None else {}
+    actions: list[str] = []
+    callees: list[Any] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        if called in ENFORCING_CALLS and len(node.args) >= 2:
+            argument = node.args[1]
+            value = argument.value if isinstance(argument, ast.Constant) else None
+            if isinstance(argument, ast.Name):
+                value = names.get(argument.id)
+            if isinstance(value, str) and value:
+                actions.append(value)
+        elif isinstance(node.func, ast.Name):
+            callee = names.get(node.func.id)
+            if inspect.isfunction(callee) and callee.__module__ == getattr(module, "__name__", None):
+                callees.append(callee)
+    return tuple(actions), tuple(callees)
 
 
 def _methods(callback: Callable[..., Any]) -> tuple[str, ...]:
@@ -129,15 +192,44 @@ def collect_routes(policy_set: PolicySet, urlconf: str | None = None) -> list[Ro
     routes = []
     for pattern, name, callback in _walk(get_resolver(urlconf).url_patterns):
         action = declared_action(callback)
+        in_code = tuple(a for a in actions_in_code(callback) if a != action)
         found: dict[str, PolicySpec] = {}
         if name:
             found.update((p.id, p) for p in policy_set.policies_for_url(name))
-        if action:
-            found.update((p.id, p) for p in policy_set.policies_for_action(action))
+        for named in (action, *in_code):
+            if named:
+                found.update((p.id, p) for p in policy_set.policies_for_action(named))
         ids = tuple(sorted(found))
         enforced = tuple(i for i in ids if found[i].mode == "enforce")
-        routes.append(Route(pattern, name, _view_path(callback), _methods(callback), action, ids, enforced))
+        methods = _methods(callback)
+        routes.append(Route(pattern, name, _view_path(callback), methods, action, ids, enforced, in_code))
     return routes
+
+
+def code_actions(urlconf: str | None = None) -> set[str]:
+    """Every action the URLconf's views declare or pass to ``enforce()``/``decide()`` in their code."""
+    found: set[str] = set()
+    for _, _, callback in _walk(get_resolver(urlconf).url_patterns):
+        action = declared_action(callback)
+        found.update(a for a in (action, *actions_in_code(callback)) if a)
+    return found
+
+
+def unknown_actions(policy_file: PolicyFile, urlconf: str | None = None) -> list[str]:
+    """Warnings for policy actions that no action the code declares matches (a typo, say)."""
+    known = sorted(code_actions(urlconf))
+    warnings = []
+    for spec in policy_file.policies:
+        for pattern in spec.actions:
+            if any(glob_matches(pattern, action) for action in known):
+                continue
+            close = difflib.get_close_matches(pattern, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            warnings.append(
+                f"policy {spec.id!r} names action {pattern!r}, which no view declares or enforces "
+                f"(decorator, mixin, DRF view, or enforce()/decide() in a view's code){hint}"
+            )
+    return warnings
 
 
 def url_names(urlconf: str | None = None) -> set[str]:
@@ -178,8 +270,7 @@ def _unknown_url(pattern: str, names: set[str]) -> str:
 def uncovered_actions(policy_file: PolicyFile, urlconf: str | None = None) -> list[str]:
     """Actions that views declare but no enabled, enforce-mode policy names."""
     policy_set = compile_policies(policy_file.policies)
-    actions = {declared_action(cb) for _, _, cb in _walk(get_resolver(urlconf).url_patterns)}
-    return sorted(a for a in actions if a and not policy_set.covers_action(a))
+    return sorted(a for a in code_actions(urlconf) if not policy_set.covers_action(a))
 
 
 def uncovered_routes(routes: Sequence[Route], patterns: Sequence[str]) -> list[Route]:

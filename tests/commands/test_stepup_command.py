@@ -81,6 +81,43 @@ def test_validate_reports_declared_actions_without_policy(run, good):
     assert "'brand.new' has no policy" in result.err
 
 
+def test_validate_warns_about_a_policy_action_no_code_declares(run, write):
+    path = write(GOOD.replace("actions: [billing.update]", "actions: [biling.update]"))
+    result = run("validate", path)
+    assert result.code == 0  # a warning: the action may be enforced where stepup can't see it
+    assert (
+        "policy 'billing-update' names action 'biling.update', which no view declares or enforces"
+        in result.err
+    )
+    assert "did you mean 'billing.update'?" in result.err
+
+
+def test_validate_knows_actions_enforced_in_views_code(run, write):
+    """A literal, a module constant passed through a helper, a class view's method, a glob."""
+    policies = "".join(
+        f"  - id: p{number}\n    match: {{actions: ['{action}']}}\n    decision: step_up\n    max_age: 60\n"
+        for number, action in enumerate(("payments.send", "reports.export", "archive.purge", "archive.*"))
+    )
+    result = run("validate", write(GOOD.replace("tests:", policies + "tests:")))
+    assert result.code == 0, result.err
+    assert "which no view declares" not in result.err
+    assert "'payments.send' has no policy" not in result.err
+
+
+def test_routes_counts_actions_enforced_in_a_views_code_as_coverage(run, write):
+    policy = "  - id: pay\n    match: {actions: [payments.send]}\n    decision: step_up\n    max_age: 60\n"
+    path = write(GOOD.replace("tests:", policy + "tests:"))
+    listing = run("routes", path).out
+    assert "name=pay-in-code" in listing and "action=- (in code: payments.send)  policies=pay" in listing
+    assert "name=export-in-code" in listing and "(in code: reports.export)" in listing
+    assert "(in code: archive.purge)" in listing
+    assert "name=dynamic-in-code  view=tests.commands.urls.computes_its_action  methods=*  action=-  " in listing
+    assert run("routes", path, "--require-coverage", "pay-in-code").code == 0
+    assert run("routes", path, "--require-coverage", "export-in-code").code == 1  # no policy for it
+    (row,) = [r for r in json.loads(run("routes", path, "--format", "json").out) if r["name"] == "pay-in-code"]
+    assert (row["action"], row["actions_in_code"], row["policies"]) == (None, ["payments.send"], ["pay"])
+
+
 def test_validate_uses_settings_files_by_default(run, good, settings):
     settings.STEPUP = {"POLICY_FILES": [good]}
     assert run("validate").code == 0

@@ -160,7 +160,7 @@ class Command(BaseCommand):
     # -- subcommands --
 
     def do_validate(self, files: Sequence[str], **_: Any) -> None:
-        from stepup.routes import collect_routes, uncovered_actions
+        from stepup.routes import collect_routes, uncovered_actions, unknown_actions
 
         policy_file = self.load(files)
         for action in uncovered_actions(policy_file):
@@ -168,6 +168,8 @@ class Command(BaseCommand):
                 f"warning: declared action {action!r} has no policy; "
                 f"it gets the default requirement (max_age {conf.DEFAULT_MAX_AGE}s)."
             )
+        for warning in unknown_actions(policy_file):
+            self.stderr.write(f"warning: {warning}")
         policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
         self.warn_about_routes(policy_set, collect_routes(policy_set))
         self.say(
