@@ -72,9 +72,11 @@ def servers(tmp_path: Path) -> Iterator[Any]:
         database.drop()
 
 
-def send(server: Any, path: str, body: Any) -> tuple[int, Any]:
+def send(server: Any, path: str, body: Any, step_up_token: str | None = None) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     headers = {"Authorization": f"Token {TOKEN}", "Content-Type": "application/json", "Host": "127.0.0.1"}
+    if step_up_token is not None:
+        headers["StepUp-Token"] = step_up_token
     try:
         conn.request("POST", path, body=json.dumps(body).encode(), headers=headers)
         response = conn.getresponse()
@@ -96,6 +98,7 @@ def test_twenty_parallel_uses_of_one_grant_let_one_through(servers: Any) -> None
     status, verified = send(
         server, "/stepup/api/verify/", {"token": current_code(), "challenge": refused["challenge"]}
     )
+    step_up_token = verified.pop("stepup_token")
     assert (status, verified) == (200, {"verified": True, "factor": "totp"})
 
     start = threading.Barrier(RACERS)
@@ -104,7 +107,7 @@ def test_twenty_parallel_uses_of_one_grant_let_one_through(servers: Any) -> None
 
     def race() -> None:
         start.wait()
-        code, _ = send(server, "/api/transfers/", TRANSFER)
+        code, _ = send(server, "/api/transfers/", TRANSFER, step_up_token)
         with lock:
             results.append(code)
 
