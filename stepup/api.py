@@ -40,14 +40,14 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from stepup import grants, openapi
+from stepup import grants, openapi, store
 from stepup.context import get_context
+from stepup.exceptions import PolicyStoreUnavailable
 from stepup.flows import verification as flow
 from stepup.policy.engine import input_from_dict
 from stepup.policy.loader import validate_test
 from stepup.policy.model import Decision, PolicyTrace
-from stepup.responses import not_authenticated
-from stepup.store import PolicyStoreUnavailable, get_policy_set
+from stepup.responses import ApiRefusal, not_authenticated, unavailable_refusal
 
 HTTP_STATUS = {
     flow.VERIFIED: 200,
@@ -125,11 +125,16 @@ class StepUpAPIView(APIView):
         return response
 
 
+def _refusal(refusal: ApiRefusal) -> Response:
+    return Response(refusal.body, status=refusal.status, headers=refusal.headers)
+
+
 def _known_error(exc: Exception) -> Response | None:
-    """DRF's own refusals, in stepup's shape (and never a 401 turned into a 403)."""
+    """DRF's own refusals, and no policy set, in stepup's shape (and never a 401 turned into a 403)."""
+    if isinstance(exc, PolicyStoreUnavailable):
+        return _refusal(unavailable_refusal())
     if isinstance(exc, exceptions.NotAuthenticated):
-        refusal = not_authenticated()
-        return Response(refusal.body, status=refusal.status, headers=refusal.headers)
+        return _refusal(not_authenticated())
     if isinstance(exc, exceptions.AuthenticationFailed):
         refusal = not_authenticated()
         body = {"code": "authentication_failed", "detail": str(exc.detail)}
@@ -219,10 +224,7 @@ class StatusAPIView(StepUpAPIView):
         action, url, attrs = query.get("action"), query.get("url"), query.get("attrs", {})
         digest = grants.attributes_digest(action, url, attrs)
         inp = replace(context.input(action, url, attrs, digest), method=query["method"])
-        try:
-            decision = get_policy_set().decide(inp)
-        except PolicyStoreUnavailable:
-            return error(503, "policy_store_unavailable", "No policy set could be loaded.")
+        decision = store.get_policy_set().decide(inp)
         return Response(
             {
                 "outcome": decision.outcome,
@@ -289,10 +291,7 @@ class DecideAPIView(StepUpAPIView):
             data = validated_input(cast(Mapping[str, Any], request.data))
         except _BadRequest as exc:
             return exc.response
-        try:
-            decision = get_policy_set().decide(input_from_dict(data), trace=True)
-        except PolicyStoreUnavailable:
-            return error(503, "policy_store_unavailable", "No policy set could be loaded.")
+        decision = store.get_policy_set().decide(input_from_dict(data), trace=True)
         return Response({"decision": decision_dict(decision), "trace": trace_list(decision.trace or ())})
 
 

@@ -272,7 +272,8 @@ def record_event(
 
 def _version_in_force() -> str:
     """The version of the policy set in force, or ``""`` when none can be loaded."""
-    from stepup.store import PolicyStoreUnavailable, get_policy_set
+    from stepup.exceptions import PolicyStoreUnavailable
+    from stepup.store import get_policy_set
 
     try:
         return get_policy_set().version

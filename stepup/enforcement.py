@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch
@@ -43,10 +42,9 @@ from stepup.context import (
     resolver_match,
     url_name,
 )
-from stepup.exceptions import StepUpRequired
+from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpRequired
 from stepup.policy.engine import PolicySet, compile_policies
 from stepup.policy.model import ALLOW, DENY, Decision, Input
-from stepup.store import PolicyStoreUnavailable
 
 logger = logging.getLogger("stepup")
 
@@ -61,16 +59,6 @@ page behind a ``urls: ["*"]`` policy (nobody could ever verify), and a
 project's own view in a namespace that happens to be called ``stepup`` is not
 exempt.
 """
-
-
-class StepUpDenied(PermissionDenied):
-    """A ``deny`` decision (a ``PermissionDenied``, so Django answers it with 403)."""
-
-    def __init__(self, decision: Decision, action: str | None, url_name: str | None) -> None:
-        self.decision = decision
-        self.action = action
-        self.url_name = url_name
-        super().__init__("; ".join(decision.reasons) or "denied by policy")
 
 
 # --- which policies a call covers ------------------------------------------------

@@ -14,10 +14,9 @@ from django.http import HttpRequest, HttpResponse
 
 from stepup import audit, grants
 from stepup.decorators import ENFORCED_ATTR
-from stepup.enforcement import StepUpDenied, enforce_url, mark_view_started, url_policies_may_apply
-from stepup.exceptions import StepUpRequired
+from stepup.enforcement import enforce_url, mark_view_started, url_policies_may_apply
+from stepup.exceptions import StepUpDenied, StepUpError, StepUpRequired
 from stepup.responses import is_drf_view, refusal_response, view_class
-from stepup.store import PolicyStoreUnavailable
 
 PERMISSION_PATH = "stepup.permissions.StepUpPermission"
 APIVIEW_PATH = "rest_framework.views.APIView"
@@ -134,12 +133,12 @@ class StepUpMiddleware:
             client = authenticated_request(request, view_func)
         try:
             enforce_url(client)
-        except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
+        except StepUpError as exc:
             return refusal_response(client, exc)
         mark_view_started(request)  # no enforcement point of its own comes before the view's code
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, PolicyStoreUnavailable):
-            return None  # raised by the view's own code: a server error, not ours to reword
-        return refusal_response(request, exception)
+        if isinstance(exception, (StepUpRequired, StepUpDenied)):  # enforce() in the view's own code
+            return refusal_response(request, exception)
+        return None  # anything else, the policy store failing in the view included, is a server error

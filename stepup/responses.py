@@ -30,10 +30,8 @@ from stepup import devices, grants, store
 from stepup.audit import display_attrs, split_secrets
 from stepup.conf import conf
 from stepup.context import http_request, request_user
-from stepup.enforcement import StepUpDenied
-from stepup.exceptions import StepUpRequired
+from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
 from stepup.policy.model import Decision
-from stepup.store import PolicyStoreUnavailable
 
 ENROLL_TEMPLATE = "stepup/enroll_required.html"
 MAX_SAVED_FIELDS = 200
@@ -329,23 +327,23 @@ def unavailable_response(request: Any) -> HttpResponse:
     return response
 
 
-def api_refusal(request: Any, exc: BaseException) -> ApiRefusal | None:
-    """One of stepup's refusals as an API client gets it, or ``None`` for any other exception."""
+def api_refusal(request: Any, exc: StepUpError) -> ApiRefusal:
+    """One of stepup's refusals as an API client gets it.
+
+    Anything but step-up or a denial (the policy store unreachable) is the
+    ``503``: nothing could be decided, so nothing is allowed.
+    """
     if isinstance(exc, StepUpRequired):
         return stepup_refusal(request, exc)
     if isinstance(exc, StepUpDenied):
         return denied_refusal()
-    if isinstance(exc, PolicyStoreUnavailable):
-        return unavailable_refusal()
-    return None
+    return unavailable_refusal()
 
 
-def refusal_response(request: Any, exc: BaseException) -> HttpResponse | None:
-    """The response for one of stepup's refusals, or ``None`` for any other exception."""
+def refusal_response(request: Any, exc: StepUpError) -> HttpResponse:
+    """The response for one of stepup's refusals (the ``503`` for any but step-up or a denial)."""
     if isinstance(exc, StepUpRequired):
         return stepup_response(request, exc)
     if isinstance(exc, StepUpDenied):
         return denied_response(request, exc)
-    if isinstance(exc, PolicyStoreUnavailable):
-        return unavailable_response(request)
-    return None
+    return unavailable_response(request)
