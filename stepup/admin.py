@@ -45,14 +45,10 @@ from stepup.policy.engine import DEFAULT_POLICY_ID
 from stepup.policy.loader import load_files, validate_policy
 from stepup.policy.model import PolicyError, PolicyFile
 from stepup.signals import batched_policy_changes
+from stepup.state import state
 from stepup.sync import Change, make_plan
 
 HistoricalPolicy: type[Model] = Policy.history.model
-
-STEPPED_UP_ATTR = "_stepup_policy_admin_allowed"
-"""Set on a request once the policy-admin step-up passed for it."""
-
-_COMPARISON_ATTR = "_stepup_policy_files"
 
 
 # --- policies compared with the policy files -----------------------------------------
@@ -96,10 +92,9 @@ class FileComparison:
 
 def file_comparison(request: HttpRequest) -> FileComparison:
     """The comparison for this request (the files are read at most once per request)."""
-    found = getattr(request, _COMPARISON_ATTR, None)
+    found = state(request).policy_files
     if not isinstance(found, FileComparison):
-        found = FileComparison.load()
-        setattr(request, _COMPARISON_ATTR, found)
+        found = state(request).policy_files = FileComparison.load()
     return found
 
 
@@ -342,7 +337,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
             raise PermissionDenied
         refused = guard(request, POLICY_ADMIN_ACTION, self.stepup_attributes(operation, object_id))
         if refused is None:
-            setattr(request, STEPPED_UP_ATTR, True)
+            state(request).policy_admin_allowed = True
         return refused
 
     def stepup_attributes(self, operation: str, object_id: str | None) -> dict[str, str]:
@@ -360,9 +355,9 @@ class PolicyAdmin(SimpleHistoryAdmin):
 
     def ensure_stepped_up(self, request: HttpRequest, operation: str) -> None:
         """Second line: never write without the step-up, whichever path led here."""
-        if not getattr(request, STEPPED_UP_ATTR, False):
+        if not state(request).policy_admin_allowed:
             enforce(request, POLICY_ADMIN_ACTION, {"operation": operation})
-            setattr(request, STEPPED_UP_ATTR, True)
+            state(request).policy_admin_allowed = True
 
     def changeform_view(
         self,

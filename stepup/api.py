@@ -1,7 +1,7 @@
 """stepup's JSON API, as Django REST framework views: ``api-verify``, ``api-status``, ``api-decide``.
 
 The views parse requests and shape answers; checking a code is
-:mod:`stepup.flows.verification`'s, deciding is the policy engine's.
+:mod:`stepup.flows.verification`'s, deciding is :mod:`stepup.enforcement`'s.
 
 Authentication: the project's ``DEFAULT_AUTHENTICATION_CLASSES``, with
 ``SessionAuthentication`` added when it is missing (a browser verifies with
@@ -22,7 +22,6 @@ Every answer is JSON with a ``code`` on errors, and carries
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any, cast
 
 from django.urls import reverse
@@ -40,8 +39,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from stepup import grants, openapi, store
-from stepup.context import get_context
+from stepup import openapi
+from stepup.enforcement import decide_input, decide_status
 from stepup.exceptions import PolicyStoreUnavailable
 from stepup.flows import verification as flow
 from stepup.policy.engine import input_from_dict
@@ -220,11 +219,9 @@ class StatusAPIView(StepUpAPIView):
             query = status_query(request.query_params.lists())
         except _BadRequest as exc:
             return exc.response
-        context = get_context(request)
-        action, url, attrs = query.get("action"), query.get("url"), query.get("attrs", {})
-        digest = grants.attributes_digest(action, url, attrs)
-        inp = replace(context.input(action, url, attrs, digest), method=query["method"])
-        decision = store.get_policy_set().decide(inp)
+        decision = decide_status(
+            request, query.get("action"), query.get("url"), query.get("attrs", {}), query["method"]
+        )
         return Response(
             {
                 "outcome": decision.outcome,
@@ -291,7 +288,7 @@ class DecideAPIView(StepUpAPIView):
             data = validated_input(cast(Mapping[str, Any], request.data))
         except _BadRequest as exc:
             return exc.response
-        decision = store.get_policy_set().decide(input_from_dict(data), trace=True)
+        decision = decide_input(input_from_dict(data), trace=True)
         return Response({"decision": decision_dict(decision), "trace": trace_list(decision.trace or ())})
 
 

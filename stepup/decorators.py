@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from stepup.enforcement import enforce_before_view, mark_view_started
+from stepup.enforcement import enforce_before_view
 from stepup.exceptions import StepUpError
 from stepup.responses import refusal_response
+from stepup.state import state
 
 Attributes = Callable[..., Mapping[str, Any]]
 View = TypeVar("View", bound=Callable[..., Any])
@@ -74,7 +75,7 @@ def require_stepup(
             attrs = attributes(request, *args, **kwargs) if attributes is not None else {}
             refused = guard(request, action, attrs, bind_request)
             if refused is None and innermost:
-                mark_view_started(request)
+                state(request).view_started = True
             return refused
 
         wrapper: Callable[..., Any]

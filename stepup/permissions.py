@@ -32,9 +32,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from stepup.decorators import validate_action
-from stepup.enforcement import enforce_before_view, mark_view_started
+from stepup.enforcement import enforce_before_view
 from stepup.exceptions import StepUpError, StepUpRequired
 from stepup.responses import ApiRefusal, api_refusal
+from stepup.state import state
 
 __all__ = ["StepUpPermission", "StepUpRefused", "authenticated_request"]
 
@@ -124,7 +125,7 @@ class StepUpPermission(BasePermission):
             refusal = api_refusal(request, exc)
             _never_cache(view)
             raise StepUpRefused(refusal) from exc
-        mark_view_started(request)
+        state(request).view_started = True
         return True
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:

@@ -29,7 +29,7 @@ from django.utils.cache import add_never_cache_headers
 from stepup import devices, grants, store
 from stepup.audit import display_attrs, split_secrets
 from stepup.conf import conf
-from stepup.context import http_request, request_user
+from stepup.context import RequestContext, get_context
 from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
 from stepup.policy.model import Decision
 
@@ -102,12 +102,11 @@ class ApiRefusal:
         return response
 
 
-def stepup_response(request: Any, exc: StepUpRequired) -> HttpResponse:
+def _stepup_response(context: RequestContext, exc: StepUpRequired) -> HttpResponse:
     """The response for a request that needs step-up (see the module doc)."""
-    http = http_request(request)
+    http, user = context.request, context.user
     if is_api_request(http):
-        return stepup_refusal(request, exc).response()
-    user = request_user(request)
+        return _stepup_refusal(context, exc).response()
     if not user.is_authenticated:
         return redirect_to_login(http.get_full_path())
     decision = exc.decision
@@ -120,7 +119,7 @@ def stepup_response(request: Any, exc: StepUpRequired) -> HttpResponse:
     return response
 
 
-def stepup_refusal(request: Any, exc: StepUpRequired) -> ApiRefusal:
+def _stepup_refusal(context: RequestContext, exc: StepUpRequired) -> ApiRefusal:
     """What an API client gets for a request that needs step-up.
 
     ``401`` with the RFC 9470 ``WWW-Authenticate`` challenge and the body
@@ -129,8 +128,7 @@ def stepup_refusal(request: Any, exc: StepUpRequired) -> ApiRefusal:
     ``401 not_authenticated`` when nobody is logged in; ``403
     stepup_enroll_required`` when the user has no device that can satisfy it.
     """
-    http = http_request(request)
-    user = request_user(request)
+    http, user = context.request, context.user
     if not user.is_authenticated:
         return not_authenticated()
     decision = exc.decision
@@ -308,17 +306,15 @@ _UNAVAILABLE = "Security policies are temporarily unavailable; try again shortly
 RETRY_AFTER = 30
 
 
-def denied_response(request: Any, exc: StepUpDenied) -> HttpResponse:
+def _denied_response(http: HttpRequest, exc: StepUpDenied) -> HttpResponse:
     """``403``: JSON for an API client, else Django's ``handler403`` page."""
-    http = http_request(request)
     if is_api_request(http):
         return denied_refusal().response()
     return response_for_exception(http, exc)
 
 
-def unavailable_response(request: Any) -> HttpResponse:
+def _unavailable_response(http: HttpRequest) -> HttpResponse:
     """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
-    http = http_request(request)
     if is_api_request(http):
         return unavailable_refusal().response()
     response = HttpResponse(_UNAVAILABLE, status=503, content_type="text/plain; charset=utf-8")
@@ -334,7 +330,7 @@ def api_refusal(request: Any, exc: StepUpError) -> ApiRefusal:
     ``503``: nothing could be decided, so nothing is allowed.
     """
     if isinstance(exc, StepUpRequired):
-        return stepup_refusal(request, exc)
+        return _stepup_refusal(get_context(request), exc)
     if isinstance(exc, StepUpDenied):
         return denied_refusal()
     return unavailable_refusal()
@@ -342,8 +338,9 @@ def api_refusal(request: Any, exc: StepUpError) -> ApiRefusal:
 
 def refusal_response(request: Any, exc: StepUpError) -> HttpResponse:
     """The response for one of stepup's refusals (the ``503`` for any but step-up or a denial)."""
+    context = get_context(request)
     if isinstance(exc, StepUpRequired):
-        return stepup_response(request, exc)
+        return _stepup_response(context, exc)
     if isinstance(exc, StepUpDenied):
-        return denied_response(request, exc)
-    return unavailable_response(request)
+        return _denied_response(context.request, exc)
+    return _unavailable_response(context.request)
