@@ -28,6 +28,7 @@ from django.utils.cache import add_never_cache_headers
 
 from stepup import devices, grants, store
 from stepup.audit import display_attrs, split_secrets
+from stepup.challenge import Challenge
 from stepup.conf import conf
 from stepup.context import RequestContext, get_context
 from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
@@ -113,7 +114,7 @@ def _stepup_response(context: RequestContext, exc: StepUpRequired) -> HttpRespon
     if not devices.usable_devices(user, decision.factors):
         return _enroll_page(http, decision)
     challenge = build_challenge(http, exc)
-    challenge_id = grants.save_challenge(http, challenge)
+    challenge_id = grants.save_challenge(http, challenge.to_dict())
     response = HttpResponseRedirect(_verify_url(challenge, challenge_id))
     add_never_cache_headers(response)
     return response
@@ -135,8 +136,8 @@ def _stepup_refusal(context: RequestContext, exc: StepUpRequired) -> ApiRefusal:
     if not devices.usable_devices(user, decision.factors):
         return _enroll_refusal(decision)
     challenge = build_challenge(http, exc, include_post=False)
-    challenge_id = grants.save_challenge(http, challenge)
-    max_age, factors = challenge["max_age"], challenge["factors"]
+    challenge_id = grants.save_challenge(http, challenge.to_dict())
+    max_age, factors = challenge.max_age, list(challenge.factors)
     body = {
         "code": "stepup_required",
         "max_age": max_age,
@@ -147,8 +148,8 @@ def _stepup_refusal(context: RequestContext, exc: StepUpRequired) -> ApiRefusal:
     return ApiRefusal(401, body, {"WWW-Authenticate": www_authenticate(max_age, factors=factors)})
 
 
-def _verify_url(challenge: dict[str, Any], challenge_id: str) -> str:
-    query = urlencode({"next": challenge["next"], "challenge": challenge_id})
+def _verify_url(challenge: Challenge, challenge_id: str) -> str:
+    query = urlencode({"next": challenge.next, "challenge": challenge_id})
     return f"{reverse('stepup:verify')}?{query}"
 
 
@@ -190,28 +191,28 @@ def acr_values(factors: Sequence[str]) -> list[str]:
     return found
 
 
-def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True) -> dict[str, Any]:
-    """The pending-challenge dict handed to the verification views (the shared interface)."""
+def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True) -> Challenge:
+    """The pending challenge handed to the verification views."""
     decision = exc.decision
     max_age = decision.max_age if decision.max_age is not None else conf.DEFAULT_MAX_AGE
     path = http.get_full_path()
     post, post_secrets = _saved_post(http) if include_post else (None, [])
-    return {
-        "action": exc.action,
-        "url_name": exc.url_name,
-        "method": http.method or "GET",
-        "path": path,
-        "attrs": display_attrs(exc.attributes),
-        "digest": exc.digest or grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
-        "policies": list(decision.policies),
-        "descriptions": _descriptions(decision),
-        "max_age": int(max_age),
-        "factors": list(decision.factors),
-        "one_shot": max_age == 0,
-        "post": post,
-        "post_secrets": post_secrets,
-        "next": path,
-    }
+    return Challenge(
+        action=exc.action,
+        url_name=exc.url_name,
+        method=http.method or "GET",
+        path=path,
+        attrs=display_attrs(exc.attributes),
+        digest=exc.digest or grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
+        policies=tuple(decision.policies),
+        descriptions=tuple(_descriptions(decision)),
+        max_age=int(max_age),
+        factors=tuple(decision.factors),
+        one_shot=max_age == 0,
+        post=post,
+        post_secrets=tuple(post_secrets),
+        next=path,
+    )
 
 
 def _descriptions(decision: Decision) -> list[str]:
