@@ -7,14 +7,23 @@ imports Django REST framework:
 - :func:`require_stepup` — decorator for function views (sync or async).
 - :class:`StepUpRequiredMixin` — for class-based views.
 - :func:`decide` — the :class:`Decision` for a request and an action.
-- :func:`enforce` — raise :class:`StepUpRequired` or ``PermissionDenied`` unless allowed.
+- :func:`enforce` — raise :class:`StepUpRequired` or :class:`StepUpDenied` unless allowed.
+- :class:`StepUpError` — the base of every refusal: :class:`StepUpRequired`,
+  :class:`StepUpDenied` (a ``PermissionDenied`` too), :class:`PolicyStoreUnavailable`
+  and :class:`NoticesUnavailable`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stepup.exceptions import StepUpRequired
+from stepup.exceptions import (
+    NoticesUnavailable,
+    PolicyStoreUnavailable,
+    StepUpDenied,
+    StepUpError,
+    StepUpRequired,
+)
 from stepup.policy.model import Decision
 
 if TYPE_CHECKING:
@@ -22,7 +31,18 @@ if TYPE_CHECKING:
     from stepup.enforcement import decide, enforce
     from stepup.mixins import StepUpRequiredMixin
 
-__all__ = ["Decision", "StepUpRequired", "StepUpRequiredMixin", "decide", "enforce", "require_stepup"]
+__all__ = [
+    "Decision",
+    "NoticesUnavailable",
+    "PolicyStoreUnavailable",
+    "StepUpDenied",
+    "StepUpError",
+    "StepUpRequired",
+    "StepUpRequiredMixin",
+    "decide",
+    "enforce",
+    "require_stepup",
+]
 
 _LAZY = {
     "require_stepup": "stepup.decorators",

@@ -41,11 +41,11 @@ from stepup.forms import MATCH_FIELDS, PolicyForm
 from stepup.models import DecisionLog, Policy
 from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
+from stepup.state import state
 from stepup.sync import FileComparison, batched_policy_changes, file_comparison
 
 HistoricalPolicy: type[Model] = Policy.history.model
 
-STEPPED_UP_ATTR = "_stepup_policy_admin_allowed"
 """Set on a request once the policy-admin step-up passed for it."""
 
 
@@ -200,7 +200,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
             raise PermissionDenied
         refused = guard(request, POLICY_ADMIN_ACTION, self.stepup_attributes(operation, object_id))
         if refused is None:
-            setattr(request, STEPPED_UP_ATTR, True)
+            state(request).policy_admin_allowed = True
         return refused
 
     def stepup_attributes(self, operation: str, object_id: str | None) -> dict[str, str]:
@@ -218,9 +218,9 @@ class PolicyAdmin(SimpleHistoryAdmin):
 
     def ensure_stepped_up(self, request: HttpRequest, operation: str) -> None:
         """Second line: never write without the step-up, whichever path led here."""
-        if not getattr(request, STEPPED_UP_ATTR, False):
+        if not state(request).policy_admin_allowed:
             enforce(request, POLICY_ADMIN_ACTION, {"operation": operation})
-            setattr(request, STEPPED_UP_ATTR, True)
+            state(request).policy_admin_allowed = True
 
     def changeform_view(
         self,

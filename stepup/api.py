@@ -1,7 +1,7 @@
 """stepup's JSON API, as Django REST framework views: ``api-verify``, ``api-status``, ``api-decide``.
 
 The views parse requests and shape answers; checking a code is
-:mod:`stepup.flows.verification`'s, deciding is the policy engine's.
+:mod:`stepup.flows.verification`'s, deciding is :mod:`stepup.enforcement`'s.
 
 Authentication: the project's ``DEFAULT_AUTHENTICATION_CLASSES``, with
 ``SessionAuthentication`` added when it is missing (a browser verifies with
@@ -22,7 +22,6 @@ Every answer is JSON with a ``code`` on errors, and carries
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any, cast
 
 from django.urls import reverse
@@ -40,14 +39,14 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from stepup import grants, openapi
-from stepup.context import get_context
+from stepup import openapi
+from stepup.enforcement import decide_input, decide_status
+from stepup.exceptions import PolicyStoreUnavailable
 from stepup.flows import verification as flow
 from stepup.policy.engine import input_from_dict
 from stepup.policy.loader import validate_test
 from stepup.policy.model import Decision, PolicyTrace
-from stepup.responses import not_authenticated
-from stepup.store import PolicyStoreUnavailable, get_policy_set
+from stepup.responses import ApiRefusal, not_authenticated, unavailable_refusal
 
 HTTP_STATUS = {
     flow.VERIFIED: 200,
@@ -125,11 +124,16 @@ class StepUpAPIView(APIView):
         return response
 
 
+def _refusal(refusal: ApiRefusal) -> Response:
+    return Response(refusal.body, status=refusal.status, headers=refusal.headers)
+
+
 def _known_error(exc: Exception) -> Response | None:
-    """DRF's own refusals, in stepup's shape (and never a 401 turned into a 403)."""
+    """DRF's own refusals, and no policy set, in stepup's shape (and never a 401 turned into a 403)."""
+    if isinstance(exc, PolicyStoreUnavailable):
+        return _refusal(unavailable_refusal())
     if isinstance(exc, exceptions.NotAuthenticated):
-        refusal = not_authenticated()
-        return Response(refusal.body, status=refusal.status, headers=refusal.headers)
+        return _refusal(not_authenticated())
     if isinstance(exc, exceptions.AuthenticationFailed):
         refusal = not_authenticated()
         body = {"code": "authentication_failed", "detail": str(exc.detail)}
@@ -215,14 +219,9 @@ class StatusAPIView(StepUpAPIView):
             query = status_query(request.query_params.lists())
         except _BadRequest as exc:
             return exc.response
-        context = get_context(request)
-        action, url, attrs = query.get("action"), query.get("url"), query.get("attrs", {})
-        digest = grants.attributes_digest(action, url, attrs)
-        inp = replace(context.input(action, url, attrs, digest), method=query["method"])
-        try:
-            decision = get_policy_set().decide(inp)
-        except PolicyStoreUnavailable:
-            return error(503, "policy_store_unavailable", "No policy set could be loaded.")
+        decision = decide_status(
+            request, query.get("action"), query.get("url"), query.get("attrs", {}), query["method"]
+        )
         return Response(
             {
                 "outcome": decision.outcome,
@@ -289,10 +288,7 @@ class DecideAPIView(StepUpAPIView):
             data = validated_input(cast(Mapping[str, Any], request.data))
         except _BadRequest as exc:
             return exc.response
-        try:
-            decision = get_policy_set().decide(input_from_dict(data), trace=True)
-        except PolicyStoreUnavailable:
-            return error(503, "policy_store_unavailable", "No policy set could be loaded.")
+        decision = decide_input(input_from_dict(data), trace=True)
         return Response({"decision": decision_dict(decision), "trace": trace_list(decision.trace or ())})
 
 

@@ -34,10 +34,11 @@ from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 
 from stepup.conf import conf
-from stepup.context import CONTEXT_ATTR, client_ip, http_request, request_user
+from stepup.context import client_ip, http_request, request_user
 from stepup.context import url_name as route_name
 from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision
+from stepup.state import state
 
 if TYPE_CHECKING:
     from stepup.context import RequestContext
@@ -187,10 +188,8 @@ def _rounded(seconds: float | None) -> float | None:
 
 def _known_roles(request: HttpRequest) -> list[str]:
     """The roles if this request already loaded them (never a query just for the log)."""
-    context = getattr(request, CONTEXT_ATTR, None)
-    roles = getattr(context, "roles", None)
-    loaded = getattr(roles, "loaded", False)
-    return sorted(roles()) if loaded and roles is not None else []
+    context = state(request).context
+    return sorted(context.roles()) if context is not None and context.roles.loaded else []
 
 
 def record_event(
@@ -272,7 +271,8 @@ def record_event(
 
 def _version_in_force() -> str:
     """The version of the policy set in force, or ``""`` when none can be loaded."""
-    from stepup.store import PolicyStoreUnavailable, get_policy_set
+    from stepup.exceptions import PolicyStoreUnavailable
+    from stepup.store import get_policy_set
 
     try:
         return get_policy_set().version
@@ -296,7 +296,7 @@ def _save(row: Any, request: HttpRequest) -> None:
     from stepup.models import DecisionLog
 
     alias = router.db_for_write(DecisionLog)
-    deferred: list[Any] | None = getattr(request, DEFERRED_ATTR, None)
+    deferred = state(request).deferred_rows
     if deferred is None or not connections[alias].in_atomic_block:
         _write(row, alias)
         return
@@ -324,19 +324,16 @@ def _write(row: Any, alias: str) -> None:
         logger.exception("could not store the stepup %s event", row.event)
 
 
-DEFERRED_ATTR = "_stepup_deferred_rows"
-
-
 def defer_rows(request: HttpRequest) -> None:
     """Keep this request's rows written inside a transaction until it is over (see :func:`_save`)."""
-    setattr(request, DEFERRED_ATTR, [])
+    state(request).deferred_rows = []
 
 
 def write_deferred_rows(request: HttpRequest) -> None:
     """Write the rows whose transaction rolled back (the middleware calls this after the view)."""
-    deferred: list[Any] = getattr(request, DEFERRED_ATTR, None) or []
-    if hasattr(request, DEFERRED_ATTR):
-        delattr(request, DEFERRED_ATTR)
+    pending = state(request)
+    deferred = pending.deferred_rows or []
+    pending.deferred_rows = None
     rows = list(deferred)
     deferred.clear()  # a commit callback that runs later finds nothing left to write
     if not rows:

@@ -1,13 +1,15 @@
 """Turning a request into the facts the policy engine decides on.
 
-The facts that do not depend on the action (user, URL name, method, client
-IP, roles, session age, verification ages) are gathered once per request and
-cached on it; :meth:`RequestContext.input` then adds the action, attributes
-and single-request grants of one decision.
+Each enforcement point turns the request into its :class:`RequestContext`
+once (:func:`get_context`, kept in the request's :func:`~stepup.state.state`)
+and hands that down. The facts that do not depend on the action (user, URL
+name, method, client IP, roles, session age, verification ages) are read from
+the request the first time a decision needs them, at most once per request;
+:meth:`RequestContext.input` then adds the action, attributes and
+single-request grants of one decision.
 
-Nothing here touches the database or the session until a fact is needed:
-roles and verification ages are loaded lazily, at most once per request, so
-a request that no policy can match costs no query at all.
+Building a context reads nothing: a request that no policy can match costs
+no query at all.
 
 Client IP (``origin`` conditions)
 ---------------------------------
@@ -39,7 +41,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, cast
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -51,8 +53,8 @@ from stepup import grants
 from stepup.conf import conf
 from stepup.policy.engine import ANY_METHOD, canonical_ip
 from stepup.policy.model import Decision, Input, IPAddress
+from stepup.state import state
 
-CONTEXT_ATTR = "_stepup_context"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 AnyUser = AbstractBaseUser | AnonymousUser
@@ -241,24 +243,46 @@ class _Once:
 # --- the per-request context ---------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class RequestContext:
-    """The action-independent facts of one request."""
+    """The action-independent facts of one request, each read when first needed."""
 
     request: HttpRequest
     user: AnyUser
-    url_name: str | None
-    method: str
-    origin: IPAddress | None
-    session_age: float | None
-    roles: _Once
-    verified: Mapping[str, float]
     allowed: dict[str, Decision] = field(default_factory=dict)
     """Decisions already allowed in this request, by the digest of action and attributes."""
 
     @property
     def authenticated(self) -> bool:
         return bool(self.user.is_authenticated)
+
+    @cached_property
+    def match(self) -> ResolverMatch | None:
+        return resolver_match(self.request)
+
+    @cached_property
+    def url_name(self) -> str | None:
+        return match_name(self.match)
+
+    @cached_property
+    def method(self) -> str:
+        return matching_method(self.request)
+
+    @cached_property
+    def origin(self) -> IPAddress | None:
+        return client_ip(self.request)
+
+    @cached_property
+    def session_age(self) -> float | None:
+        return grants.session_age(self.request, self.user) if self.authenticated else None
+
+    @cached_property
+    def roles(self) -> _Once:
+        return _Once(lambda: user_roles(self.user))
+
+    @cached_property
+    def verified(self) -> LazyMapping:
+        return LazyMapping(lambda: _verification_ages(self.request, self.user))
 
     def one_shot(self, digest: str) -> frozenset[str]:
         """Factor kinds holding an unused single-request grant for ``digest``."""
@@ -293,24 +317,14 @@ def request_user(request: Any) -> AnyUser:
 
 
 def get_context(request: Any) -> RequestContext:
-    """The context of ``request``, built on first use and cached on the request.
+    """The context of ``request`` (a DRF ``Request`` works too), built on first use.
 
-    It is rebuilt when ``request.user`` changed since (a login inside the request).
+    It is built again when ``request.user`` changed since (a login inside the
+    request, or a DRF view's own authentication).
     """
-    http = http_request(request)
     user = request_user(request)
-    cached = getattr(http, CONTEXT_ATTR, None)
-    if isinstance(cached, RequestContext) and cached.user is user:
-        return cached
-    context = RequestContext(
-        request=http,
-        user=user,
-        url_name=url_name(http),
-        method=matching_method(http),
-        origin=client_ip(http),
-        session_age=grants.session_age(http, user) if user.is_authenticated else None,
-        roles=_Once(lambda: user_roles(user)),
-        verified=LazyMapping(lambda: _verification_ages(http, user)),
-    )
-    setattr(http, CONTEXT_ATTR, context)
+    pending = state(request)
+    context = pending.context
+    if context is None or context.user is not user:
+        context = pending.context = RequestContext(http_request(request), user)
     return context

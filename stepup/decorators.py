@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from stepup.enforcement import StepUpDenied, enforce_before_view, mark_view_started
-from stepup.exceptions import StepUpRequired
+from stepup.enforcement import enforce_before_view
+from stepup.exceptions import StepUpError
 from stepup.responses import refusal_response
-from stepup.store import PolicyStoreUnavailable
+from stepup.state import state
 
 Attributes = Callable[..., Mapping[str, Any]]
 View = TypeVar("View", bound=Callable[..., Any])
@@ -28,7 +28,7 @@ def guard(
     """Enforce ``action``; ``None`` when the view may run, else the response to send instead."""
     try:
         enforce_before_view(request, action, attributes, bind_request=bind_request)
-    except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
+    except StepUpError as exc:
         return refusal_response(request, exc)
     return None
 
@@ -75,7 +75,7 @@ def require_stepup(
             attrs = attributes(request, *args, **kwargs) if attributes is not None else {}
             refused = guard(request, action, attrs, bind_request)
             if refused is None and innermost:
-                mark_view_started(request)
+                state(request).view_started = True
             return refused
 
         wrapper: Callable[..., Any]

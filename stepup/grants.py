@@ -71,6 +71,7 @@ from django.db.models.functions import Coalesce
 from django.utils.crypto import salted_hmac
 
 from stepup.conf import conf
+from stepup.state import state
 
 SESSION_KEY = "_stepup"
 MAX_CHALLENGES = 10
@@ -78,8 +79,6 @@ MAX_CHALLENGES = 10
 MAX_ONE_SHOT = 10
 """Unused single-request grants kept per subject (the oldest go first)."""
 
-CACHE_ATTR = "_stepup_grants"
-SAVED_ATTR = "_stepup_saved_challenges"
 _SUBJECT_SALT = "stepup.grants.subject"
 _SESSION_PREFIX = "s:"
 _CREDENTIAL_PREFIX = "c:"
@@ -354,8 +353,7 @@ class _Loaded:
 
 
 def _invalidate(request: Any) -> None:
-    if hasattr(request, CACHE_ATTR):
-        delattr(request, CACHE_ATTR)
+    state(request).grants = None
 
 
 def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
@@ -366,13 +364,8 @@ def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
     if found is None:
         return ()
     auth = _auth_digest(user)
-    cached = getattr(request, CACHE_ATTR, None)
-    if (
-        isinstance(cached, _Loaded)
-        and cached.subject == found
-        and cached.user_id == user.pk
-        and cached.auth == auth
-    ):
+    cached = state(request).grants
+    if cached is not None and cached.subject == found and cached.user_id == user.pk and cached.auth == auth:
         return cached.rows
     from stepup.models import Grant
 
@@ -389,7 +382,7 @@ def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
         .values_list("pk", "kind", "digest", "verified_at", "expires_at")
     )
     rows = tuple(_Row(*row) for row in values)
-    setattr(request, CACHE_ATTR, _Loaded(found, user.pk, auth, rows))
+    state(request).grants = _Loaded(found, user.pk, auth, rows)
     return rows
 
 
@@ -593,7 +586,8 @@ def save_challenge(request: Any, challenge: dict[str, Any]) -> str:
     }
     PendingChallenge.objects.filter(subject=found, expires_at__lte=t).delete()
     PendingChallenge.objects.create(**fields)
-    setattr(request, SAVED_ATTR, (*getattr(request, SAVED_ATTR, ()), fields))
+    pending = state(request)
+    pending.saved_challenges = (*pending.saved_challenges, fields)
     kept = PendingChallenge.objects.filter(subject=found).order_by("-created_at", "-pk")
     stale = list(kept.values_list("pk", flat=True)[MAX_CHALLENGES:])
     if stale:
@@ -611,10 +605,11 @@ def keep_saved_challenges(request: Any) -> None:
     """
     from stepup.models import PendingChallenge
 
-    saved: tuple[dict[str, Any], ...] = getattr(request, SAVED_ATTR, ())
+    pending = state(request)
+    saved = pending.saved_challenges
     if not saved:
         return
-    delattr(request, SAVED_ATTR)
+    pending.saved_challenges = ()
     ids = [fields["challenge_id"] for fields in saved]
     present = set(
         PendingChallenge.objects.filter(challenge_id__in=ids).values_list("challenge_id", flat=True)

@@ -14,10 +14,10 @@ from django.http import HttpRequest, HttpResponse
 
 from stepup import audit, grants
 from stepup.decorators import ENFORCED_ATTR
-from stepup.enforcement import StepUpDenied, enforce_url, mark_view_started, url_policies_may_apply
-from stepup.exceptions import StepUpRequired
+from stepup.enforcement import enforce_url, url_policies_may_apply
+from stepup.exceptions import StepUpDenied, StepUpError, StepUpRequired
 from stepup.responses import is_drf_view, refusal_response, view_class
-from stepup.store import PolicyStoreUnavailable
+from stepup.state import state
 
 PERMISSION_PATH = "stepup.permissions.StepUpPermission"
 APIVIEW_PATH = "rest_framework.views.APIView"
@@ -70,7 +70,8 @@ def _drf_get_permissions(cls: type) -> bool:
 
 
 def _saved_anything(request: HttpRequest) -> bool:
-    return bool(getattr(request, grants.SAVED_ATTR, None) or getattr(request, audit.DEFERRED_ATTR, None))
+    pending = state(request)
+    return bool(pending.saved_challenges or pending.deferred_rows)
 
 
 def _after_the_view(request: HttpRequest) -> None:
@@ -134,12 +135,12 @@ class StepUpMiddleware:
             client = authenticated_request(request, view_func)
         try:
             enforce_url(client)
-        except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
+        except StepUpError as exc:
             return refusal_response(client, exc)
-        mark_view_started(request)  # no enforcement point of its own comes before the view's code
+        state(request).view_started = True  # no enforcement point of its own comes before the view's code
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, PolicyStoreUnavailable):
-            return None  # raised by the view's own code: a server error, not ours to reword
-        return refusal_response(request, exception)
+        if isinstance(exception, (StepUpRequired, StepUpDenied)):  # enforce() in the view's own code
+            return refusal_response(request, exception)
+        return None  # anything else, the policy store failing in the view included, is a server error

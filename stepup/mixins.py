@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views import View
 
 from stepup.decorators import guard, validate_action
-from stepup.enforcement import mark_view_started
+from stepup.state import state
 
 
 class StepUpRequiredMixin:
@@ -60,7 +60,7 @@ class StepUpRequiredMixin:
         action, attributes = self.get_stepup_action(), self.get_stepup_attributes()
         refused = guard(request, action, attributes, self.stepup_bind_request)
         if refused is None:
-            mark_view_started(request)
+            state(request).view_started = True
         return refused
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:

@@ -40,6 +40,8 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 
+from stepup.exceptions import NoticesUnavailable
+
 NOTICE_KEY = "stepup:policy-set:notice"
 """The cache key (or, with Redis, the channel, prefixed like a key) that carries change notices."""
 
@@ -48,10 +50,6 @@ SOCKET_TIMEOUT = 1.0
 
 MIN_PING_INTERVAL = 0.25
 """Redis is pinged, and a lost subscription tried again, every ``RELOAD_INTERVAL`` (at least this) seconds."""
-
-
-class NoticesUnavailable(RuntimeError):
-    """Notices can't be read now: the store polls the database until they can."""
 
 
 class Notices(Protocol):

@@ -32,15 +32,15 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from stepup.decorators import validate_action
-from stepup.enforcement import StepUpDenied, enforce_before_view, mark_view_started
-from stepup.exceptions import StepUpRequired
+from stepup.enforcement import enforce_before_view
+from stepup.exceptions import StepUpError, StepUpRequired
 from stepup.responses import ApiRefusal, api_refusal
-from stepup.store import PolicyStoreUnavailable
+from stepup.state import state
 
 __all__ = ["StepUpPermission", "StepUpRefused", "authenticated_request"]
 
 
-class StepUpRefused(APIException):
+class StepUpRefused(StepUpError, APIException):
     """A stepup refusal raised inside DRF: the status, JSON body and headers of an :class:`ApiRefusal`.
 
     It is deliberately not a ``NotAuthenticated``/``AuthenticationFailed``:
@@ -119,14 +119,13 @@ class StepUpPermission(BasePermission):
         try:
             bind = getattr(view, "stepup_bind_request", False) is True
             enforce_before_view(request, action, attributes, bind_request=bind)
-        except (StepUpRequired, StepUpDenied, PolicyStoreUnavailable) as exc:
+        except StepUpError as exc:
             if isinstance(exc, StepUpRequired) and not request.user.is_authenticated:
                 return False  # DRF answers as for any unauthenticated request
             refusal = api_refusal(request, exc)
-            assert refusal is not None
             _never_cache(view)
             raise StepUpRefused(refusal) from exc
-        mark_view_started(request)
+        state(request).view_started = True
         return True
 
     def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:

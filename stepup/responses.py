@@ -28,12 +28,11 @@ from django.utils.cache import add_never_cache_headers
 
 from stepup import devices, grants, store
 from stepup.audit import display_attrs, split_secrets
+from stepup.challenge import Challenge
 from stepup.conf import conf
-from stepup.context import http_request, request_user
-from stepup.enforcement import StepUpDenied
-from stepup.exceptions import StepUpRequired
+from stepup.context import RequestContext, get_context
+from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
 from stepup.policy.model import Decision
-from stepup.store import PolicyStoreUnavailable
 
 ENROLL_TEMPLATE = "stepup/enroll_required.html"
 MAX_SAVED_FIELDS = 200
@@ -104,25 +103,24 @@ class ApiRefusal:
         return response
 
 
-def stepup_response(request: Any, exc: StepUpRequired) -> HttpResponse:
+def _stepup_response(context: RequestContext, exc: StepUpRequired) -> HttpResponse:
     """The response for a request that needs step-up (see the module doc)."""
-    http = http_request(request)
+    http, user = context.request, context.user
     if is_api_request(http):
-        return stepup_refusal(request, exc).response()
-    user = request_user(request)
+        return _stepup_refusal(context, exc).response()
     if not user.is_authenticated:
         return redirect_to_login(http.get_full_path())
     decision = exc.decision
     if not devices.usable_devices(user, decision.factors):
         return _enroll_page(http, decision)
     challenge = build_challenge(http, exc)
-    challenge_id = grants.save_challenge(http, challenge)
+    challenge_id = grants.save_challenge(http, challenge.to_dict())
     response = HttpResponseRedirect(_verify_url(challenge, challenge_id))
     add_never_cache_headers(response)
     return response
 
 
-def stepup_refusal(request: Any, exc: StepUpRequired) -> ApiRefusal:
+def _stepup_refusal(context: RequestContext, exc: StepUpRequired) -> ApiRefusal:
     """What an API client gets for a request that needs step-up.
 
     ``401`` with the RFC 9470 ``WWW-Authenticate`` challenge and the body
@@ -131,16 +129,15 @@ def stepup_refusal(request: Any, exc: StepUpRequired) -> ApiRefusal:
     ``401 not_authenticated`` when nobody is logged in; ``403
     stepup_enroll_required`` when the user has no device that can satisfy it.
     """
-    http = http_request(request)
-    user = request_user(request)
+    http, user = context.request, context.user
     if not user.is_authenticated:
         return not_authenticated()
     decision = exc.decision
     if not devices.usable_devices(user, decision.factors):
         return _enroll_refusal(decision)
     challenge = build_challenge(http, exc, include_post=False)
-    challenge_id = grants.save_challenge(http, challenge)
-    max_age, factors = challenge["max_age"], challenge["factors"]
+    challenge_id = grants.save_challenge(http, challenge.to_dict())
+    max_age, factors = challenge.max_age, list(challenge.factors)
     body = {
         "code": "stepup_required",
         "max_age": max_age,
@@ -151,8 +148,8 @@ def stepup_refusal(request: Any, exc: StepUpRequired) -> ApiRefusal:
     return ApiRefusal(401, body, {"WWW-Authenticate": www_authenticate(max_age, factors=factors)})
 
 
-def _verify_url(challenge: dict[str, Any], challenge_id: str) -> str:
-    query = urlencode({"next": challenge["next"], "challenge": challenge_id})
+def _verify_url(challenge: Challenge, challenge_id: str) -> str:
+    query = urlencode({"next": challenge.next, "challenge": challenge_id})
     return f"{reverse('stepup:verify')}?{query}"
 
 
@@ -194,28 +191,28 @@ def acr_values(factors: Sequence[str]) -> list[str]:
     return found
 
 
-def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True) -> dict[str, Any]:
-    """The pending-challenge dict handed to the verification views (the shared interface)."""
+def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: bool = True) -> Challenge:
+    """The pending challenge handed to the verification views."""
     decision = exc.decision
     max_age = decision.max_age if decision.max_age is not None else conf.DEFAULT_MAX_AGE
     path = http.get_full_path()
     post, post_secrets = _saved_post(http) if include_post else (None, [])
-    return {
-        "action": exc.action,
-        "url_name": exc.url_name,
-        "method": http.method or "GET",
-        "path": path,
-        "attrs": display_attrs(exc.attributes),
-        "digest": exc.digest or grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
-        "policies": list(decision.policies),
-        "descriptions": _descriptions(decision),
-        "max_age": int(max_age),
-        "factors": list(decision.factors),
-        "one_shot": max_age == 0,
-        "post": post,
-        "post_secrets": post_secrets,
-        "next": path,
-    }
+    return Challenge(
+        action=exc.action,
+        url_name=exc.url_name,
+        method=http.method or "GET",
+        path=path,
+        attrs=display_attrs(exc.attributes),
+        digest=exc.digest or grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
+        policies=tuple(decision.policies),
+        descriptions=tuple(_descriptions(decision)),
+        max_age=int(max_age),
+        factors=tuple(decision.factors),
+        one_shot=max_age == 0,
+        post=post,
+        post_secrets=tuple(post_secrets),
+        next=path,
+    )
 
 
 def _descriptions(decision: Decision) -> list[str]:
@@ -310,17 +307,15 @@ _UNAVAILABLE = "Security policies are temporarily unavailable; try again shortly
 RETRY_AFTER = 30
 
 
-def denied_response(request: Any, exc: StepUpDenied) -> HttpResponse:
+def _denied_response(http: HttpRequest, exc: StepUpDenied) -> HttpResponse:
     """``403``: JSON for an API client, else Django's ``handler403`` page."""
-    http = http_request(request)
     if is_api_request(http):
         return denied_refusal().response()
     return response_for_exception(http, exc)
 
 
-def unavailable_response(request: Any) -> HttpResponse:
+def _unavailable_response(http: HttpRequest) -> HttpResponse:
     """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
-    http = http_request(request)
     if is_api_request(http):
         return unavailable_refusal().response()
     response = HttpResponse(_UNAVAILABLE, status=503, content_type="text/plain; charset=utf-8")
@@ -329,23 +324,24 @@ def unavailable_response(request: Any) -> HttpResponse:
     return response
 
 
-def api_refusal(request: Any, exc: BaseException) -> ApiRefusal | None:
-    """One of stepup's refusals as an API client gets it, or ``None`` for any other exception."""
+def api_refusal(request: Any, exc: StepUpError) -> ApiRefusal:
+    """One of stepup's refusals as an API client gets it.
+
+    Anything but step-up or a denial (the policy store unreachable) is the
+    ``503``: nothing could be decided, so nothing is allowed.
+    """
     if isinstance(exc, StepUpRequired):
-        return stepup_refusal(request, exc)
+        return _stepup_refusal(get_context(request), exc)
     if isinstance(exc, StepUpDenied):
         return denied_refusal()
-    if isinstance(exc, PolicyStoreUnavailable):
-        return unavailable_refusal()
-    return None
+    return unavailable_refusal()
 
 
-def refusal_response(request: Any, exc: BaseException) -> HttpResponse | None:
-    """The response for one of stepup's refusals, or ``None`` for any other exception."""
+def refusal_response(request: Any, exc: StepUpError) -> HttpResponse:
+    """The response for one of stepup's refusals (the ``503`` for any but step-up or a denial)."""
+    context = get_context(request)
     if isinstance(exc, StepUpRequired):
-        return stepup_response(request, exc)
+        return _stepup_response(context, exc)
     if isinstance(exc, StepUpDenied):
-        return denied_response(request, exc)
-    if isinstance(exc, PolicyStoreUnavailable):
-        return unavailable_response(request)
-    return None
+        return _denied_response(context.request, exc)
+    return _unavailable_response(context.request)

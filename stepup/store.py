@@ -59,6 +59,7 @@ from django.dispatch import receiver
 
 from stepup import notices
 from stepup.conf import conf
+from stepup.exceptions import PolicyStoreUnavailable
 from stepup.notices import brief
 from stepup.policy.engine import PolicySet, compile_policies
 from stepup.policy.loader import validate_policy
@@ -67,10 +68,6 @@ from stepup.policy.model import PolicySpec
 logger = logging.getLogger("stepup.store")
 
 STAND_IN_DESCRIPTION = "Stored policy is malformed: the strictest requirement applies until it is fixed."
-
-
-class PolicyStoreUnavailable(RuntimeError):
-    """No policy set could be loaded, and there is no earlier good one to keep."""
 
 
 # --- the shared cache ---------------------------------------------------------------

@@ -31,6 +31,7 @@ from stepup.conf import conf
 from stepup.models import Policy, PolicySetState, new_generation, spec_fields
 from stepup.policy.loader import dump_policies, load_files
 from stepup.policy.model import PolicyFile, PolicySpec
+from stepup.state import state
 from stepup.store import spec_from_row
 
 ADVISORY_LOCK_KEY = 0x5735_7570  # "stepup": serialises syncs on PostgreSQL
@@ -206,8 +207,6 @@ def policy_changed(using: str = "default") -> None:
 
 # --- the drift report the admin shows -------------------------------------------------
 
-_COMPARISON_ATTR = "_stepup_policy_files"
-
 
 @dataclass
 class FileComparison:
@@ -247,10 +246,9 @@ class FileComparison:
 
 def file_comparison(request: HttpRequest) -> FileComparison:
     """The comparison for this request (the files are read at most once per request)."""
-    found = getattr(request, _COMPARISON_ATTR, None)
+    found = state(request).policy_files
     if not isinstance(found, FileComparison):
-        found = FileComparison.load()
-        setattr(request, _COMPARISON_ATTR, found)
+        found = state(request).policy_files = FileComparison.load()
     return found
 
 

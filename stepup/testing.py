@@ -32,7 +32,7 @@ from django.test import Client
 from django.urls import reverse
 
 from stepup import grants
-from stepup.enforcement import view_started
+from stepup.state import state
 
 _RFC9470 = re.compile(r'^Bearer\s.*\berror="insufficient_user_authentication".*\bmax_age=\d+', re.S)
 
@@ -85,7 +85,7 @@ def _refused_in_view(response: HttpResponse) -> str | None:
     request = getattr(response, "wsgi_request", None)
     if request is None:
         return "the response carries no request to tell where it was refused (use django.test.Client)"
-    if not view_started(request):
+    if not state(request).view_started:
         return None
     return (
         "it was challenged only after the view's own code had started (enforce() in the view, or a "

@@ -60,7 +60,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     """
     challenge_id = request.POST.get("challenge") or request.GET.get("challenge")
     target = flow.load_target(request, challenge_id)
-    next_url = request.POST.get("next") or request.GET.get("next") or target.next or ""
+    next_url = request.POST.get("next") or request.GET.get("next") or target.challenge.next or ""
     if request.method != "POST":
         return _form(request, target, next_url)
     result = flow.verify(request, target, request.POST.get("device"), request.POST.get("token"))
@@ -76,7 +76,7 @@ def _form(
     request: HttpRequest, target: flow.Target, next_url: str, result: flow.Result | None = None
 ) -> HttpResponse:
     user = flow.authenticated_user(request)
-    choices = flow.device_choices(usable_devices(user, target.factors))
+    choices = flow.device_choices(usable_devices(user, target.challenge.factors))
     error = result.message if result is not None else None
     if error is None and (lockout := current_lockout(user)) is not None:
         error = flow.retry_message(lockout)

@@ -26,8 +26,7 @@ lockout is in force (including the failure that started it).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -45,6 +44,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp.models import Device
 
 from stepup import audit, grants, throttling
+from stepup.challenge import Challenge
 from stepup.devices import device_kind, usable_devices
 from stepup.signals import stepup_failed, stepup_verified
 from stepup.throttling import Throttle
@@ -82,100 +82,45 @@ class Target:
     """What a verification authorizes: a pending challenge, or nothing in particular.
 
     :ivar id: the challenge id, ``None`` for a generic verification.
-    :ivar challenge: the challenge dict saved by enforcement (see
-        ``docs/briefs``: the challenge hand-off), ``None`` for a generic one.
+    :ivar challenge: the pending :class:`~stepup.challenge.Challenge`; for a
+        generic verification, one that asks for nothing in particular.
     """
 
     id: str | None = None
-    challenge: Mapping[str, Any] | None = None
-
-    def _get(self, key: str) -> Any:
-        return self.challenge.get(key) if self.challenge is not None else None
-
-    @property
-    def factors(self) -> tuple[str, ...]:
-        """Acceptable factor kinds; empty means any kind."""
-        return _strings(self._get("factors"))
+    challenge: Challenge = field(default_factory=Challenge)
 
     @property
     def descriptions(self) -> tuple[str, ...]:
-        return tuple(d for d in _strings(self._get("descriptions")) if d.strip())
+        return self.challenge.descriptions
 
     @property
     def attributes(self) -> tuple[tuple[str, str], ...]:
-        attrs = self._get("attrs")
-        if not isinstance(attrs, Mapping):
-            return ()
-        return tuple((str(k), str(v)) for k, v in attrs.items())
-
-    @property
-    def policies(self) -> tuple[str, ...]:
-        return _strings(self._get("policies"))
-
-    @property
-    def action(self) -> str | None:
-        return _string(self._get("action"))
-
-    @property
-    def url_name(self) -> str | None:
-        return _string(self._get("url_name"))
-
-    @property
-    def path(self) -> str | None:
-        return _string(self._get("path"))
-
-    @property
-    def next(self) -> str | None:
-        return _string(self._get("next"))
+        return tuple(self.challenge.attrs.items())
 
     @property
     def one_shot_digest(self) -> str | None:
         """The digest to bind a single-request grant to, when the challenge needs one."""
-        if self._get("one_shot") is not True:
-            return None
-        return _string(self._get("digest"))
-
-    @property
-    def post(self) -> dict[str, list[str]] | None:
-        """The fields of an interrupted POST, to present again after verification."""
-        post = self._get("post")
-        if not isinstance(post, Mapping):
-            return None
-        return {str(k): [str(v) for v in values] for k, values in post.items() if isinstance(values, list)}
-
-    @property
-    def post_secrets(self) -> tuple[str, ...]:
-        """The names of the interrupted POST's secret fields (not kept), once per value."""
-        return _strings(self._get("post_secrets"))
+        return self.challenge.digest if self.challenge.one_shot else None
 
     def audit_fields(self) -> dict[str, Any]:
         """The decision-log fields that say what was being authorized."""
+        challenge = self.challenge
         fields: dict[str, Any] = {
-            "action": self.action,
-            "policies": list(self.policies),
-            "attrs": dict(self.attributes),
+            "action": challenge.action,
+            "policies": list(challenge.policies),
+            "attrs": dict(challenge.attrs),
         }
-        if self.url_name is not None:
-            fields["url_name"] = self.url_name
+        if challenge.url_name is not None:
+            fields["url_name"] = challenge.url_name
         return fields
-
-
-def _string(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)):
-        return ()
-    return tuple(v for v in value if isinstance(v, str))
 
 
 def load_target(request: HttpRequest, challenge_id: object) -> Target:
     """The :class:`Target` named by ``challenge_id``; generic when it is unknown or expired."""
     if not isinstance(challenge_id, str) or not _CHALLENGE_ID.fullmatch(challenge_id):
         return Target()
-    challenge = grants.get_challenge(request, challenge_id)
-    return Target(challenge_id, challenge) if challenge is not None else Target()
+    found = grants.get_challenge(request, challenge_id)
+    return Target(challenge_id, Challenge.from_dict(found)) if found is not None else Target()
 
 
 # --- devices --------------------------------------------------------------------
@@ -327,7 +272,7 @@ def _attempt(user: AbstractBaseUser, target: Target, device_id: object, raw_toke
 
 def _select_device(user: AbstractBaseUser, target: Target, device_id: object) -> Device:
     """The chosen device, loaded for update, if it is one of the user's usable devices."""
-    devices = usable_devices(user, target.factors)
+    devices = usable_devices(user, target.challenge.factors)
     if not devices:
         raise _Invalid("no_device", "You have no device that can confirm this.", None)
     if device_id is None or device_id == "":
@@ -483,9 +428,9 @@ def confirmation(request: HttpRequest, target: Target) -> Confirmation | None:
     is local; it is never replayed without the user's click. A secret-looking
     field is never put on the page, even from a challenge saved with one.
     """
-    post, path = target.post, target.path
+    post, path = target.challenge.post, target.challenge.path
     if post is None or path is None or not path.startswith("/") or not is_safe_url(request, path):
         return None
     kept, secrets = audit.split_secrets(post)
     fields = tuple((name, value) for name, values in kept.items() for value in values)
-    return Confirmation(path, fields, (*target.post_secrets, *secrets))
+    return Confirmation(path, fields, (*target.challenge.post_secrets, *secrets))

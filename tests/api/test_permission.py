@@ -16,9 +16,9 @@ from rest_framework.authentication import (
 from rest_framework.test import APIClient
 
 from stepup import grants, store
+from stepup.exceptions import PolicyStoreUnavailable
 from stepup.models import DecisionLog, PendingChallenge
 from stepup.permissions import StepUpPermission
-from stepup.store import PolicyStoreUnavailable
 from tests.api import urls
 from tests.api.conftest import parse_challenge, rfc9470_params
 

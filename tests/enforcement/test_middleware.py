@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from stepup import grants, store
 from stepup.enforcement import decide, enforce
-from stepup.exceptions import StepUpRequired
+from stepup.exceptions import PolicyStoreUnavailable, StepUpRequired
 from stepup.middleware import StepUpMiddleware, declares_action
 from stepup.models import DecisionLog
 from stepup.policy.engine import compile_policies
@@ -262,7 +262,7 @@ def test_roles_loaded_at_most_once_per_request(logged_in, user, policy):
 @pytest.fixture
 def store_down(monkeypatch):
     def unavailable() -> Any:
-        raise store.PolicyStoreUnavailable("down")
+        raise PolicyStoreUnavailable("down")
 
     monkeypatch.setattr(store, "get_policy_set", unavailable)
 

@@ -88,7 +88,7 @@ def test_challenge_attrs_are_strings_and_secrets_redacted(rf_request, totp):
         "payments.transfer",
         {"amount": 5000, "api_token": "s3cr3t"},
     )
-    challenge = build_challenge(rf_request("post", "/transfer/"), exc)
+    challenge = build_challenge(rf_request("post", "/transfer/"), exc).to_dict()
     assert challenge["attrs"] == {"amount": "5000", "api_token": "[redacted]"}
     assert challenge["digest"] == grants.attributes_digest(
         "payments.transfer", None, {"amount": "5000", "api_token": "s3cr3t"}
@@ -101,7 +101,7 @@ def test_secret_fields_are_left_out_of_the_saved_post_and_named_once_per_value(r
     request = rf_request(
         "post", "/billing/", {"amount": "5", "pin": ["1234", "5678"], "csrfmiddlewaretoken": "x"}
     )
-    challenge = build_challenge(request, StepUpRequired(Decision("step_up", max_age=1)))
+    challenge = build_challenge(request, StepUpRequired(Decision("step_up", max_age=1))).to_dict()
     assert challenge["post"] == {"amount": ["5"]}
     assert challenge["post_secrets"] == ["pin", "pin"]
 
@@ -110,7 +110,7 @@ def test_huge_post_is_not_saved(rf_request, totp):
     from stepup.exceptions import StepUpRequired
 
     request = rf_request("post", "/billing/", {"blob": "x" * 70000})
-    challenge = build_challenge(request, StepUpRequired(Decision("step_up", max_age=1)))
+    challenge = build_challenge(request, StepUpRequired(Decision("step_up", max_age=1))).to_dict()
     assert challenge["post"] is None
 
 

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 
 from stepup import notices
-from stepup.notices import NoticesUnavailable, RedisNotices
+from stepup.exceptions import NoticesUnavailable
+from stepup.notices import RedisNotices
 from tests.scale.conftest import redis_address
 from tests.scale.harness import TcpProxy, eventually, with_address
 

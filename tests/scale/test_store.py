@@ -18,6 +18,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from stepup import notices, store
+from stepup.exceptions import PolicyStoreUnavailable
 from stepup.models import Policy, PolicySetState, new_generation
 from stepup.policy.model import PolicySpec
 from tests.scale import fakecache
@@ -188,7 +189,7 @@ def test_database_down_with_no_set_at_all_raises_and_backs_off(shared, clock, mo
 
     monkeypatch.setattr(store, "current_state", unreachable)
     for _ in range(5):
-        with pytest.raises(store.PolicyStoreUnavailable):
+        with pytest.raises(PolicyStoreUnavailable):
             store.get_policy_set()
     assert len(tries) == 1
 

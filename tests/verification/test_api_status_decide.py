@@ -10,7 +10,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory
 
-from stepup import api, grants
+from stepup import api, grants, store
+from stepup.exceptions import PolicyStoreUnavailable
 from stepup.models import Policy
 from tests.verification.conftest import (
     API_DECIDE,
@@ -283,3 +284,23 @@ def test_status_for_a_url_name(logged_in: Client) -> None:
     body = status(logged_in, url="transfer", method="POST").json()
     assert body["outcome"] == "step_up" and body["policies"] == ["transfer-url"]
     assert status(logged_in, url="transfer").json()["outcome"] == "allow"
+
+
+# --- no policy set -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable() -> Any:
+        raise PolicyStoreUnavailable("down")
+
+    monkeypatch.setattr(store, "get_policy_set", unavailable)
+
+
+@pytest.mark.usefixtures("auditor", "store_down")
+def test_status_and_decide_without_policies_are_503_stepup_unavailable(logged_in: Client) -> None:
+    for response in (status(logged_in, action="billing.update"), decide(logged_in, INPUT)):
+        assert response.status_code == 503
+        assert response["Retry-After"] == "30"
+        assert "no-store" in response["Cache-Control"]
+        assert response.json()["code"] == "stepup_unavailable"
