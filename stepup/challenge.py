@@ -1,7 +1,7 @@
 """The pending challenge: what a step-up refusal asks the user to verify for.
 
 :func:`stepup.responses.build_challenge` makes one from a refused request,
-:func:`stepup.grants.save_challenge` stores it server-side (``PendingChallenge.data``,
+:func:`stepup.pending.save_challenge` stores it server-side (``PendingChallenge.data``,
 as :meth:`Challenge.to_dict`), and the verification flow reads it back
 (:meth:`Challenge.from_dict`) by the random id the client was given. This is
 the one place that knows the stored JSON shape; rows saved by an earlier

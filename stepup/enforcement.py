@@ -35,7 +35,7 @@ from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch
 
-from stepup import grants, signals, store
+from stepup import binding, grants, signals, store
 from stepup.audit import decision_facts, record_event
 from stepup.conf import conf
 from stepup.context import SAFE_METHODS, RequestContext, get_context, match_name, resolver_match
@@ -93,7 +93,7 @@ def enforce(
 
     :param bind_request: bind a single-request grant (``max_age: 0``) to the
         whole request — method, path, query string and body — not only to
-        the action and ``attributes`` (:func:`stepup.grants.request_fingerprint`).
+        the action and ``attributes`` (:func:`stepup.binding.request_fingerprint`).
     :raises stepup.StepUpRequired: the user must verify a second factor first.
     :raises stepup.StepUpDenied: a policy denies the request (a ``PermissionDenied``).
     """
@@ -238,7 +238,7 @@ class _Check:
 
     @property
     def digest(self) -> str:
-        return grants.attributes_digest(self.action, self.url, self.attrs, self.bound)
+        return binding.attributes_digest(self.action, self.url, self.attrs, self.bound)
 
     @property
     def key(self) -> str:
@@ -247,7 +247,7 @@ class _Check:
         A decision that included the URL policies covers the same call made
         later in the request, when they are left out as already enforced.
         """
-        return grants.attributes_digest(self.action, None, self.attrs, self.bound)
+        return binding.attributes_digest(self.action, None, self.attrs, self.bound)
 
 
 _NOTHING = Decision(ALLOW, reasons=("no policy applies",))
@@ -276,7 +276,7 @@ def _decision(
     if not policies.may_match(check.action, check.url):
         return decide_input(Input(action=check.action, url=check.url), policies)
     if check.bind_request and check.bound is None:
-        check.bound = grants.request_fingerprint(check.client)
+        check.bound = binding.request_fingerprint(check.client)
     if method is None:
         earlier = context.allowed.get(check.key)
         if earlier is not None:

@@ -28,7 +28,7 @@ class StepUpRequired(StepUpError):
     :ivar action: the declared action, if any.
     :ivar attributes: the transaction attributes the decision was made on.
     :ivar digest: what a single-request grant answering it is bound to
-        (:func:`stepup.grants.attributes_digest`); ``None`` to derive it from
+        (:func:`stepup.binding.attributes_digest`); ``None`` to derive it from
         the action, URL name and attributes.
     """
 

@@ -54,11 +54,10 @@ whose subject has no id yet costs none.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +73,6 @@ from stepup.conf import conf
 from stepup.state import state
 
 SESSION_KEY = "_stepup"
-MAX_CHALLENGES = 10
-"""Pending challenges kept per subject (the oldest go first)."""
 MAX_ONE_SHOT = 10
 """Unused single-request grants kept per subject (the oldest go first)."""
 
@@ -92,96 +89,6 @@ _TOKEN_FORMAT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 def now() -> float:
     return time.time()
-
-
-def attributes_digest(
-    action: str | None, url_name: str | None, attributes: Mapping[str, Any], request: str | None = None
-) -> str:
-    """A stable digest of what one request does; single-request grants are bound to it.
-
-    :param request: the request's :func:`request_fingerprint`, when the view
-        binds its grants to the whole request rather than to its attributes.
-    """
-    what: dict[str, Any] = {
-        "action": action,
-        "url": url_name,
-        "attrs": {str(k): _text(v) for k, v in attributes.items()},
-    }
-    if request is not None:
-        what["request"] = request
-    canonical = json.dumps(what, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _text(value: Any) -> str:
-    try:
-        return str(value)
-    except ValueError:  # an int past Python's int-to-decimal limit: its hex has none
-        return hex(value)
-
-
-_NOT_BOUND = frozenset({"csrfmiddlewaretoken"})
-
-
-def request_fingerprint(request: Any) -> str:
-    """A digest of everything ``request`` asks for: method, path, query string and body.
-
-    What a view with ``bind_request`` binds its single-request grants to, so
-    that a grant for "5000 to bob" can't send 5000 to anyone else even when
-    the account is not one of the view's attributes. Form bodies count field
-    by field (the CSRF token and the order of fields don't), JSON bodies by
-    their parsed value (key order and spacing don't), uploads by name, size
-    and content, anything else byte for byte. A DRF ``Request`` counts by its
-    parsed ``data``.
-    """
-    http = getattr(request, "_request", request)
-    if http is not request:  # DRF has read the body already
-        body: Any = _canonical(request.data)
-    else:
-        body = _http_body(http)
-    what = {
-        "method": http.method,
-        "path": http.path,
-        "query": {k: http.GET.getlist(k) for k in sorted(http.GET)},
-        "body": body,
-    }
-    canonical = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _http_body(http: Any) -> Any:
-    content_type = (http.content_type or "").lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        fields = _canonical(http.POST)
-        files = {
-            name: [[f.name, f.size, _file_digest(f)] for f in http.FILES.getlist(name)]
-            for name in sorted(http.FILES)
-        }
-        return {"fields": fields, "files": files}
-    raw = http.body
-    if content_type == "application/json":
-        try:
-            return {"json": json.loads(raw)}
-        except ValueError:
-            pass
-    return {"bytes": hashlib.sha256(raw).hexdigest()}
-
-
-def _canonical(data: Any) -> Any:
-    getlist = getattr(data, "getlist", None)
-    if callable(getlist):  # a QueryDict: every value of every field
-        return {k: getlist(k) for k in sorted(data) if k not in _NOT_BOUND}
-    if isinstance(data, Mapping):
-        return {str(k): v for k, v in data.items() if k not in _NOT_BOUND}
-    return data
-
-
-def _file_digest(upload: Any) -> str:
-    digest = hashlib.sha256()
-    for chunk in upload.chunks():
-        digest.update(chunk)
-    upload.seek(0)
-    return digest.hexdigest()
 
 
 # --- the session part: login time and the subject id -------------------------------
@@ -562,84 +469,3 @@ def revoke_all(user: AbstractBaseUser) -> None:
     state, _ = UserState.objects.get_or_create(user_id=user.pk)
     UserState.objects.filter(pk=state.pk).update(grant_epoch=F("grant_epoch") + 1)
     Grant.objects.filter(user_id=user.pk).delete()
-
-
-# --- pending challenges -----------------------------------------------------------------
-
-
-def save_challenge(request: Any, challenge: dict[str, Any]) -> str:
-    """Remember a pending challenge for the request's subject; return its id (random, not guessable)."""
-    from stepup.models import PendingChallenge
-
-    user = getattr(request, "user", None)
-    found = challenge_subject(request, user, create=True)
-    assert found is not None
-    t = now()
-    challenge_id = secrets.token_urlsafe(16)
-    fields = {
-        "challenge_id": challenge_id,
-        "subject": found,
-        "user_id": getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None,
-        "data": challenge,
-        "created_at": t,
-        "expires_at": t + conf.CHALLENGE_TTL,
-    }
-    PendingChallenge.objects.filter(subject=found, expires_at__lte=t).delete()
-    PendingChallenge.objects.create(**fields)
-    pending = state(request)
-    pending.saved_challenges = (*pending.saved_challenges, fields)
-    kept = PendingChallenge.objects.filter(subject=found).order_by("-created_at", "-pk")
-    stale = list(kept.values_list("pk", flat=True)[MAX_CHALLENGES:])
-    if stale:
-        PendingChallenge.objects.filter(pk__in=stale).delete()
-    return challenge_id
-
-
-def keep_saved_challenges(request: Any) -> None:
-    """Save again the challenges of this request that a rollback undid.
-
-    DRF's exception handler rolls back the request's transaction under
-    ``ATOMIC_REQUESTS``, and with it the challenge a ``401`` points at. The
-    middleware calls this once the view (and its transaction) is done; a
-    request that saved no challenge costs nothing.
-    """
-    from stepup.models import PendingChallenge
-
-    pending = state(request)
-    saved = pending.saved_challenges
-    if not saved:
-        return
-    pending.saved_challenges = ()
-    ids = [fields["challenge_id"] for fields in saved]
-    present = set(
-        PendingChallenge.objects.filter(challenge_id__in=ids).values_list("challenge_id", flat=True)
-    )
-    missing = [PendingChallenge(**fields) for fields in saved if fields["challenge_id"] not in present]
-    if missing:
-        PendingChallenge.objects.bulk_create(missing)
-
-
-def get_challenge(request: Any, challenge_id: str | None) -> dict[str, Any] | None:
-    """The pending challenge ``challenge_id`` of this request's subject, unless expired."""
-    from stepup.models import PendingChallenge
-
-    found = challenge_subject(request)
-    if not challenge_id or found is None:
-        return None
-    row = PendingChallenge.objects.filter(
-        challenge_id=challenge_id, subject=found, expires_at__gt=now()
-    ).first()
-    if row is None or not isinstance(row.data, dict):
-        return None
-    user = getattr(request, "user", None)
-    if row.user_id is not None and user is not None and getattr(user, "pk", None) != row.user_id:
-        return None
-    return {**row.data, "expires": row.expires_at}
-
-
-def drop_challenge(request: Any, challenge_id: str) -> None:
-    from stepup.models import PendingChallenge
-
-    found = challenge_subject(request)
-    if found is not None:
-        PendingChallenge.objects.filter(challenge_id=challenge_id, subject=found).delete()

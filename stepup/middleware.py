@@ -12,7 +12,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
-from stepup import audit, grants
+from stepup import audit, pending
 from stepup.decorators import ENFORCED_ATTR
 from stepup.enforcement import enforce_url, url_policies_may_apply
 from stepup.exceptions import StepUpDenied, StepUpError, StepUpRequired
@@ -76,7 +76,7 @@ def _saved_anything(request: HttpRequest) -> bool:
 
 def _after_the_view(request: HttpRequest) -> None:
     """Save again what a rolled-back request transaction took with it (see each function)."""
-    grants.keep_saved_challenges(request)
+    pending.keep_saved_challenges(request)
     audit.write_deferred_rows(request)
 
 

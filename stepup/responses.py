@@ -26,7 +26,7 @@ from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from stepup import devices, grants, store
+from stepup import binding, devices, pending, store
 from stepup.audit import display_attrs, split_secrets
 from stepup.challenge import Challenge
 from stepup.conf import conf
@@ -114,7 +114,7 @@ def _stepup_response(context: RequestContext, exc: StepUpRequired) -> HttpRespon
     if not devices.usable_devices(user, decision.factors):
         return _enroll_page(http, decision)
     challenge = build_challenge(http, exc)
-    challenge_id = grants.save_challenge(http, challenge.to_dict())
+    challenge_id = pending.save_challenge(http, challenge.to_dict())
     response = HttpResponseRedirect(_verify_url(challenge, challenge_id))
     add_never_cache_headers(response)
     return response
@@ -136,7 +136,7 @@ def _stepup_refusal(context: RequestContext, exc: StepUpRequired) -> ApiRefusal:
     if not devices.usable_devices(user, decision.factors):
         return _enroll_refusal(decision)
     challenge = build_challenge(http, exc, include_post=False)
-    challenge_id = grants.save_challenge(http, challenge.to_dict())
+    challenge_id = pending.save_challenge(http, challenge.to_dict())
     max_age, factors = challenge.max_age, list(challenge.factors)
     body = {
         "code": "stepup_required",
@@ -203,7 +203,7 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
         method=http.method or "GET",
         path=path,
         attrs=display_attrs(exc.attributes),
-        digest=exc.digest or grants.attributes_digest(exc.action, exc.url_name, exc.attributes),
+        digest=exc.digest or binding.attributes_digest(exc.action, exc.url_name, exc.attributes),
         policies=tuple(decision.policies),
         descriptions=tuple(_descriptions(decision)),
         max_age=int(max_age),

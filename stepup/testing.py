@@ -31,7 +31,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import reverse
 
-from stepup import grants
+from stepup import binding, grants
 from stepup.state import state
 
 _RFC9470 = re.compile(r'^Bearer\s.*\berror="insufficient_user_authentication".*\bmax_age=\d+', re.S)
@@ -133,8 +133,8 @@ def stepup_verified(
     """
     digest = None
     if action is not None or url_name is not None:
-        bound = grants.request_fingerprint(request) if request is not None else None
-        digest = grants.attributes_digest(action, url_name, attributes or {}, bound)
+        bound = binding.request_fingerprint(request) if request is not None else None
+        digest = binding.attributes_digest(action, url_name, attributes or {}, bound)
     request = _session_request(client, user)
     token = grants.record_verification(request, user, factor, one_shot_digest=digest)
     credentials = getattr(client, "_credentials", None)

@@ -5,7 +5,7 @@ The HTML form (:func:`stepup.views.verify`) and the JSON API
 checking a code lives in the views.
 
 What a verification authorizes is always read from the server-side
-challenge (:func:`stepup.grants.get_challenge`), never from the request: the
+challenge (:func:`stepup.pending.get_challenge`), never from the request: the
 client only names the challenge by its random id. Without a valid challenge
 id the verification is generic (any factor) and records verification ages
 only, never a single-request grant.
@@ -43,7 +43,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django_otp.models import Device
 
-from stepup import audit, grants, throttling
+from stepup import audit, grants, pending, throttling
 from stepup.challenge import Challenge
 from stepup.devices import device_kind, usable_devices
 from stepup.signals import stepup_failed, stepup_verified
@@ -119,7 +119,7 @@ def load_target(request: HttpRequest, challenge_id: object) -> Target:
     """The :class:`Target` named by ``challenge_id``; generic when it is unknown or expired."""
     if not isinstance(challenge_id, str) or not _CHALLENGE_ID.fullmatch(challenge_id):
         return Target()
-    found = grants.get_challenge(request, challenge_id)
+    found = pending.get_challenge(request, challenge_id)
     return Target(challenge_id, Challenge.from_dict(found)) if found is not None else Target()
 
 
@@ -338,7 +338,7 @@ def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, res
     audit.record_event(request, "verified", factor=factor, outcome="verified", **target.audit_fields())
     stepup_verified.send(sender=verify, request=request, user=user, factor=factor, device=result.device)
     if target.id is not None:
-        grants.drop_challenge(request, target.id)
+        pending.drop_challenge(request, target.id)
     return token
 
 

@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIClient
 
 from project.demo.models import BillingProfile
-from stepup import grants
+from stepup import binding, grants
 from tests.api.conftest import API_DECIDE
 
 pytestmark = pytest.mark.django_db
@@ -215,8 +215,8 @@ def html_outcome(user: Any, row: Row) -> str:
     attrs = {"amount": row.amount, "account": ACCOUNT} if row.action == "payments.transfer" else {}
     request = HttpRequest()
     request.session, request.user = client.session, user
-    bound = grants.request_fingerprint(RequestFactory().post(url, data)) if attrs else None  # bind_request
-    _grant(request, user, row, grants.attributes_digest(row.action, route, attrs, bound))
+    bound = binding.request_fingerprint(RequestFactory().post(url, data)) if attrs else None  # bind_request
+    _grant(request, user, row, binding.attributes_digest(row.action, route, attrs, bound))
     request.session.save()
     client.cookies["sessionid"] = request.session.session_key or ""
     with time_machine.travel(T0, tick=False):
@@ -248,8 +248,8 @@ def api_outcome(user: Any, row: Row) -> str:
     bound = None
     if attrs:  # the demo's transfer API binds the whole request
         sent = RequestFactory().post(url, json.dumps(data), content_type="application/json")
-        bound = grants.request_fingerprint(Request(sent, parsers=[JSONParser()]))
-    _grant(request, user, row, grants.attributes_digest(row.action, route, attrs, bound))
+        bound = binding.request_fingerprint(Request(sent, parsers=[JSONParser()]))
+    _grant(request, user, row, binding.attributes_digest(row.action, route, attrs, bound))
     if grants.TOKEN_META in request.META:
         client.credentials(
             HTTP_AUTHORIZATION=f"Token {key}", HTTP_STEPUP_TOKEN=request.META[grants.TOKEN_META]

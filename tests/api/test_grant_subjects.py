@@ -14,7 +14,7 @@ from django.test import Client, RequestFactory
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from stepup import enforce, grants
+from stepup import binding, enforce, grants, pending
 from stepup.exceptions import StepUpRequired
 from stepup.models import Grant, PendingChallenge
 from tests.api import urls
@@ -252,7 +252,7 @@ def test_a_one_shot_grant_read_by_two_requests_is_used_by_one(
     """Both requests see the grant, then both try to use it: the conditional UPDATE lets one win."""
     setup = rf_user_request()
     attrs = {"amount": "5000"}
-    digest = grants.attributes_digest("things.change", "t-guarded", attrs)  # the request's route
+    digest = binding.attributes_digest("things.change", "t-guarded", attrs)  # the request's route
     grants.record_verification(setup, user, "totp", one_shot_digest=digest)
     first, second = rf_user_request(setup.session), rf_user_request(setup.session)
     assert grants.one_shot_kinds(first, user, digest) == {"totp"}  # both loaded (and cached) it
@@ -277,7 +277,7 @@ def test_expired_rows_are_pruned(rf_user_request: Any, user: Any, totp: Any, set
     with time_machine.travel(T0, tick=False) as traveller:
         request = rf_user_request()
         grants.record_verification(request, user, "totp", one_shot_digest="d" * 64)
-        grants.save_challenge(request, {"action": "x"})
+        pending.save_challenge(request, {"action": "x"})
         traveller.move_to(T0 + 99)
         assert grants.verification_ages(rf_user_request(request.session), user) == {"totp": 99.0}
         traveller.move_to(T0 + 1000)

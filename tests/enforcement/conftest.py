@@ -14,7 +14,7 @@ from django.urls import resolve
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from stepup import grants, signals, store
+from stepup import grants, pending, signals, store
 from stepup.pytest_plugin import stepup_verified  # noqa: F401  (the plugin's fixture)
 from tests.enforcement import views
 
@@ -84,7 +84,7 @@ def challenge_of(client: Client, response: Any) -> dict[str, Any]:
     challenge_id = parse_qs(urlsplit(location).query)["challenge"][0]
     request = HttpRequest()
     request.session = client.session
-    found = grants.get_challenge(request, challenge_id)
+    found = pending.get_challenge(request, challenge_id)
     assert found is not None
     return found
 

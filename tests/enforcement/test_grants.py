@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.contrib.auth import update_session_auth_hash
 
-from stepup import decide, enforce, grants
+from stepup import binding, decide, enforce, grants
 from stepup.exceptions import StepUpRequired
 from stepup.models import DecisionLog
 from tests.enforcement import views
@@ -127,7 +127,7 @@ def test_one_shot_grant_is_not_transferable(logged_in, user, transfers, other):
 
 def test_one_shot_grant_binds_numbers_and_strings_alike(rf_request, user, totp, transfers):
     request = rf_request("post", "/transfer/")
-    digest = grants.attributes_digest("payments.transfer", "transfer", {"amount": 5000, "to": "A"})
+    digest = binding.attributes_digest("payments.transfer", "transfer", {"amount": 5000, "to": "A"})
     grants.record_verification(request, user, "totp", one_shot_digest=digest)
     assert enforce(request, "payments.transfer", {"amount": "5000", "to": "A"}).one_shot
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.test.utils import CaptureQueriesContext
 
-from stepup import grants, store
+from stepup import binding, grants, store
 from stepup.enforcement import decide, enforce
 from stepup.exceptions import PolicyStoreUnavailable, StepUpRequired
 from stepup.middleware import StepUpMiddleware, declares_action
@@ -203,7 +203,7 @@ def test_deep_enforce_raises_and_process_exception_answers(logged_in, policy, re
 def test_repeated_enforce_in_one_request_decides_once(rf_request, user, totp, policy):
     policy("downloads", actions=["reports.download"], max_age=0)
     request = rf_request("get", "/deep-twice/")
-    digest = grants.attributes_digest("reports.download", "deep-twice", {"rows": "10"})
+    digest = binding.attributes_digest("reports.download", "deep-twice", {"rows": "10"})
     grants.record_verification(request, user, "totp", one_shot_digest=digest)
     assert views.deep_twice(request).status_code == 200  # the one-shot grant covers the request
     assert grants.one_shot_kinds(request, user, digest) == frozenset()  # and is used up

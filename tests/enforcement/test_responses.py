@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from stepup import grants
+from stepup import binding
 from stepup.models import DecisionLog
 from stepup.policy.model import Decision
 from stepup.responses import build_challenge, is_api_request, www_authenticate
@@ -59,7 +59,7 @@ def test_html_challenge_is_302_to_verify_with_next_and_challenge(logged_in, bill
         "method": "POST",
         "path": "/billing/?tab=card",
         "attrs": {},
-        "digest": grants.attributes_digest("billing.update", "billing", {}),
+        "digest": binding.attributes_digest("billing.update", "billing", {}),
         "policies": ["billing-update"],
         "descriptions": ["Changing billing details needs a recent second factor."],
         "max_age": 120,
@@ -90,7 +90,7 @@ def test_challenge_attrs_are_strings_and_secrets_redacted(rf_request, totp):
     )
     challenge = build_challenge(rf_request("post", "/transfer/"), exc).to_dict()
     assert challenge["attrs"] == {"amount": "5000", "api_token": "[redacted]"}
-    assert challenge["digest"] == grants.attributes_digest(
+    assert challenge["digest"] == binding.attributes_digest(
         "payments.transfer", None, {"amount": "5000", "api_token": "s3cr3t"}
     )
 

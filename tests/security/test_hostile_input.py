@@ -274,9 +274,9 @@ def test_api_decide_refuses_numbers_too_large_to_read_with_a_400(
 
 def test_a_huge_integer_attribute_still_has_a_grant_digest() -> None:
     """A view doing arithmetic may hand the policy an int no decimal string can hold."""
-    from stepup import grants
+    from stepup import binding
 
     huge = 10**5000
-    assert grants.attributes_digest("things.pay", None, {"amount": huge}) != grants.attributes_digest(
+    assert binding.attributes_digest("things.pay", None, {"amount": huge}) != binding.attributes_digest(
         "things.pay", None, {"amount": huge + 1}
     )

@@ -13,7 +13,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from stepup import grants
+from stepup import binding, pending
 from tests.verification import urls as test_urls
 
 VERIFY = "/stepup/verify/"
@@ -95,7 +95,7 @@ def challenge_dict(**overrides: Any) -> dict[str, Any]:
         "method": "GET",
         "path": "/pay/",
         "attrs": attrs,
-        "digest": grants.attributes_digest(action, None, attrs),
+        "digest": binding.attributes_digest(action, None, attrs),
         "policies": ["payments-large"],
         "descriptions": ["Transfers over 1000 need a fresh second factor."],
         "max_age": 0,
@@ -112,7 +112,7 @@ def save_challenge(client: Client, **overrides: Any) -> str:
     """Store a pending challenge in ``client``'s session; return its id."""
     session = client.session
     request = cast(Any, SimpleNamespace(session=session))
-    challenge_id = grants.save_challenge(request, challenge_dict(**overrides))
+    challenge_id = pending.save_challenge(request, challenge_dict(**overrides))
     session.save()
     return challenge_id
 

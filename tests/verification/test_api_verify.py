@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from stepup import grants
+from stepup import grants, pending
 from stepup.models import DecisionLog
 from tests.verification.conftest import (
     API_VERIFY,
@@ -43,7 +43,7 @@ def test_verified(logged_in: Client, user: Any, totp: Any) -> None:
     assert logged_in.session.session_key != before
     request = session_request(logged_in, user)
     assert grants.one_shot_kinds(request, user, challenge_dict()["digest"]) == frozenset({"totp"})
-    assert grants.get_challenge(request, challenge_id) is None
+    assert pending.get_challenge(request, challenge_id) is None
     assert DecisionLog.objects.filter(event="verified").count() == 1
 
 

@@ -26,7 +26,7 @@ def test_a_challenge_reads_back_as_it_was_saved() -> None:
 
 
 def test_a_row_in_the_earlier_shape_reads_back() -> None:
-    # Saved before post_secrets existed, with the "expires" grants.get_challenge adds.
+    # Saved before post_secrets existed, with the "expires" pending.get_challenge adds.
     row = {"action": "billing.update", "factors": ["totp"], "one_shot": False, "next": "/b/", "expires": 1.0}
     challenge = Challenge.from_dict(row)
     assert challenge.action == "billing.update"

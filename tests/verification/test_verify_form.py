@@ -10,7 +10,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client, RequestFactory
 from django_otp import DEVICE_ID_SESSION_KEY
 
-from stepup import grants, views
+from stepup import grants, pending, views
 from stepup.models import DecisionLog
 from stepup.signals import stepup_failed, stepup_verified
 from tests.verification.conftest import (
@@ -170,7 +170,7 @@ def test_success_records_the_verification_and_goes_next(logged_in: Client, user:
     assert "totp" in grants.verification_ages(request, user)
     digest = challenge_dict()["digest"]
     assert grants.one_shot_kinds(request, user, digest) == frozenset({"totp"})
-    assert grants.get_challenge(request, challenge_id) is None
+    assert pending.get_challenge(request, challenge_id) is None
     event = DecisionLog.objects.get(event="verified")
     assert (event.user, event.factor, event.action) == (user, "totp", "payments.transfer")
     assert event.policies == ["payments-large"]
@@ -244,7 +244,7 @@ def test_wrong_code_shows_the_form_again(logged_in: Client, user: Any, totp: Any
     assert wrong_code(totp) not in (event.detail + str(event.attrs))
     request = session_request(logged_in, user)
     assert grants.verification_ages(request, user) == {}
-    assert grants.get_challenge(request, challenge_id) is not None
+    assert pending.get_challenge(request, challenge_id) is not None
 
 
 def test_failure_sends_stepup_failed(logged_in: Client, user: Any, totp: Any) -> None:
