@@ -326,16 +326,21 @@ def _attempt(user: AbstractBaseUser, target: Target, device_id: object, raw_toke
 
 
 def _verify_token(device: Device, token: str) -> bool:
-    """``device.verify_token(token)``, with a backup code matched exactly, on every database.
+    """``device.verify_token(token)``, with a backup code first read as it is now, and matched exactly.
 
-    django-otp finds a backup code with ``token_set.filter(token=token)``: in a
-    case-insensitive collation (the default of MySQL and MariaDB) ``ALPHA111``
-    would find, and spend, ``alpha111``. A code that is not one of the device's
-    exactly fails as django-otp fails it: one more throttle step.
+    django-otp finds a backup code with a plain ``token_set.filter(token=token)``.
+    On MySQL and MariaDB that read may be wrong twice over: under REPEATABLE READ
+    it sees the snapshot of the transaction's first read, taken before the wait
+    for the user's lock, where a code spent meanwhile is still there; and a
+    case-insensitive collation finds ``alpha111`` for ``ALPHA111``. A locking
+    read sees the latest rows, and the comparison is made here. A code that is
+    not one of the device's fails as django-otp fails it: one more throttle step.
     """
-    if device_kind(device) == "static" and token not in device.token_set.values_list("token", flat=True):
-        device.throttle_increment()
-        return False
+    if device_kind(device) == "static":
+        codes = list(device.token_set.select_for_update().values_list("token", flat=True))
+        if token not in codes:
+            device.throttle_increment()
+            return False
     return bool(device.verify_token(token))
 
 

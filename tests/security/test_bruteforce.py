@@ -9,13 +9,14 @@ checked only in the one canonical form the device shows, and works once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
-from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -245,6 +246,57 @@ def test_a_single_request_grant_authorizes_one_transfer_once(user: Any, totp: TO
     assert browser.post("/transfers/", TRANSFER).status_code == 302
     assert challenged(browser.post("/transfers/", TRANSFER))
     assert Transfer.objects.count() == 1
+
+
+LOCK_WAITS = {
+    "mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+    "postgresql": "SELECT COUNT(*) FROM pg_locks WHERE NOT granted",
+}
+
+
+def _wait_for_a_lock_wait() -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(LOCK_WAITS[connection.vendor])
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.2)  # MySQL refreshes innodb_trx only when it was not read for 0.1 s
+    raise AssertionError("the verification never waited for the user's lock")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backup_code_spent_while_an_attempt_waits_for_the_lock_is_refused(
+    user: Any, backup: StaticDevice
+) -> None:
+    """The waiting attempt reads the codes as they are once it holds the lock, not as they were.
+
+    Under REPEATABLE READ (a MySQL or MariaDB server's own default, when a site
+    keeps it), a transaction's plain reads see the snapshot of its first read,
+    taken here before the wait: the spent code would still be there.
+    """
+    if connection.vendor not in LOCK_WAITS:
+        pytest.skip("SQLite has no row locks; tests/mysql runs this on MariaDB")
+    UserState.objects.get_or_create(user=user)
+    thief = fresh_client(user, raise_request_exception=False)
+    results: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            results.append(thief.post(VERIFY, {"device": backup.persistent_id, "token": "alpha111"}))
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=attempt)
+    with transaction.atomic():  # the victim's verification, holding the user's lock
+        UserState.objects.select_for_update().get(user=user)
+        waiting.start()
+        _wait_for_a_lock_wait()
+        StaticToken.objects.filter(device=backup, token="alpha111").delete()  # the victim spends it
+    waiting.join(30)
+    assert [r.status_code for r in results] == [200]
+    assert not verified_anywhere()
+    assert sorted(backup.token_set.values_list("token", flat=True)) == ["bravo222", "charlie3"]
 
 
 # --- replay in parallel ----------------------------------------------------------------------
