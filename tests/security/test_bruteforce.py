@@ -9,7 +9,6 @@ checked only in the one canonical form the device shows, and works once.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,15 @@ from rest_framework.test import APIClient
 from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, Grant, UserState
 from tests.clients import CredentialClient
-from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
+from tests.security.conftest import (
+    API_VERIFY,
+    LOCK_WAITS,
+    VERIFY,
+    code,
+    fresh_client,
+    wait_for_a_lock_wait,
+    wrong_code,
+)
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
@@ -248,23 +255,6 @@ def test_a_single_request_grant_authorizes_one_transfer_once(user: Any, totp: TO
     assert Transfer.objects.count() == 1
 
 
-LOCK_WAITS = {
-    "mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
-    "postgresql": "SELECT COUNT(*) FROM pg_locks WHERE NOT granted",
-}
-
-
-def _wait_for_a_lock_wait() -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(LOCK_WAITS[connection.vendor])
-            if cursor.fetchone()[0]:
-                return
-        time.sleep(0.2)  # MySQL refreshes innodb_trx only when it was not read for 0.1 s
-    raise AssertionError("the verification never waited for the user's lock")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_backup_code_spent_while_an_attempt_waits_for_the_lock_is_refused(
     user: Any, backup: StaticDevice
@@ -291,7 +281,7 @@ def test_a_backup_code_spent_while_an_attempt_waits_for_the_lock_is_refused(
     with transaction.atomic():  # the victim's verification, holding the user's lock
         UserState.objects.select_for_update().get(user=user)
         waiting.start()
-        _wait_for_a_lock_wait()
+        wait_for_a_lock_wait()
         StaticToken.objects.filter(device=backup, token="alpha111").delete()  # the victim spends it
     waiting.join(30)
     assert [r.status_code for r in results] == [200]
