@@ -289,6 +289,40 @@ def test_a_backup_code_spent_while_an_attempt_waits_for_the_lock_is_refused(
     assert sorted(backup.token_set.values_list("token", flat=True)) == ["bravo222", "charlie3"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_single_request_grant_spent_while_a_request_waits_for_it_pays_nothing(
+    user: Any, totp: TOTPDevice
+) -> None:
+    """The waiting request's conditional ``UPDATE`` reads the grant as it is once the lock is free.
+
+    MySQL and MariaDB re-read a row an ``UPDATE`` waited for, under REPEATABLE READ
+    too; PostgreSQL re-checks it (READ COMMITTED). The request must be refused.
+    """
+    if connection.vendor not in LOCK_WAITS:
+        pytest.skip("SQLite has no row locks; tests/mysql runs this on MariaDB")
+    transfer = {"amount": "5000.00", "account": "DE89370400440532013000"}
+    browser = fresh_client(user, raise_request_exception=False)
+    refused = browser.post("/transfers/", transfer)
+    assert browser.post(refused["Location"], {"token": code(totp)}).status_code == 200  # confirm page
+    results: list[Any] = []
+
+    def pay() -> None:
+        try:
+            results.append(browser.post("/transfers/", transfer))
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=pay)
+    with transaction.atomic():  # a parallel request of the same browser, using the grant
+        grant = Grant.objects.select_for_update().exclude(digest="").get()
+        waiting.start()
+        wait_for_a_lock_wait()
+        Grant.objects.filter(pk=grant.pk).update(used_at=grant.verified_at + 1)
+    waiting.join(30)
+    assert [challenged(r) for r in results] == [True]
+    assert not Transfer.objects.exists()
+
+
 # --- replay in parallel ----------------------------------------------------------------------
 
 
