@@ -81,7 +81,8 @@ def get_challenge(request: Any, challenge_id: str | None) -> dict[str, Any] | No
     row = PendingChallenge.objects.filter(
         challenge_id=challenge_id, subject=found, expires_at__gt=now()
     ).first()
-    if row is None or not isinstance(row.data, dict):
+    # Compared again here: a case-insensitive collation (MySQL's, MariaDB's) finds "aBc" for "AbC".
+    if row is None or row.challenge_id != challenge_id or not isinstance(row.data, dict):
         return None
     user = getattr(request, "user", None)
     if row.user_id is not None and user is not None and getattr(user, "pk", None) != row.user_id:

@@ -15,7 +15,7 @@ the admin shows (:class:`FileComparison`).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -70,9 +70,15 @@ class Plan:
         return ", ".join(f"{self.count(k)} to {k}" for k in kinds) + f", {len(self.unchanged)} unchanged"
 
 
-def make_plan(policy_file: PolicyFile, using: str = "default") -> Plan:
-    """The changes that would make the database equal to ``policy_file``."""
-    rows = {row.policy_id: row for row in Policy.objects.using(using).all()}
+def make_plan(
+    policy_file: PolicyFile, using: str = "default", *, rows: Mapping[str, Policy] | None = None
+) -> Plan:
+    """The changes that would make the database equal to ``policy_file``.
+
+    :param rows: the stored policies by id, when the caller has read them (``sync`` locks them).
+    """
+    if rows is None:
+        rows = {row.policy_id: row for row in Policy.objects.using(using).all()}
     wanted = {spec.id: spec for spec in policy_file.policies}
     changes: list[Change] = []
     unchanged: list[str] = []
@@ -137,10 +143,12 @@ def sync(
         raise ValueError("the policy files have errors; nothing was changed")
     with transaction.atomic(using=using):
         _lock(using)
-        plan = make_plan(policy_file, using)
+        # A locking read: it sees what a sync that held the lock before committed, where a plain
+        # read under REPEATABLE READ (MySQL) sees the snapshot taken before the wait for the lock.
+        rows = {row.policy_id: row for row in Policy.objects.using(using).select_for_update()}
+        plan = make_plan(policy_file, using, rows=rows)
         if dry_run or plan.empty:
             return plan
-        rows = {row.policy_id: row for row in Policy.objects.using(using).select_for_update()}
         with batched_policy_changes(using):
             _apply(plan, rows, reason=reason, commit=commit, using=using)
     return plan

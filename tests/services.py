@@ -1,4 +1,4 @@
-"""Tests that need something from outside (PostgreSQL, Redis, Chromium): skipped locally, failed in CI.
+"""Tests that need something from outside (PostgreSQL, MariaDB, Redis, Chromium): skipped locally, failed in CI.
 
 In CI (``CI`` set to ``1``, ``true`` or ``yes``, as ``.ci/run`` does) a skipped
 check would pass off an unrun one as green, so a missing service is a failure

@@ -12,10 +12,12 @@ Each test fails if its attack succeeds, and checks the side effect the attack wa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -86,3 +88,22 @@ def fresh_client(user: Any | None = None, **kwargs: Any) -> Client:
     if user is not None:
         browser.force_login(user)
     return browser
+
+
+LOCK_WAITS = {
+    "mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+    "postgresql": "SELECT COUNT(*) FROM pg_locks WHERE NOT granted",
+}
+"""Per database vendor: how many transactions wait for a lock (SQLite has no row locks)."""
+
+
+def wait_for_a_lock_wait() -> None:
+    """Return once another connection waits for a lock; fail after 10 seconds."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(LOCK_WAITS[connection.vendor])
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.2)  # MySQL refreshes innodb_trx only when it was not read for 0.1 s
+    raise AssertionError("no connection ever waited for the lock")

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
-from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -23,7 +23,15 @@ from rest_framework.test import APIClient
 from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, Grant, UserState
 from tests.clients import CredentialClient
-from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
+from tests.security.conftest import (
+    API_VERIFY,
+    LOCK_WAITS,
+    VERIFY,
+    code,
+    fresh_client,
+    wait_for_a_lock_wait,
+    wrong_code,
+)
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
@@ -245,6 +253,74 @@ def test_a_single_request_grant_authorizes_one_transfer_once(user: Any, totp: TO
     assert browser.post("/transfers/", TRANSFER).status_code == 302
     assert challenged(browser.post("/transfers/", TRANSFER))
     assert Transfer.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backup_code_spent_while_an_attempt_waits_for_the_lock_is_refused(
+    user: Any, backup: StaticDevice
+) -> None:
+    """The waiting attempt reads the codes as they are once it holds the lock, not as they were.
+
+    Under REPEATABLE READ (a MySQL or MariaDB server's own default, when a site
+    keeps it), a transaction's plain reads see the snapshot of its first read,
+    taken here before the wait: the spent code would still be there.
+    """
+    if connection.vendor not in LOCK_WAITS:
+        pytest.skip("SQLite has no row locks; tests/mysql runs this on MariaDB")
+    UserState.objects.get_or_create(user=user)
+    thief = fresh_client(user, raise_request_exception=False)
+    results: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            results.append(thief.post(VERIFY, {"device": backup.persistent_id, "token": "alpha111"}))
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=attempt)
+    with transaction.atomic():  # the victim's verification, holding the user's lock
+        UserState.objects.select_for_update().get(user=user)
+        waiting.start()
+        wait_for_a_lock_wait()
+        StaticToken.objects.filter(device=backup, token="alpha111").delete()  # the victim spends it
+    waiting.join(30)
+    assert [r.status_code for r in results] == [200]
+    assert not verified_anywhere()
+    assert sorted(backup.token_set.values_list("token", flat=True)) == ["bravo222", "charlie3"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_single_request_grant_spent_while_a_request_waits_for_it_pays_nothing(
+    user: Any, totp: TOTPDevice
+) -> None:
+    """The waiting request's conditional ``UPDATE`` reads the grant as it is once the lock is free.
+
+    MySQL and MariaDB re-read a row an ``UPDATE`` waited for, under REPEATABLE READ
+    too; PostgreSQL re-checks it (READ COMMITTED). The request must be refused.
+    """
+    if connection.vendor not in LOCK_WAITS:
+        pytest.skip("SQLite has no row locks; tests/mysql runs this on MariaDB")
+    transfer = {"amount": "5000.00", "account": "DE89370400440532013000"}
+    browser = fresh_client(user, raise_request_exception=False)
+    refused = browser.post("/transfers/", transfer)
+    assert browser.post(refused["Location"], {"token": code(totp)}).status_code == 200  # confirm page
+    results: list[Any] = []
+
+    def pay() -> None:
+        try:
+            results.append(browser.post("/transfers/", transfer))
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=pay)
+    with transaction.atomic():  # a parallel request of the same browser, using the grant
+        grant = Grant.objects.select_for_update().exclude(digest="").get()
+        waiting.start()
+        wait_for_a_lock_wait()
+        Grant.objects.filter(pk=grant.pk).update(used_at=grant.verified_at + 1)
+    waiting.join(30)
+    assert [challenged(r) for r in results] == [True]
+    assert not Transfer.objects.exists()
 
 
 # --- replay in parallel ----------------------------------------------------------------------

@@ -31,7 +31,7 @@ from stepup.policy.model import Input
 from stepup.sync import load, sync
 from stepup.testing import stepup_verified
 from tests.security import views
-from tests.security.conftest import DEMO_POLICIES
+from tests.security.conftest import DEMO_POLICIES, LOCK_WAITS, wait_for_a_lock_wait
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged, run_stepup
 
 pytestmark = pytest.mark.django_db
@@ -344,6 +344,40 @@ def test_concurrent_syncs_are_serialised_or_fail_cleanly(two_files: tuple[Path, 
     assert HistoricalPolicy.objects.count() == before_history + sum(per_sync.values())
     for p in set(two_files) - set(succeeded):
         assert "locked" in str(outcomes[p]).lower()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sync_that_waited_for_another_plans_from_what_that_one_committed(tmp_path: Path) -> None:
+    """The waiting sync reads the rows as they are once it holds the lock, not as they were.
+
+    Under REPEATABLE READ (a MySQL or MariaDB server's own default, when a site
+    keeps it), a transaction's plain reads see the snapshot of its first read,
+    taken before the wait: it would neither see nor delete a policy the other
+    sync added meanwhile, and report the database equal to its file.
+    """
+    if connection.vendor not in LOCK_WAITS:
+        pytest.skip("SQLite has no row locks; tests/mysql runs this on MariaDB")
+    only_billing = policy_file(tmp_path, ONE_GOOD_POLICY, "a.yaml")
+    sync(only_billing, reason="base")
+    outcomes: list[Any] = []
+
+    def waiting_sync() -> None:
+        try:
+            outcomes.append(sync(only_billing, reason="second"))
+        except Exception as exc:
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=waiting_sync)
+    with transaction.atomic():  # another sync, holding the lock
+        list(PolicySetState.objects.select_for_update().filter(pk=1))
+        waiting.start()
+        wait_for_a_lock_wait()
+        Policy.objects.create(policy_id="added-meanwhile", actions=["reports.export"], max_age=60)
+    waiting.join(30)
+    assert [c.policy_id for c in outcomes[0].changes] == ["added-meanwhile"], outcomes
+    assert list(Policy.objects.values_list("policy_id", flat=True)) == ["billing-update"]
 
 
 # --- the set in force is the database's, whatever happened to the database ------------------------

@@ -97,6 +97,23 @@ def test_a_challenge_of_one_session_is_nothing_in_another(user: Any, totp: TOTPD
     assert PendingChallenge.objects.filter(challenge_id=challenge).exists()
 
 
+def test_a_challenge_id_in_other_letter_case_is_not_that_challenge(user: Any, totp: TOTPDevice) -> None:
+    """Challenge ids are matched exactly, also where the collation ignores case (MySQL, MariaDB)."""
+    transfer = {"amount": "5000.00", "account": "DE89370400440532013000"}
+    browser = fresh_client(user)
+    refused = browser.post("/transfers/", transfer)
+    challenge = parse_qs(urlsplit(refused["Location"]).query)["challenge"][0]
+    other_case = challenge.swapcase()
+    assert other_case != challenge
+    page = browser.get(f"{VERIFY}?challenge={other_case}")
+    assert b"5000.00" not in page.content  # a generic verification, not this challenge's
+    browser.post(VERIFY, {"challenge": other_case, "token": code(totp)})
+    assert not Grant.objects.exclude(digest="").exists()  # no single-request grant
+    assert challenged(browser.post("/transfers/", transfer))
+    assert not Transfer.objects.exists()
+    assert PendingChallenge.objects.filter(challenge_id=challenge).exists()
+
+
 # --- grants outliving what they were bound to ---------------------------------------------
 
 
