@@ -8,6 +8,10 @@ there.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -22,3 +26,31 @@ def skip_or_fail(reason: str, *, what: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{what} cannot run in CI: {reason}")
     pytest.skip(reason)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_pytest(
+    settings_module: str, paths: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``paths`` in a child pytest on another settings module (another database), with a new test database."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--create-db",
+            f"--ds={settings_module}",
+            *paths,
+        ],
+        cwd=ROOT,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

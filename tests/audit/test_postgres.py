@@ -8,17 +8,13 @@ replay tests run there again (in a child pytest on a database of their own).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.services import skip_or_fail
+from tests.services import child_pytest, skip_or_fail
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).resolve().parents[2]
 CHOSEN = [
     "tests/audit/test_history.py",
     "tests/audit/test_prune.py",
@@ -35,23 +31,6 @@ def test_audit_suite_on_postgresql() -> None:
             "STEPUP_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)",
             what="the audit suite on PostgreSQL",
         )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--create-db",
-            "--ds=tests.audit.pg_settings",
-            *CHOSEN,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = child_pytest("tests.audit.pg_settings", CHOSEN, timeout=300)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]

@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.scale.harness import is_stale
-from tests.services import skip_or_fail
+from tests.services import child_pytest, skip_or_fail
 
 pytestmark = pytest.mark.mysql
 
-ROOT = Path(__file__).resolve().parents[2]
 URL_ENV = "STEPUP_TEST_MYSQL_URL"
 PREFIX = "test_stepup_mysql_"
 CHOSEN = [
@@ -88,25 +84,7 @@ def test_chosen_suites_on_mysql(isolation: str) -> None:
     name = f"stepup_mysql_{os.getpid()}_{secrets.token_hex(3)}"  # Django's test database: test_<name>
     env = {**os.environ, "STEPUP_TEST_MYSQL_NAME": name, "STEPUP_TEST_MYSQL_ISOLATION": isolation}
     try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "--create-db",
-                "--ds=tests.mysql.settings",
-                *CHOSEN,
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        result = child_pytest("tests.mysql.settings", CHOSEN, env=env)
     finally:
         drop_databases(url, only=f"test_{name}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
