@@ -16,16 +16,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepup.policy.loader import (
-    HTTP_METHODS,
-    dump_policies,
-    load_files,
-    load_text,
-    validate_policy,
-    validate_test,
-)
+from stepup.policy.loader import dump_policies, load_files, load_text, validate_policy, validate_test
 from stepup.policy.model import (
     FACTOR_KINDS,
+    HTTP_METHODS,
     Mode,
     PolicyDecision,
     PolicyError,
