@@ -2,10 +2,15 @@
 
 YAML is composed safely into nodes and turned into plain data by hand, so no
 tag is ever constructed into an object, duplicate keys are caught at every
-depth and every value keeps its line. JSON is parsed by :mod:`json` and its
-lines are found by a small tokenizer. What cannot be read at all is a
-:class:`ParseError`; what reads but is wrong (a duplicate key, a YAML tag) is
-a problem recorded beside the data, for validation to report with the rest.
+depth and every value keeps its line. Nodes come from libyaml when PyYAML has
+it, much faster; on any error libyaml's reading is dropped and the file read
+again by PyYAML's own parser, whose messages are the ones users see. JSON is
+parsed by :mod:`json`; the line of each policy and test is found as the file is
+read, every other line (by a small tokenizer) only when an error needs one.
+
+What cannot be read at all is a :class:`ParseError`; what reads but is wrong (a
+duplicate key, a YAML tag) is a problem recorded beside the data, for
+validation to report with the rest.
 
 Pure Python: nothing here imports Django.
 """
@@ -13,10 +18,13 @@ Pure Python: nothing here imports Django.
 from __future__ import annotations
 
 import bisect
+import gc
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -25,6 +33,9 @@ Format = Literal["yaml", "json"]
 FieldPath = tuple[str | int, ...]
 """Where a value sits in a file: ``("policies", 2, "when", "attrs")``."""
 
+_LIBYAML: Any = getattr(yaml, "CSafeLoader", None)
+"""PyYAML's safe loader on libyaml, when PyYAML was built with it."""
+
 _ALIASES_UNSUPPORTED = (
     "YAML anchors and aliases are not supported in policy files; write each value out in full"
 )
@@ -32,18 +43,30 @@ _ALIASES_UNSUPPORTED = (
 
 @dataclass
 class Lines:
-    """Line numbers (1-based) by path; a path without its own line takes its parent's."""
+    """Line numbers (1-based) by path; a path without its own line takes its parent's.
+
+    ``rest``, when set, works out every line: it is called the first time a path
+    not yet in ``at`` is asked for, so a file without errors never pays for it.
+    """
 
     at: dict[FieldPath, int] = field(default_factory=dict)
     duplicates: dict[FieldPath, int] = field(default_factory=dict)
     default: int | None = None
+    rest: Callable[[], Lines] | None = None
 
     def line(self, path: FieldPath) -> int | None:
+        if path not in self.at:
+            self._complete()
         while path not in self.at:
             if not path:
                 return self.default
             path = path[:-1]
         return self.at[path]
+
+    def duplicate(self, path: FieldPath) -> int | None:
+        """The line of the second occurrence of the key at ``path``."""
+        self._complete()
+        return self.duplicates.get(path)
 
     def key(self, path: FieldPath, line: int) -> None:
         """Record a mapping key; a second occurrence is remembered as a duplicate."""
@@ -51,6 +74,11 @@ class Lines:
             self.duplicates.setdefault(path, line)
         else:
             self.at[path] = line
+
+    def _complete(self) -> None:
+        if self.rest is not None:
+            every = self.rest()
+            self.at, self.duplicates, self.rest = every.at, every.duplicates, None
 
 
 @dataclass
@@ -107,7 +135,7 @@ def _tag_problem(tag: str) -> str:
 class _NodeReader:
     """Turns composed YAML nodes into plain data, recording lines and problems."""
 
-    def __init__(self, loader: yaml.SafeLoader, found: Located) -> None:
+    def __init__(self, loader: yaml.constructor.SafeConstructor, found: Located) -> None:
         self.loader = loader
         self.found = found
 
@@ -223,7 +251,19 @@ def _locate_yaml(text: str) -> Located:
 
 
 def _read_yaml(text: str) -> Located:
-    loader = _SafeComposer(text)
+    # Left to _SafeComposer: a file with an '&' (libyaml's nodes keep no anchors, and
+    # _SafeComposer refuses them; an alias without an anchor is an error on both paths),
+    # and one with a tab (libyaml reads some that PyYAML refuses).
+    if _LIBYAML is not None and "&" not in text and "\t" not in text:
+        try:
+            return _read_nodes(_LIBYAML, text)
+        except (yaml.YAMLError, UnicodeEncodeError):
+            pass  # read again below: PyYAML's messages are the clear ones
+    return _read_nodes(_SafeComposer, text)
+
+
+def _read_nodes(loader_class: Callable[[str], Any], text: str) -> Located:
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -301,7 +341,7 @@ def _plain_json(value: object, path: FieldPath, found: Located) -> object:
         for key in value.duplicates:
             at = (*path, key)
             message = _duplicate_key(key, found.lines.line(at))
-            found.problems.append((at, found.lines.duplicates.get(at), message))
+            found.problems.append((at, found.lines.duplicate(at), message))
         return {k: _plain_json(v, (*path, k), found) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain_json(v, (*path, i), found) for i, v in enumerate(value)]
@@ -315,19 +355,80 @@ def _locate_json(text: str) -> Located:
         raise ParseError(exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     except ValueError as exc:
         raise ParseError(None, f"invalid JSON: {exc}") from None
-    found = Located(None, _json_lines(text))
+    found = Located(None, _json_item_lines(text))
     found.data = _plain_json(data, (), found)
+    return found
+
+
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_item_lines(text: str) -> Lines:
+    """The lines of the top-level keys and of their lists' items (each policy and test) of valid JSON.
+
+    Values are skipped by :mod:`json`'s scanner, so this costs little; every other
+    line is left to :func:`_json_lines`, for when an error asks for one.
+    """
+    found = Lines(default=1, rest=lambda: _json_lines(text))
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
+
+    def line(at: int) -> int:
+        return bisect.bisect_right(starts, at)
+
+    def skip(at: int) -> int:
+        return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # matches the empty string
+
+    at = skip(0)
+    if text[at] != "{":
+        return found
+    found.at[()] = line(at)
+    at = skip(at + 1)
+    while text[at] != "}":
+        key_at = at
+        key, at = _SCAN(text, at)
+        found.key((key,), line(key_at))
+        at = skip(skip(at) + 1)  # the colon
+        if text[at] == "[":
+            at = skip(at + 1)
+            index = 0
+            while text[at] != "]":
+                found.at.setdefault((key, index), line(at))
+                at = skip(_SCAN(text, at)[1])
+                if text[at] == ",":
+                    at = skip(at + 1)
+                index += 1
+            at += 1
+        else:
+            at = _SCAN(text, at)[1]
+        at = skip(at)
+        if text[at] == ",":
+            at = skip(at + 1)
     return found
 
 
 _EMPTY_FILE = "the file is empty; a policy file starts with 'version: 1'"
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No collections while a file is read: it makes many objects and no garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def locate(text: str, fmt: Format) -> Located:
+    """The data of a YAML or JSON text and where each value is; :class:`ParseError` if it can't be read."""
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise ParseError(1, _EMPTY_FILE)
     try:
-        return _locate_json(text) if fmt == "json" else _locate_yaml(text)
+        with _gc_paused():
+            return _locate_json(text) if fmt == "json" else _locate_yaml(text)
     except RecursionError:
         raise ParseError(None, "the file is nested too deeply to be a policy file") from None
