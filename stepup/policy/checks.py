@@ -11,6 +11,7 @@ Pure Python: nothing here imports Django.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import math
 import re
@@ -301,7 +302,7 @@ def _cidr_item(ctx: Context, path: FieldPath, value: object) -> str | None:
     if text is None:
         return None
     try:
-        return str(ipaddress.ip_network(text, strict=True))
+        return _network(text)
     except ValueError as exc:
         try:
             loose = ipaddress.ip_network(text, strict=False)
@@ -310,6 +311,11 @@ def _cidr_item(ctx: Context, path: FieldPath, value: object) -> str | None:
             return None
         ctx.error(path, f"{text!r} has host bits set; did you mean {str(loose)!r}?")
         return None
+
+
+@functools.lru_cache(maxsize=1024)  # big files name the same few networks many times
+def _network(text: str) -> str:
+    return str(ipaddress.ip_network(text, strict=True))
 
 
 def check_ip(ctx: Context, path: FieldPath, value: object) -> str | None:
