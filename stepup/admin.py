@@ -37,10 +37,11 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 from stepup.context import SAFE_METHODS
 from stepup.decorators import guard
 from stepup.enforcement import enforce
-from stepup.forms import MATCH_FIELDS, PolicyForm
+from stepup.forms import PolicyForm
 from stepup.models import DecisionLog, Policy
 from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
+from stepup.policy.model import MATCH_KEYS, SPEC_FIELDS
 from stepup.state import state
 from stepup.sync import FileComparison, batched_policy_changes, file_comparison
 
@@ -123,7 +124,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
     readonly_fields = ["differs_from_files", "source_display", "updated_at"]
     fieldsets = [
         (None, {"fields": ["policy_id", "description", "decision", "max_age", "factors", "enabled", "mode"]}),
-        ("Match", {"fields": list(MATCH_FIELDS)}),
+        ("Match", {"fields": list(MATCH_KEYS)}),
         ("Conditions", {"fields": ["when"]}),
         ("Where it came from", {"fields": ["source_display", "differs_from_files", "updated_at"]}),
         ("Why", {"fields": ["change_reason"]}),
@@ -335,7 +336,7 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
         previous = record.prev_record
         if previous is None or record.history_type == "-":
             return "-"
-        delta = record.diff_against(previous, included_fields=list(Policy.SPEC_FIELDS))
+        delta = record.diff_against(previous, included_fields=list(SPEC_FIELDS))
         return ", ".join(change.field for change in delta.changes) or "-"
 
 

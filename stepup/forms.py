@@ -14,10 +14,9 @@ from django import forms
 
 from stepup.models import Policy, spec_fields
 from stepup.policy.loader import validate_policy
-from stepup.policy.model import PolicyError, PolicyFile
+from stepup.policy.model import MATCH_KEYS, SPEC_FIELDS, PolicyError, PolicyFile
 from stepup.routes import check_against_urlconf
 
-MATCH_FIELDS = ("actions", "urls", "methods")
 _FORM_FIELD = {"id": "policy_id", "match": "actions"}
 
 
@@ -25,13 +24,13 @@ def _form_field(error: PolicyError) -> str | None:
     """The form field a loader error belongs to (``None``: the form as a whole)."""
     path = error.field.replace("[", ".[").split(".")
     head = path[0]
-    if head == "match" and len(path) > 1 and path[1] in MATCH_FIELDS:
+    if head == "match" and len(path) > 1 and path[1] in MATCH_KEYS:
         return path[1]
     if head.startswith("policies") and "urls" in path:  # from the URLconf check
         return "urls"
     if head in _FORM_FIELD:
         return _FORM_FIELD[head]
-    return head if head in Policy.SPEC_FIELDS else None
+    return head if head in SPEC_FIELDS else None
 
 
 def _is_given(value: Any) -> bool:
@@ -50,17 +49,7 @@ class PolicyForm(forms.ModelForm):
 
     class Meta:
         model = Policy
-        fields = [
-            "policy_id",
-            "description",
-            *MATCH_FIELDS,
-            "when",
-            "decision",
-            "max_age",
-            "factors",
-            "enabled",
-            "mode",
-        ]
+        fields = ["policy_id", *SPEC_FIELDS]
         help_texts = {
             "actions": 'JSON list of declared action names; "*" globs allowed, e.g. ["billing.update"]',
             "urls": 'JSON list of URL names, e.g. ["admin:auth_user_change"]',
@@ -76,7 +65,7 @@ class PolicyForm(forms.ModelForm):
         policy: dict[str, Any] = {
             "id": data.get("policy_id", self.instance.policy_id),
             "description": data.get("description") or "",
-            "match": {name: data[name] for name in MATCH_FIELDS if _is_given(data.get(name))},
+            "match": {name: data[name] for name in MATCH_KEYS if _is_given(data.get(name))},
             "decision": data.get("decision"),
             "enabled": bool(data.get("enabled")),
             "mode": data.get("mode"),

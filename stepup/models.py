@@ -9,7 +9,11 @@ from django.conf import settings
 from django.db import models, router, transaction
 from simple_history.models import HistoricalRecords
 
-from stepup.policy.model import PolicySpec
+from stepup.policy.model import DECISIONS, MATCH_KEYS, MODES, PolicySpec
+
+
+def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(value, value.replace("_", " ")) for value in values]
 
 
 class Policy(models.Model):
@@ -21,20 +25,17 @@ class Policy(models.Model):
     for raw or bulk writes.
     """
 
-    DECISIONS = [("step_up", "step up"), ("deny", "deny")]
-    MODES = [("enforce", "enforce"), ("shadow", "shadow")]
-
     policy_id = models.CharField("id", max_length=200, unique=True)
     description = models.TextField(blank=True)
     actions = models.JSONField(default=list, blank=True)
     urls = models.JSONField(default=list, blank=True)
     methods = models.JSONField(default=list, blank=True)
     when = models.JSONField(default=dict, blank=True)
-    decision = models.CharField(max_length=16, choices=DECISIONS, default="step_up")
+    decision = models.CharField(max_length=16, choices=_choices(DECISIONS), default="step_up")
     max_age = models.PositiveIntegerField(null=True, blank=True)
     factors = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
-    mode = models.CharField(max_length=16, choices=MODES, default="enforce")
+    mode = models.CharField(max_length=16, choices=_choices(MODES), default="enforce")
 
     source_file = models.CharField(max_length=500, blank=True)
     source_commit = models.CharField(max_length=64, blank=True)
@@ -68,23 +69,10 @@ class Policy(models.Model):
         with transaction.atomic(using=kwargs.get("using") or router.db_for_write(type(self), instance=self)):
             return super().delete(*args, **kwargs)
 
-    SPEC_FIELDS = (
-        "description",
-        "actions",
-        "urls",
-        "methods",
-        "when",
-        "decision",
-        "max_age",
-        "factors",
-        "enabled",
-        "mode",
-    )
-
     def to_dict(self) -> dict[str, Any]:
         """The row as a policy-file dict (the input of ``loader.validate_policy``)."""
         data: dict[str, Any] = {"id": self.policy_id, "description": self.description}
-        match = {k: getattr(self, k) for k in ("actions", "urls", "methods") if getattr(self, k)}
+        match = {k: getattr(self, k) for k in MATCH_KEYS if getattr(self, k)}
         data["match"] = match
         if self.when:
             data["when"] = self.when

@@ -17,11 +17,10 @@ from typing import Any, TypeVar
 
 from rest_framework import serializers
 
+from stepup.policy.model import FACTOR_KINDS, HTTP_METHODS, OUTCOMES
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-FACTOR_KINDS = ["totp", "hotp", "static", "email", "webauthn"]
-HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-OUTCOMES = ["allow", "step_up", "deny"]
 TAG = "step-up"
 
 
@@ -52,7 +51,7 @@ class StepUpRequiredSerializer(serializers.Serializer):
     )
     factors = serializers.ListField(
         child=serializers.CharField(),
-        help_text="Acceptable factor kinds (`totp`, `hotp`, `static`, `email`, `webauthn`); empty = any.",
+        help_text=f"Acceptable factor kinds ({', '.join(map('`{}`'.format, FACTOR_KINDS))}); empty = any.",
     )
     verify_url = serializers.CharField(help_text="The HTML verification page for this challenge.")
     challenge = serializers.CharField(help_text="The challenge id to send to `api-verify`.")
@@ -91,12 +90,17 @@ class VerifyFailedSerializer(serializers.Serializer):
     )
 
 
-class StatusSerializer(serializers.Serializer):
+# What the status and the decide API both say of a decision (a comment, not a docstring:
+# drf-spectacular would copy a docstring into both schemas' descriptions).
+class _OutcomeSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(OUTCOMES)
     max_age = serializers.IntegerField(allow_null=True)
     factors = serializers.ListField(child=serializers.CharField())
     policies = serializers.ListField(child=serializers.CharField())
     reasons = serializers.ListField(child=serializers.CharField())
+
+
+class StatusSerializer(_OutcomeSerializer):
     verify_url = serializers.CharField(allow_null=True, help_text="Set when the outcome is `step_up`.")
 
 
@@ -117,12 +121,7 @@ class DecideInputSerializer(serializers.Serializer):
     attrs = serializers.DictField(child=serializers.JSONField(), required=False)
 
 
-class DecisionSerializer(serializers.Serializer):
-    outcome = serializers.ChoiceField(OUTCOMES)
-    max_age = serializers.IntegerField(allow_null=True)
-    factors = serializers.ListField(child=serializers.CharField())
-    policies = serializers.ListField(child=serializers.CharField())
-    reasons = serializers.ListField(child=serializers.CharField())
+class DecisionSerializer(_OutcomeSerializer):
     shadow = serializers.ListField(child=serializers.CharField())
     one_shot = serializers.BooleanField()
     version = serializers.CharField()
@@ -183,7 +182,7 @@ def _spectacular_decorators() -> tuple[Callable[[F], F], Callable[[F], F], Calla
         parameters=[
             OpenApiParameter("action", str, description="The declared action (or give `url`)."),
             OpenApiParameter("url", str, description="A URL name (or give `action`)."),
-            OpenApiParameter("method", str, enum=HTTP_METHODS, description="Default GET."),
+            OpenApiParameter("method", str, enum=list(HTTP_METHODS), description="Default GET."),
             OpenApiParameter(
                 "attrs.amount",
                 str,

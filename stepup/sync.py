@@ -30,7 +30,7 @@ from stepup import store
 from stepup.conf import conf
 from stepup.models import Policy, PolicySetState, new_generation, spec_fields
 from stepup.policy.loader import dump_policies, load_files
-from stepup.policy.model import PolicyFile, PolicySpec
+from stepup.policy.model import SPEC_FIELDS, PolicyFile, PolicySpec
 from stepup.state import state
 from stepup.store import spec_from_row
 
@@ -104,14 +104,12 @@ def make_plan(
 
 
 def _row_fields(row: Policy) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in Policy.SPEC_FIELDS}
+    return {name: getattr(row, name) for name in SPEC_FIELDS}
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
     return tuple(
-        FieldChange(name, old.get(name), new[name])
-        for name in Policy.SPEC_FIELDS
-        if old.get(name) != new[name]
+        FieldChange(name, old.get(name), new[name]) for name in SPEC_FIELDS if old.get(name) != new[name]
     )
 
 

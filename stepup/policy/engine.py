@@ -187,6 +187,11 @@ class RolesCondition(Condition):
         return f"roles {self.op.replace('_', ' ')} {sorted(self.roles)}"
 
 
+@functools.lru_cache(maxsize=1024)  # big policy sets name the same few networks many times
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
 class OriginCondition(Condition):
     __slots__ = ("cidrs", "field", "inside", "networks")
 
@@ -196,8 +201,7 @@ class OriginCondition(Condition):
         self.cidrs = tuple(cidrs)
         # (version, network as int, netmask as int): membership is one AND and one compare.
         self.networks = tuple(
-            (net.version, int(net.network_address), int(net.netmask))
-            for net in (ipaddress.ip_network(c, strict=False) for c in self.cidrs)
+            (net.version, int(net.network_address), int(net.netmask)) for net in map(_network, self.cidrs)
         )
 
     def evaluate(self, inp: Input) -> Result:

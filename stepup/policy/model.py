@@ -13,18 +13,56 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+# The policy language's vocabulary: the loader, the engine, the models, the admin, the
+# OpenAPI description and the JSON Schema test all read these, so each is written once.
 
 FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn")
 """Every factor kind a policy may name in ``factors:``."""
+
+HTTP_METHODS: tuple[str, ...] = (
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "TRACE",
+    "CONNECT",
+)
+"""Every HTTP method a policy's ``match.methods`` or a request input may name (any case)."""
 
 Outcome = Literal["allow", "step_up", "deny"]
 PolicyDecision = Literal["step_up", "deny"]
 Mode = Literal["enforce", "shadow"]
 
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+"""What a decision can be (a policy test's ``expect.decision``)."""
+DECISIONS: tuple[PolicyDecision, ...] = get_args(PolicyDecision)
+"""What a policy's ``decision:`` can be."""
+MODES: tuple[Mode, ...] = get_args(Mode)
+"""What a policy's ``mode:`` can be."""
+
 ALLOW: Outcome = "allow"
 STEP_UP: Outcome = "step_up"
 DENY: Outcome = "deny"
+
+TOP_KEYS = ("version", "policies", "tests")
+"""The keys of a policy file."""
+POLICY_KEYS = ("id", "description", "match", "when", "decision", "max_age", "factors", "enabled", "mode")
+"""The keys of one policy, in the order files are written."""
+MATCH_KEYS = ("actions", "urls", "methods")
+"""The keys of a policy's ``match:``."""
+SPEC_FIELDS: tuple[str, ...] = tuple(
+    name for key in POLICY_KEYS if key != "id" for name in (MATCH_KEYS if key == "match" else (key,))
+)
+"""A policy's fields besides its id, ``match`` spread into its keys: what a stored policy's columns hold."""
+TEST_KEYS = ("name", "input", "expect")
+"""The keys of one entry of a file's ``tests:``."""
+EXPECT_KEYS = ("decision", "policies")
+"""The keys of a policy test's ``expect:``."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -12,6 +12,7 @@ from django.contrib.staticfiles import finders
 from jsonschema import Draft202012Validator
 from rest_framework.test import APIClient
 
+from stepup.policy.model import FACTOR_KINDS, HTTP_METHODS, OUTCOMES
 from tests.api.conftest import API_DECIDE, API_STATUS, API_VERIFY, code, wrong_code
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,19 @@ def test_the_stepup_operations(schema: dict[str, Any]) -> None:
         assert {next(iter(s)) for s in operation["security"]} == {"cookieAuth", "tokenAuth"}
     transfer = paths["/api/transfers/"]["post"]["responses"]["401"]
     assert transfer["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/StepUpRequired"
+
+
+def test_the_schema_names_the_policy_vocabulary(schema: dict[str, Any], token_api: APIClient) -> None:
+    components = schema["components"]["schemas"]
+    status = schema["paths"][API_STATUS]["get"]
+    method = next(p for p in status["parameters"] if p["name"] == "method")
+
+    assert components["MethodEnum"]["enum"] == list(HTTP_METHODS)
+    assert sorted(method["schema"]["enum"]) == sorted(HTTP_METHODS)
+    assert components["FactorEnum"]["enum"] == list(FACTOR_KINDS)
+    assert components["OutcomeEnum"]["enum"] == list(OUTCOMES)
+    for documented in HTTP_METHODS:  # and the API takes every method it documents
+        assert token_api.get(API_STATUS, {"action": "a", "method": documented}).status_code == 200, documented
 
 
 def test_swagger_ui_works_offline(client: Any) -> None:

@@ -11,6 +11,7 @@ from django.test import Client
 from stepup.admin import PolicyAdmin
 from stepup.models import DecisionLog, Policy, PolicySetState
 from stepup.policy.builtins import POLICY_ADMIN_ACTION
+from stepup.policy.model import SPEC_FIELDS
 from tests.audit.conftest import BACKUP_CODES, verify_url_of
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +50,7 @@ def other(policy: Any) -> Policy:
 
 def snapshot() -> list[tuple[Any, ...]]:
     """Everything a policy write would touch."""
-    rows = list(Policy.objects.order_by("pk").values_list(*["policy_id", *Policy.SPEC_FIELDS]))
+    rows = list(Policy.objects.order_by("pk").values_list(*["policy_id", *SPEC_FIELDS]))
     history = Policy.history.count()  # type: ignore[attr-defined]
     version = PolicySetState.objects.values_list("version", flat=True).first()
     return [*rows, ("history", history), ("version", version)]

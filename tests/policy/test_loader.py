@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +18,19 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepup.policy.loader import (
-    HTTP_METHODS,
-    dump_policies,
-    load_files,
-    load_text,
-    validate_policy,
-    validate_test,
-)
+from stepup.policy.loader import dump_policies, load_files, load_text, validate_policy, validate_test
 from stepup.policy.model import (
+    DECISIONS,
+    EXPECT_KEYS,
     FACTOR_KINDS,
-    Mode,
+    HTTP_METHODS,
+    MATCH_KEYS,
+    MODES,
+    OUTCOMES,
+    POLICY_KEYS,
+    SPEC_FIELDS,
+    TEST_KEYS,
+    TOP_KEYS,
     PolicyDecision,
     PolicyError,
     PolicySpec,
@@ -1642,7 +1646,6 @@ WHEN = st.fixed_dictionaries(
 )
 
 
-MODES: list[Mode] = ["enforce", "shadow"]
 METHODS = st.lists(st.sampled_from([m for m in HTTP_METHODS if m != "HEAD"]), unique=True, max_size=3)
 FACTORS = st.lists(st.sampled_from(FACTOR_KINDS), unique=True, max_size=3)
 
@@ -1650,7 +1653,7 @@ FACTORS = st.lists(st.sampled_from(FACTOR_KINDS), unique=True, max_size=3)
 @st.composite
 def specs(draw: st.DrawFn) -> PolicySpec:
     actions = draw(st.lists(NAMES, max_size=3))
-    decision: PolicyDecision = draw(st.sampled_from(["step_up", "deny"]))
+    decision: PolicyDecision = draw(st.sampled_from(DECISIONS))
     step_up = decision == "step_up"
     return PolicySpec(
         id=draw(IDS),
@@ -1682,6 +1685,32 @@ def test_dump_then_load_round_trips(policies: list[PolicySpec], fmt: Any) -> Non
 
 # ---------------------------------------------------------------------------
 # The JSON Schema agrees with the loader.
+
+
+def _methods_in(pattern: str) -> tuple[str, ...]:
+    """``^(?:[Gg][Ee][Tt]|[Pp][Oo][Ss][Tt])$`` -> ``("GET", "POST")``."""
+    return tuple(re.sub(r"\[(\w)\w\]", r"\1", pattern).removeprefix("^(?:").removesuffix(")$").split("|"))
+
+
+def test_the_schema_names_the_vocabulary_the_loader_reads() -> None:
+    defs = SCHEMA["$defs"]
+    policy, test = defs["policy"]["properties"], defs["test"]["properties"]
+
+    assert tuple(SCHEMA["properties"]) == TOP_KEYS
+    assert tuple(policy) == POLICY_KEYS
+    assert tuple(defs["match"]["properties"]) == MATCH_KEYS
+    assert tuple(test) == TEST_KEYS
+    assert tuple(test["expect"]["properties"]) == EXPECT_KEYS
+    assert tuple(policy["decision"]["enum"]) == DECISIONS
+    assert tuple(policy["mode"]["enum"]) == MODES
+    assert tuple(test["expect"]["properties"]["decision"]["enum"]) == OUTCOMES
+    assert tuple(defs["factor"]["enum"]) == FACTOR_KINDS
+    assert _methods_in(defs["method"]["pattern"]) == HTTP_METHODS
+    assert _methods_in(defs["matchMethod"]["pattern"]) == tuple(m for m in HTTP_METHODS if m != "HEAD")
+
+
+def test_a_policy_spec_has_the_fields_of_the_policy_field_list() -> None:
+    assert [f.name for f in dataclasses.fields(PolicySpec)] == ["id", *SPEC_FIELDS, "source", "line"]
 
 
 def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:

@@ -27,7 +27,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from project.demo.models import BillingProfile
 from stepup import store
 from stepup.models import PendingChallenge, Policy, PolicySetState
-from stepup.policy.model import Input
+from stepup.policy.model import SPEC_FIELDS, Input
 from stepup.sync import load, sync
 from stepup.testing import stepup_verified
 from tests.security import views
@@ -41,7 +41,7 @@ HistoricalPolicy = Policy.history.model
 
 def snapshot() -> tuple[Any, ...]:
     """Everything a sync may touch: rows, history, the version."""
-    rows = tuple(Policy.objects.order_by("policy_id").values_list(*("policy_id", *Policy.SPEC_FIELDS)))
+    rows = tuple(Policy.objects.order_by("policy_id").values_list(*("policy_id", *SPEC_FIELDS)))
     version = PolicySetState.objects.values_list("version", flat=True).first()
     return rows, HistoricalPolicy.objects.count(), version
 
