@@ -29,11 +29,11 @@ proxy's address would instead place the client *inside* the network the
 proxy lives in — typically the very office range an exemption names.
 
 An IPv4-mapped address (``::ffff:a.b.c.d``) is that IPv4 address, for the
-proxies and the policies (:func:`stepup.policy.engine.canonical_ip`). Other
+proxies and the policies (:func:`stepup.policy.conditions.canonical_ip`). Other
 IPv6 forms that carry an IPv4 address (6to4, NAT64, Teredo …) stay as they
 are here: a proxy is never trusted for what its address carries, and the
 ``origin`` condition reads them both ways
-(:func:`stepup.policy.engine.origin_readings`).
+(:func:`stepup.policy.conditions.origin_readings`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ from django.urls import Resolver404, ResolverMatch, resolve
 
 from stepup import grants
 from stepup.conf import conf
-from stepup.policy.engine import ANY_METHOD, canonical_ip
+from stepup.policy.conditions import canonical_ip
+from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision, Input, IPAddress
 from stepup.state import state
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepup.policy.engine import DEFAULT_POLICY_ID, as_number, compile_policies, input_from_dict
-from stepup.policy.model import FACTOR_KINDS, Input, PolicySpec
+from stepup.policy.engine import DEFAULT_POLICY_ID, compile_policies, input_from_dict
+from stepup.policy.model import FACTOR_KINDS, Input, PolicySpec, as_number
 
 
 def policy(pid: str = "p", **kw) -> PolicySpec:

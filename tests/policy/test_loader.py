@@ -1266,7 +1266,7 @@ def test_a_tests_input_attrs_may_hold_anything_a_request_can() -> None:
 
 def test_numeric_operands_are_what_the_engine_reads_as_numbers() -> None:
     """The loader takes a numeric string exactly when the engine would compare it as a number."""
-    from stepup.policy.engine import as_number
+    from stepup.policy.model import as_number
 
     for text in [
         "1000",

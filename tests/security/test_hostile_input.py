@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from project.demo.models import Transfer
-from stepup.policy.engine import as_number, compile_policies, glob_matches
-from stepup.policy.model import Decision, Input, PolicySpec
+from stepup.policy.engine import compile_policies, glob_matches
+from stepup.policy.model import Decision, Input, PolicySpec, as_number
 from tests.security import views
 from tests.security.test_routing import challenged
 

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, Grant, UserState
-from stepup.policy.engine import origin_readings
+from stepup.policy.conditions import origin_readings
 from stepup.policy.loader import load_files
 from stepup.policy.suite import run_suite
 from stepup.testing import stepup_verified
