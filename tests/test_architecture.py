@@ -22,9 +22,23 @@ def imports(path: Path) -> set[str]:
     return imported(path.read_text(), package)
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node, less the bodies of ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    nodes: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
 def imported(source: str, package: str) -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in _runtime_nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -69,6 +83,17 @@ def test_only_the_drf_adapters_import_drf(path: Path) -> None:
     assert not wrong, f"{path.relative_to(PACKAGE.parent)} imports {wrong}: only {sorted(DRF_MODULES)} may"
 
 
+@pytest.mark.parametrize("name", ["state.py", "exceptions.py", "challenge.py"])
+def test_the_leaf_modules_import_no_other_stepup_module(name: str) -> None:
+    """Everything may use them, so they may use nothing of stepup's (no cycle can start there)."""
+    wrong = sorted(m for m in imports(PACKAGE / name) if top(m) == "stepup")
+    assert not wrong, f"stepup/{name} imports {wrong}"
+
+
+def test_a_refusal_becomes_a_response_without_deciding_again() -> None:
+    assert not {m for m in imports(PACKAGE / "responses.py") if m.startswith("stepup.enforcement")}
+
+
 def test_the_import_reader_sees_relative_and_nested_imports() -> None:
     """The control: imports the rules above must catch, in every spelling."""
     source = (
@@ -78,6 +103,8 @@ def test_the_import_reader_sees_relative_and_nested_imports() -> None:
         "def f():\n"
         "    from rest_framework import views\n"
         "    import project.demo\n"
+        "if TYPE_CHECKING:\n"
+        "    import typing_only\n"
     )
     assert imported(source, "stepup.policy") == {
         "django.db",
