@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,7 +67,11 @@ def request_fingerprint(request: Any) -> str:
         "query": {k: http.GET.getlist(k) for k in sorted(http.GET)},
         "body": body,
     }
-    canonical = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        canonical = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
+    except (RecursionError, ValueError):
+        # A body nested too deeply to write out: no grant can ever match it (fail closed).
+        return "unbindable:" + secrets.token_hex(16)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -83,7 +88,7 @@ def _http_body(http: Any) -> Any:
     if content_type == "application/json":
         try:
             return {"json": json.loads(raw)}
-        except ValueError:
+        except (RecursionError, ValueError):
             pass
     return {"bytes": hashlib.sha256(raw).hexdigest()}
 

@@ -280,3 +280,24 @@ def test_a_huge_integer_attribute_still_has_a_grant_digest() -> None:
     assert binding.attributes_digest("things.pay", None, {"amount": huge}) != binding.attributes_digest(
         "things.pay", None, {"amount": huge + 1}
     )
+
+
+def test_a_deeply_nested_body_to_a_request_bound_view_is_no_server_error() -> None:
+    """bind_request digests the body: JSON nested past any recursion limit is no 500."""
+    from types import SimpleNamespace
+
+    from django.test import RequestFactory
+
+    from stepup import binding
+
+    depth = 100_000
+    body = "[" * depth + "]" * depth
+    request = RequestFactory().post("/t/pay-bound/", body, content_type="application/json")
+    # Too deep to parse: bound to its bytes, so the very same body still matches its grant.
+    assert binding.request_fingerprint(request) == binding.request_fingerprint(request)
+    nested: list = []
+    for _ in range(depth):
+        nested = [nested]
+    parsed = SimpleNamespace(_request=request, data={"amount": nested})  # as a DRF Request, already parsed
+    first, second = binding.request_fingerprint(parsed), binding.request_fingerprint(parsed)
+    assert first != second  # too deep to write out: bound to nothing, so no grant can ever match (fail closed)
