@@ -119,10 +119,12 @@ def _lock(using: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
-    # Everywhere: write the state row first. SQLite then holds its write lock,
-    # other databases a row lock, until commit.
-    PolicySetState.objects.using(using).get_or_create(pk=1)
-    list(PolicySetState.objects.using(using).select_for_update().filter(pk=1))
+    # Everywhere: the first statement writes the state row (a write that changes nothing). SQLite
+    # then holds its write lock, other databases the row's lock, until commit. A read first would
+    # let two SQLite syncs each hold a read lock and then both fail to write.
+    states = PolicySetState.objects.using(using)
+    if not states.filter(pk=1).update(version=F("version")):
+        states.get_or_create(pk=1)
 
 
 def sync(
