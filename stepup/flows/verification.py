@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -338,8 +337,10 @@ def retry_message(throttle: Throttle) -> str:
     seconds = throttle.retry_after()
     if seconds is None or throttle.until is None:
         return f"{what} Try again later."
-    until = throttle.until.astimezone(UTC) if timezone.is_aware(throttle.until) else throttle.until
-    return f"{what} Try again in {_duration(seconds)} (after {until:%H:%M:%S} UTC)."
+    if seconds < 120 or not timezone.is_aware(throttle.until):
+        return f"{what} Try again in {_duration(seconds)}."
+    local = timezone.localtime(throttle.until)  # the active time zone: the user's, where the site sets it
+    return f"{what} Try again in {_duration(seconds)} (at {local:%H:%M})."
 
 
 def _duration(seconds: int) -> str:

@@ -155,6 +155,28 @@ def test_locked_form_says_so_on_get(logged_in: Client, user: Any, totp: Any) -> 
 
 
 @pytest.mark.usefixtures("limit_three")
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/Los_Angeles"])
+def test_a_lockout_says_when_in_the_users_time_zone(
+    logged_in: Client, user: Any, totp: Any, settings: Any, zone: str
+) -> None:
+    """The clock time is the active time zone's (the user's, where the site activates one), never UTC."""
+    until = timezone.now() + timedelta(minutes=5)
+    UserState.objects.create(user=user, locked_until=until)
+    with timezone.override(zone):
+        html = logged_in.get(VERIFY).content.decode()
+        local = timezone.localtime(until)
+    assert f"Try again in 5 minutes (at {local:%H:%M})." in html
+    assert "UTC" not in html
+
+
+@pytest.mark.usefixtures("limit_three")
+def test_a_short_wait_says_only_how_long(logged_in: Client, user: Any, totp: Any) -> None:
+    UserState.objects.create(user=user, locked_until=timezone.now() + timedelta(seconds=30))
+    html = logged_in.get(VERIFY).content.decode()
+    assert "Try again in 3" in html and "(at " not in html and "UTC" not in html
+
+
+@pytest.mark.usefixtures("limit_three")
 def test_unusable_input_is_not_counted(logged_in: Client, user: Any, totp: Any) -> None:
     for token in ("", FULLWIDTH_DIGITS, "x" * 65):
         logged_in.post(VERIFY, {"token": token})
