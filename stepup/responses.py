@@ -20,10 +20,11 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
-from django.core.handlers.exception import response_for_exception
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.exception import get_exception_response
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render, resolve_url
-from django.urls import reverse
+from django.urls import get_resolver, get_urlconf, reverse
 from django.utils.cache import add_never_cache_headers
 
 from stepup import binding, devices, pending, store
@@ -32,7 +33,7 @@ from stepup.challenge import Challenge
 from stepup.conf import conf
 from stepup.context import RequestContext, get_context
 from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
-from stepup.policy.model import Decision
+from stepup.policy.model import DENY, Decision
 
 ENROLL_TEMPLATE = "stepup/enroll_required.html"
 MAX_SAVED_FIELDS = 200
@@ -215,12 +216,17 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
     )
 
 
-def _descriptions(decision: Decision) -> list[str]:
+def _descriptions(decision: Decision, only: str | None = None) -> list[str]:
+    """The descriptions of the policies behind ``decision`` (``only`` those whose decision it is)."""
     try:
         specs = store.get_policy_set().specs
     except PolicyStoreUnavailable:
         return []
-    found = (specs[p].description for p in decision.policies if p in specs)
+    found = (
+        specs[p].description
+        for p in decision.policies
+        if p in specs and (only is None or specs[p].decision == only)
+    )
     return [d for d in dict.fromkeys(found) if d]
 
 
@@ -308,10 +314,16 @@ RETRY_AFTER = 30
 
 
 def _denied_response(http: HttpRequest, exc: StepUpDenied) -> HttpResponse:
-    """``403``: JSON for an API client, else Django's ``handler403`` page."""
+    """``403``: JSON for an API client, else Django's ``handler403`` page.
+
+    The page's reason is what the denying policies' descriptions say, not
+    their ids. A denial is an answer, not an error: the decision log and the
+    ``stepup`` logger record it, and no traceback is logged.
+    """
     if is_api_request(http):
         return denied_refusal().response()
-    return response_for_exception(http, exc)
+    reason = "; ".join(_descriptions(exc.decision, only=DENY)) or str(exc)
+    return get_exception_response(http, get_resolver(get_urlconf()), 403, PermissionDenied(reason))
 
 
 def _unavailable_response(http: HttpRequest) -> HttpResponse:

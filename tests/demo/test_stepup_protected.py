@@ -75,6 +75,18 @@ def test_auditors_may_not_update_billing_even_when_verified(client, make_user):
     assert not BillingProfile.objects.exists()
 
 
+def test_a_denial_says_why_in_the_policys_words_and_logs_no_traceback(client, make_user, caplog):
+    auditor = make_user("audrey", "auditor")
+    client.force_login(auditor)
+    with caplog.at_level("DEBUG"):
+        response = client.post(reverse("demo:billing-update"), BILLING)
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Auditors review; they never change billing, access or money." in html
+    assert "auditors-read-only" not in html  # the policy's id is for the policy authors
+    assert not [r for r in caplog.records if r.exc_info], "a denial is an answer, not a server error"
+
+
 def test_end_to_end_a_code_lets_the_update_through(logged_in, user, totp_device, code):
     response = logged_in.post(reverse("demo:billing-update"), BILLING)
     verify_url = response["Location"]
