@@ -87,6 +87,7 @@ def _form(
         "devices": choices,
         "selected": request.POST.get("device", ""),
         "inputmode": flow.input_mode(choices),
+        "code_hint": flow.code_hint(choices),
         "error": error,
         "error_field": result.field if result is not None else None,
         "enroll_url": conf.ENROLL_URL,

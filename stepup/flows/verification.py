@@ -145,7 +145,24 @@ def device_choices(devices: list[Device]) -> list[DeviceChoice]:
 
 def input_mode(choices: list[DeviceChoice]) -> str:
     """``numeric`` for the code field unless a backup code (letters and digits) may be typed."""
-    return "numeric" if all(c.kind in ("totp", "hotp") for c in choices) else "text"
+    return "numeric" if all(c.kind in NUMERIC_KINDS for c in choices) else "text"
+
+
+_CODE_SOURCES = {
+    "totp": "the code from your authenticator app",
+    "hotp": "the code from your authenticator app",
+    "static": "one of your backup codes",
+    "email": "the code we emailed you",
+}
+
+
+def code_hint(choices: list[DeviceChoice]) -> str:
+    """What to type, for the devices offered: backup codes only where the decision accepts them."""
+    sources = list(dict.fromkeys(_CODE_SOURCES.get(c.kind, "the code your device shows") for c in choices))
+    if not sources:
+        return ""
+    text = sources[0] if len(sources) == 1 else ", ".join(sources[:-1]) + ", or " + sources[-1]
+    return text[0].upper() + text[1:] + "."
 
 
 # --- the attempt ----------------------------------------------------------------

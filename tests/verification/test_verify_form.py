@@ -114,6 +114,23 @@ def test_only_devices_the_challenge_accepts_are_offered(logged_in: Client, totp:
     assert totp.persistent_id not in html
 
 
+@pytest.mark.parametrize(
+    ("factors", "hint"),
+    [
+        (["totp"], "The code from your authenticator app."),
+        (["static"], "One of your backup codes."),
+        ([], "The code from your authenticator app, or one of your backup codes."),
+    ],
+)
+def test_the_code_hint_follows_the_factors_the_decision_accepts(
+    logged_in: Client, totp: Any, backup: Any, factors: list[str], hint: str
+) -> None:
+    html = logged_in.get(verify_url(save_challenge(logged_in, factors=factors))).content.decode()
+    assert f'<span id="stepup-token-hint" class="stepup-hint">{hint}</span>' in html
+    if factors == ["totp"]:
+        assert "backup" not in html.lower()
+
+
 def test_unconfirmed_and_foreign_devices_are_not_offered(
     logged_in: Client, user: Any, other_user: Any
 ) -> None:
