@@ -16,7 +16,7 @@ from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from stepup.policy.engine import PolicySet, compile_policies, glob_matches
+from stepup.policy.engine import PolicySet, glob_matches
 from stepup.policy.model import PolicyError, PolicyFile, PolicySpec
 
 
@@ -267,9 +267,8 @@ def _unknown_url(pattern: str, names: set[str]) -> str:
     return f"{kind} {pattern!r} names no route in the URLconf{hint} (see `manage.py stepup routes`)"
 
 
-def uncovered_actions(policy_file: PolicyFile, urlconf: str | None = None) -> list[str]:
+def uncovered_actions(policy_set: PolicySet, urlconf: str | None = None) -> list[str]:
     """Actions that views declare but no enabled, enforce-mode policy names."""
-    policy_set = compile_policies(policy_file.policies)
     return sorted(a for a in code_actions(urlconf) if not policy_set.covers_action(a))
 
 

@@ -163,14 +163,14 @@ class Command(BaseCommand):
         from stepup.routes import collect_routes, uncovered_actions, unknown_actions
 
         policy_file = self.load(files)
-        for action in uncovered_actions(policy_file):
+        policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
+        for action in uncovered_actions(policy_set):
             self.stderr.write(
                 f"warning: declared action {action!r} has no policy; "
                 f"it gets the default requirement (max_age {conf.DEFAULT_MAX_AGE}s)."
             )
         for warning in unknown_actions(policy_file):
             self.stderr.write(f"warning: {warning}")
-        policy_set = compile_policies(policy_file.policies, default_max_age=conf.DEFAULT_MAX_AGE)
         self.warn_about_routes(policy_set, collect_routes(policy_set))
         self.say(
             f"OK: {len(policy_file.policies)} policies and {len(policy_file.tests)} tests "
