@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.conf import settings
+from django.conf import global_settings, settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
@@ -86,9 +86,10 @@ def home_url() -> str:
 
     Django's default (``/accounts/profile/``) is a 404 in most projects.
     """
-    if settings.is_overridden("LOGIN_REDIRECT_URL"):  # type: ignore[misc]  # missing from django-stubs
-        return resolve_url(settings.LOGIN_REDIRECT_URL)
-    return "/"
+    configured = getattr(settings, "LOGIN_REDIRECT_URL", None)
+    if not configured or configured == global_settings.LOGIN_REDIRECT_URL:
+        return "/"
+    return resolve_url(configured)
 
 
 def verify_url(challenge_id: str) -> str:
