@@ -1,0 +1,196 @@
+"""After verification, in Chromium: no dead ends (issue 17 items 1-3).
+
+1. A refused POST that can't be presented again (a file upload) sends the
+   user back to the page holding the form, told to submit it again — never a
+   GET of the POST-only view (a 405). Served by pytest-django's
+   ``live_server`` with the library's test views (tests/verification/outcome_urls.py).
+2. A download: after verifying, the page says it is done and the file
+   arrives; the verify page with the spent code is gone (the demo's report).
+3. Reopening the verify URL after success says "already confirmed"; signing
+   in again after the session ended mid-challenge says the request expired
+   and links to where to start again (the demo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.browser.conftest import DESKTOP, TIMEOUT_MS, Screenshots
+from tests.browser.demo_server import DemoServer
+from tests.browser.test_flows import enter_code, on_verify_page
+
+with contextlib.suppress(ImportError):
+    from playwright.sync_api import expect
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+
+def sign_in_here(page: Page, username: str) -> None:
+    """Fill in the login page the browser is on (it carries ``next``)."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(f"stepup-demo-{username}")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+# --- 1. the library's POST-only view, on a live server -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def orm_beside_playwright() -> Iterator[None]:
+    """Allow the ORM in this module's thread, where Playwright's sync API runs an event loop.
+
+    Django takes every ORM call here for one from async code; they are not. The
+    test database is set up before Chromium starts (the ``browser`` fixture asks
+    for ``django_db_setup``); module-scoped, so that the database flush after
+    each test (pytest-django's) is covered too, and nothing outside this module.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture
+def library_site(orm_beside_playwright: None, live_server: Any, transactional_db: Any, settings: Any) -> Any:
+    settings.ROOT_URLCONF = "tests.verification.outcome_urls"
+    settings.LOGIN_REDIRECT_URL = "/files/"
+    from stepup.models import Policy
+
+    Policy.objects.create(
+        policy_id="uploads", description="Uploading a file needs a second factor.",
+        actions=["files.upload"], decision="step_up", max_age=300,
+    )  # fmt: skip
+    return live_server
+
+
+@pytest.fixture
+def library_page(browser: Browser, library_site: Any) -> Iterator[tuple[Page, Any]]:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = get_user_model().objects.create_user("uma", password="pw")
+    device = TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    client = Client()
+    client.force_login(user)
+    context = browser.new_context(base_url=library_site.url, viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT_MS)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": library_site.url}])
+    try:
+        yield context.new_page(), device
+    finally:
+        context.close()
+
+
+def test_a_refused_upload_comes_back_to_its_form_not_a_405(
+    library_page: tuple[Page, Any], tmp_path: Path, shot: Screenshots
+) -> None:
+    from tests.verification import outcome_urls
+    from tests.verification.conftest import code
+
+    page, device = library_page
+    outcome_urls.CALLS.clear()
+    upload = tmp_path / "q3.pdf"
+    upload.write_bytes(b"%PDF-1.4 quarterly figures")
+    page.goto("/files/")
+    page.locator("#title").fill("Q3")
+    page.locator("#file").set_input_files(str(upload))
+    page.get_by_role("button", name="Upload").click()
+    on_verify_page(page)
+    shot(page, "verify for the upload")
+    response = enter_code(page, code(device))
+    assert response is not None and response.status != 405
+    assert page.url.endswith("/files/"), page.url
+    expect(page.locator("p.message")).to_contain_text("Fill it in and submit it again.")
+    shot(page, "back on the form page, told to submit again")
+    assert outcome_urls.CALLS == []  # nothing was uploaded behind the user's back
+
+    page.locator("#title").fill("Q3")
+    page.locator("#file").set_input_files(str(upload))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.get_by_text("uploaded q3.pdf")).to_be_visible()
+    assert outcome_urls.CALLS == ["upload"]
+
+
+# --- 2 and 3. the demo ---------------------------------------------------------------------------
+
+
+def test_a_report_download_lands_on_a_done_page(page: Page, demo: DemoServer, shot: Screenshots) -> None:
+    page.goto("/accounts/login/?next=/reports/")
+    sign_in_here(page, "alice")
+    page.get_by_role("link", name="50,000 rows").click()
+    on_verify_page(page)
+    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("50,000")
+    page.get_by_label("Code", exact=True).fill(demo.totp_code("alice"))
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Verify").click()
+    assert download.value.suggested_filename == "acme-invoices-50000.csv"
+    expect(page.get_by_role("heading", name="Verified")).to_be_visible()
+    expect(page.get_by_role("status").first).to_contain_text("Your download starts now.")
+    expect(page.get_by_label("Code", exact=True)).to_have_count(0)  # no spent code left to press again
+    shot(page, "download done page")
+
+    # Reloaded (or Verify pressed again in another tab): already confirmed, no failure, no new download.
+    page.reload()
+    expect(page.get_by_role("heading", name="Already confirmed")).to_be_visible()
+    failures = demo.query(
+        "SELECT COUNT(*) FROM stepup_decisionlog l JOIN auth_user u ON u.id = l.user_id "
+        "WHERE u.username = 'alice' AND l.event = 'failed'"
+    )
+    assert failures == [(0,)]
+    page.get_by_role("link", name="Back to where you were").click()
+    expect(page).to_have_url(re.compile(r"/reports/$"))
+
+
+def test_reopening_the_verify_url_after_success_says_already_confirmed(
+    page: Page, demo: DemoServer, shot: Screenshots
+) -> None:
+    page.goto("/accounts/login/?next=/billing/edit/")
+    sign_in_here(page, "alice")
+    page.get_by_label("Company name").fill("Acme Rockets Two")
+    page.get_by_role("button", name="Save details").click()
+    on_verify_page(page)
+    verify_url = page.url
+    enter_code(page, demo.totp_code("alice"))
+    expect(page.get_by_role("heading", name="Confirm your request")).to_be_visible()
+    expect(page.get_by_text("Acme Rockets Two")).to_be_visible()
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_role("status")).to_contain_text("Billing details updated.")
+
+    page.goto(verify_url)
+    expect(page.get_by_role("heading", name="Already confirmed")).to_be_visible()
+    expect(page.get_by_label("Code", exact=True)).to_have_count(0)
+    shot(page, "the verify url again: already confirmed")
+
+
+def test_signing_in_again_after_the_session_ended_says_the_request_expired(
+    page: Page, demo: DemoServer, shot: Screenshots
+) -> None:
+    page.goto("/accounts/login/?next=/team/")
+    sign_in_here(page, "bob")
+    page.get_by_role("button", name=re.compile(r"Grant auditor to dave")).click()
+    on_verify_page(page)
+    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("Grant: add dave to auditor")
+    shot(page, "verify for a team change")
+
+    page.context.clear_cookies()  # the session ends mid-challenge
+    page.reload()
+    expect(page.get_by_label("Username")).to_be_visible()
+    sign_in_here(page, "bob")
+    expect(page.get_by_role("heading", name="This request expired")).to_be_visible()
+    expect(page.get_by_label("Code", exact=True)).to_have_count(0)
+    shot(page, "signed in again: the request expired")
+    page.get_by_role("link", name="Start again").click()
+    expect(page).to_have_url(re.compile(r"/team/$"))  # the form's page, not the POST-only action
+    expect(page.get_by_role("heading", name="Team access")).to_be_visible()
