@@ -204,16 +204,16 @@ def test_the_mixin_and_enforce_take_labels_and_display(logged_in: Client, totp: 
 
 
 def test_the_bound_values_are_the_raw_ones(logged_in: Client, totp: Any) -> None:
+    from stepup.models import Grant
+
     _, challenge_id, _ = challenged(logged_in.post("/labelled/", TRANSFER))
     verify(logged_in, challenge_id, code(totp))
-    raw = {**TRANSFER}
-    assert logged_in.post("/labelled/", raw).status_code == 200  # the single-request grant fits the raw values
+    raw_digest = binding.attributes_digest("payments.transfer", "labelled", TRANSFER)
+    assert Grant.objects.filter(digest=raw_digest).exists()  # bound to the raw values, not the shown ones
+    shown = {**TRANSFER, "account": "DE89 3704 0044 0532 0130 00", "operation": "Grant access"}
+    assert challenged(logged_in.post("/labelled/", shown))  # what was shown does not fit the grant
+    assert logged_in.post("/labelled/", TRANSFER).status_code == 200
     assert outcome_urls.CALLS == ["labelled"]
-    from stepup.models import PendingChallenge
-
-    assert not PendingChallenge.objects.filter(challenge_id=challenge_id).exists()
-    expected = binding.attributes_digest("payments.transfer", "labelled", raw)
-    assert expected  # the digest is over the raw attributes, display values play no part
 
 
 def test_the_confirm_page_labels_fields_and_keeps_line_breaks(logged_in: Client, totp: Any) -> None:
