@@ -194,3 +194,32 @@ def test_signing_in_again_after_the_session_ended_says_the_request_expired(
     page.get_by_role("link", name="Start again").click()
     expect(page).to_have_url(re.compile(r"/team/$"))  # the form's page, not the POST-only action
     expect(page.get_by_role("heading", name="Team access")).to_be_visible()
+
+
+# --- polish: wide tables on a phone ---------------------------------------------------------------
+
+
+def test_a_wide_table_on_a_phone_shows_that_it_scrolls(page: Page, demo: DemoServer, shot: Screenshots) -> None:
+    from tests.browser.conftest import PHONE
+
+    page.goto("/accounts/login/?next=/team/")
+    sign_in_here(page, "bob")
+    page.set_viewport_size(PHONE)
+    wrap = page.locator(".table-wrap").first
+    expect(wrap).to_be_visible()
+    facts = wrap.evaluate(
+        """w => ({
+            overflows: w.scrollWidth > w.clientWidth,
+            cue: getComputedStyle(w).backgroundImage,
+            focusable: w.tabIndex === 0,
+        })"""
+    )
+    assert facts["overflows"], "the table fits at 390 px: this test no longer shows the cue"
+    assert facts["cue"].count("gradient") == 4 and facts["focusable"], facts
+    shot(page, "wide table on a phone: shadow at the right edge")
+    wrap.evaluate("w => { w.scrollLeft = w.scrollWidth; }")
+    last = wrap.locator("thead th").last
+    box, frame = last.bounding_box(), wrap.bounding_box()
+    assert box is not None and frame is not None
+    assert box["x"] + box["width"] <= frame["x"] + frame["width"] + 1  # the last column can be reached
+    shot(page, "scrolled to the last column")

@@ -179,7 +179,7 @@ def test_a_stale_done_record_from_another_challenge_does_not_cover_a_pending_one
 
 TRANSFER = {
     "account": "DE89370400440532013000",
-    "address": "Acme GmbH\nHauptstr. 1\n10115 Berlin",
+    "address": "Acme <b>GmbH</b>\nHauptstr. 1\n10115 Berlin",
     "operation": "grant",
     "password": "hunter2",
 }
@@ -190,7 +190,7 @@ def test_the_verify_page_shows_labels_and_display_values(logged_in: Client, totp
     verify_url, _, _ = challenged(logged_in.post(url, TRANSFER))
     html = logged_in.get(verify_url).content.decode()
     assert "<dt>Destination account</dt><dd>DE89 3704 0044 0532 0130 00</dd>" in html
-    assert "<dt>Billing address</dt><dd>Acme GmbH<br>Hauptstr. 1<br>10115 Berlin</dd>" in html
+    assert "<dt>Billing address</dt><dd>Acme &lt;b&gt;GmbH&lt;/b&gt;<br>Hauptstr. 1<br>10115 Berlin</dd>" in html
     assert "<dt>Change</dt><dd>Grant access</dd>" in html
     assert "hunter2" not in html and "shown?" not in html
     assert "not an attribute" not in html
@@ -223,7 +223,7 @@ def test_the_confirm_page_labels_fields_and_keeps_line_breaks(logged_in: Client,
     assert page.templates[0].name == "stepup/confirm.html"
     assert "<dt>Destination account</dt><dd>DE89 3704 0044 0532 0130 00</dd>" in html
     assert "<dt>note</dt><dd>line 1<br>line 2</dd>" in html
-    assert html.count("Acme GmbH<br>") == 1  # shown once, with the attributes, not again as a field
+    assert html.count("GmbH&lt;/b&gt;<br>") == 1  # shown once, with the attributes, not again as a field
     assert '<label for="stepup-retype-1">password</label>' in html
 
 
