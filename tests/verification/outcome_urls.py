@@ -30,6 +30,20 @@ _FORM_PAGE = engines["django"].from_string(
 )
 
 
+_LOGIN_PAGE = engines["django"].from_string(
+    """<!doctype html><title>Sign in</title>
+<form method="post">{% csrf_token %}{{ form }}<input type="hidden" name="next" value="{{ next }}">
+<button type="submit">Sign in</button></form>"""
+)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login view on a page of its own (the demo's login template needs the demo's URLs)."""
+
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        return HttpResponse(_LOGIN_PAGE.render(context, self.request))
+
+
 @require_GET
 def form_page(request: HttpRequest) -> HttpResponse:
     return HttpResponse(_FORM_PAGE.render({"messages": messages.get_messages(request)}, request))
@@ -112,7 +126,7 @@ def labelled_enforce(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("stepup/", include("stepup.urls")),
     path("files/", form_page, name="upload-form"),
     path("upload/", upload, name="upload"),
