@@ -30,6 +30,8 @@ from django.db.models import JSONField, Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
@@ -54,11 +56,11 @@ HistoricalPolicy: type[Model] = Policy.history.model
 
 
 class DiffersFromFilesFilter(admin.SimpleListFilter):
-    title = "differs from the files"
+    title = _("differs from the files")
     parameter_name = "differs"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Yes"), ("no", "No")]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() not in ("yes", "no"):
@@ -72,11 +74,15 @@ class DiffersFromFilesFilter(admin.SimpleListFilter):
 
 
 class SourceFilter(admin.SimpleListFilter):
-    title = "source"
+    title = _("source")
     parameter_name = "source"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("file", "Policy files (sync)"), ("admin", "Admin"), ("other", "Other (shell, code)")]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("file", _("Policy files (sync)")),
+            ("admin", _("Admin")),
+            ("other", _("Other (shell, code)")),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "file":
@@ -124,10 +130,10 @@ class PolicyAdmin(SimpleHistoryAdmin):
     readonly_fields = ["differs_from_files", "source_display", "updated_at"]
     fieldsets = [
         (None, {"fields": ["policy_id", "description", "decision", "max_age", "factors", "enabled", "mode"]}),
-        ("Match", {"fields": list(MATCH_KEYS)}),
-        ("Conditions", {"fields": ["when"]}),
-        ("Where it came from", {"fields": ["source_display", "differs_from_files", "updated_at"]}),
-        ("Why", {"fields": ["change_reason"]}),
+        (_("Match"), {"fields": list(MATCH_KEYS)}),
+        (_("Conditions"), {"fields": ["when"]}),
+        (_("Where it came from"), {"fields": ["source_display", "differs_from_files", "updated_at"]}),
+        (_("Why"), {"fields": ["change_reason"]}),
     ]
 
     # -- list columns --
@@ -135,21 +141,21 @@ class PolicyAdmin(SimpleHistoryAdmin):
     def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
         comparison = file_comparison(request)
 
-        @admin.display(description="differs from the files")
+        @admin.display(description=_("differs from the files"))
         def differs(obj: Policy) -> str:
             return comparison.describe(obj)
 
         return [*super().get_list_display(request), differs]
 
-    @admin.display(description="actions / URLs")
+    @admin.display(description=_("actions / URLs"))
     def targets(self, obj: Policy) -> str:
-        return "; ".join([*obj.actions, *(f"URL {name}" for name in obj.urls)])
+        return "; ".join([*obj.actions, *(gettext("URL %(name)s") % {"name": name} for name in obj.urls)])
 
-    @admin.display(description="source")
+    @admin.display(description=_("source"))
     def source_display(self, obj: Policy) -> str:
         return obj.source
 
-    @admin.display(description="differs from the files")
+    @admin.display(description=_("differs from the files"))
     def differs_from_files(self, obj: Policy) -> str:
         if obj.pk is None:
             return "-"
@@ -165,7 +171,10 @@ class PolicyAdmin(SimpleHistoryAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and not self.has_change_permission(request, obj):
-            return [(name, options) for name, options in fieldsets if name != "Why"]  # nothing to explain
+            # nothing to explain: leave out the reason field
+            return [
+                (name, options) for name, options in fieldsets if "change_reason" not in options["fields"]
+            ]
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
@@ -258,7 +267,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
         obj.source_file = ""
         obj.source_commit = ""
         reason = str(form.cleaned_data.get("change_reason") or "").strip()
-        obj._change_reason = reason or f"{'changed' if change else 'added'} in the admin"  # type: ignore[attr-defined]
+        obj._change_reason = reason or ("changed in the admin" if change else "added in the admin")  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)  # sets the history user
 
     def delete_model(self, request: HttpRequest, obj: Policy) -> None:
@@ -315,7 +324,7 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
     list_per_page = 50
     show_full_result_count = False
 
-    @admin.display(description="policy", ordering="policy_id")
+    @admin.display(description=_("policy"), ordering="policy_id")
     def policy_link(self, record: Any) -> str:
         try:
             url = reverse("admin:stepup_policy_history", args=[record.id])
@@ -323,15 +332,15 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
             return str(record.policy_id)
         return format_html('<a href="{}">{}</a>', url, record.policy_id)
 
-    @admin.display(description="change", ordering="history_type")
+    @admin.display(description=_("change"), ordering="history_type")
     def change_type(self, record: Any) -> str:
         return str(record.get_history_type_display())
 
-    @admin.display(description="source")
+    @admin.display(description=_("source"))
     def source(self, record: Any) -> str:
         return history_source(record)
 
-    @admin.display(description="changed fields")
+    @admin.display(description=_("changed fields"))
     def changed_fields(self, record: Any) -> str:
         previous = record.prev_record
         if previous is None or record.history_type == "-":
@@ -344,7 +353,7 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
 
 
 class ActionFilter(admin.SimpleListFilter):
-    title = "action"
+    title = _("action")
     parameter_name = "action"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -360,7 +369,7 @@ class ActionFilter(admin.SimpleListFilter):
 class PolicyFilter(admin.SimpleListFilter):
     """Rows whose ``policies`` list contains one policy id."""
 
-    title = "policy"
+    title = _("policy")
     parameter_name = "policy"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -429,17 +438,19 @@ class DecisionLogAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    @admin.display(description="user", ordering="username")
+    @admin.display(description=_("user"), ordering="username")
     def user_link(self, row: DecisionLog) -> str:
         if not row.username:
             return "-"
         return format_html('<a href="?{}">{}</a>', urlencode({"username": row.username}), row.username)
 
-    @admin.display(description="action / URL")
+    @admin.display(description=_("action / URL"))
     def target(self, row: DecisionLog) -> str:
-        return row.action or (f"URL {row.url_name}" if row.url_name else row.path)
+        if row.action or not row.url_name:
+            return row.action or row.path
+        return gettext("URL %(name)s") % {"name": row.url_name}
 
-    @admin.display(description="policies")
+    @admin.display(description=_("policies"))
     def policy_list(self, row: DecisionLog) -> str:
         return ", ".join(_strings(row.policies)) or "-"
 
