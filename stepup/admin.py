@@ -127,6 +127,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
     list_select_related = ["source_user"]
     search_fields = ["policy_id", "description", "actions", "urls", "source_file", "source_commit"]
     history_list_display = ["source"]
+    object_history_list_template = "stepup/admin/policy_history_list.html"  # no inline style (CSP)
     readonly_fields = ["differs_from_files", "source_display", "updated_at"]
     fieldsets = [
         (None, {"fields": ["policy_id", "description", "decision", "max_age", "factors", "enabled", "mode"]}),
