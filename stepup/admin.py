@@ -40,6 +40,7 @@ from stepup.context import SAFE_METHODS
 from stepup.decorators import guard
 from stepup.enforcement import enforce
 from stepup.forms import PolicyForm
+from stepup.i18n import unknown_language_message, unknown_languages
 from stepup.models import DecisionLog, Policy
 from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
@@ -118,9 +119,19 @@ def history_source(record: Any) -> str:
 # --- the policy admin -----------------------------------------------------------------
 
 
+class PolicyAdminForm(PolicyForm):
+    """:class:`PolicyForm`, plus what ``stepup validate`` checks beyond the loader: known languages."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for code in unknown_languages(cleaned.get("description") or ""):
+            self.add_error("description", f"description.{code}: {unknown_language_message(code)}")
+        return cleaned
+
+
 @admin.register(Policy)
 class PolicyAdmin(SimpleHistoryAdmin):
-    form = PolicyForm
+    form = PolicyAdminForm
     list_display = ["policy_id", "decision", "targets", "mode", "enabled", "source_display"]
     list_display_links = ["policy_id"]
     list_filter = ["decision", "mode", "enabled", DiffersFromFilesFilter, SourceFilter]

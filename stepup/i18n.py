@@ -22,20 +22,21 @@ def localized_description(description: Description, language: str | None = None)
     return localized(description, language if language is not None else get_language())
 
 
+def unknown_languages(description: Description) -> list[str]:
+    """The language codes of a per-language ``description`` that Django doesn't know."""
+    return [] if isinstance(description, str) else [code for code in description if code not in LANG_INFO]
+
+
+def unknown_language_message(code: str) -> str:
+    return f"{code!r} is not a language Django knows (django.conf.locale.LANG_INFO)"
+
+
 def check_description_languages(policy_file: PolicyFile) -> list[PolicyError]:
     """An error for each per-language description whose language code Django doesn't know."""
-    errors: list[PolicyError] = []
-    for index, spec in enumerate(policy_file.policies):
-        if isinstance(spec.description, str):
-            continue
-        for code in spec.description:
-            if code not in LANG_INFO:
-                errors.append(
-                    PolicyError(
-                        spec.source,
-                        spec.line,
-                        f"policies[{index}].description.{code}",
-                        f"{code!r} is not a language Django knows (django.conf.locale.LANG_INFO)",
-                    )
-                )
-    return errors
+    return [
+        PolicyError(
+            spec.source, spec.line, f"policies[{index}].description.{code}", unknown_language_message(code)
+        )
+        for index, spec in enumerate(policy_file.policies)
+        for code in unknown_languages(spec.description)
+    ]

@@ -138,3 +138,46 @@ def test_the_migration_keeps_every_text_description_and_its_history() -> None:
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes("stepup"))
     Policy.objects.all().delete()
+
+
+def admin_form(description: str) -> Any:
+    from stepup.admin import PolicyAdminForm
+
+    return PolicyAdminForm(
+        data={
+            "policy_id": "pay",
+            "description": description,
+            "actions": '["billing.update"]',
+            "urls": "[]",
+            "methods": "[]",
+            "when": "{}",
+            "decision": "step_up",
+            "max_age": "300",
+            "factors": "[]",
+            "enabled": "on",
+            "mode": "enforce",
+            "change_reason": "tests",
+        }
+    )
+
+
+@pytest.mark.django_db
+def test_the_admin_form_stores_a_per_language_description() -> None:
+    form = admin_form('{"en": "Pay.", "de": "Zahlen."}')
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["description"] == {"en": "Pay.", "de": "Zahlen."}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("description", "says"),
+    [
+        ('{"en": "Pay.", "xx": "Zahlen."}', "'xx' is not a language Django knows"),
+        ('{"de": "Zahlen."}', "the 'en' text is missing"),
+        ('{"en": "Pay.", "DE": "Zahlen."}', "'DE' is not a language code"),
+    ],
+)
+def test_the_admin_form_refuses_what_validate_refuses(description: str, says: str) -> None:
+    form = admin_form(description)
+    assert not form.is_valid()
+    assert says in " ".join(form.errors.get("description", [])), form.errors
