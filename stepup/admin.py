@@ -104,8 +104,8 @@ class PolicyHistoryHelper(HistoricalRecordContextHelper):
     def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
         if isinstance(value, DeletedObject) and value.pk is None:
             return "-"  # simple-history would say "Deleted user (pk=None)"
-        if isinstance(self.model._meta.get_field(change.field), JSONField):
-            return json.dumps(value, sort_keys=True)
+        if isinstance(self.model._meta.get_field(change.field), JSONField) and not isinstance(value, str):
+            return json.dumps(value, sort_keys=True, ensure_ascii=False)  # a plain description stays text
         return super().prepare_delta_change_value(change, value)
 
 
