@@ -42,7 +42,7 @@ MAX_AGE_LIMIT = 2**31 - 1
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.:*-]")
 _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_DESCRIPTION_EXAMPLE = "{en: Changing billing details needs a second factor., de: Zum Ändern …}"
+_DESCRIPTION_EXAMPLE = "{en: Payments need a second factor., de: Zahlungen brauchen einen zweiten Faktor.}"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_IN_PROSE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # tab and newline are prose
 
