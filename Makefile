@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck check wheel-check bench clean
+.PHONY: demo test lint typecheck check wheel-check messages bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ check: lint typecheck
 
 wheel-check: $(STAMP)
 	bash scripts/check_wheel.sh
+
+# Extract stepup's strings into stepup/locale/{de,fr} and compile the .mo files (needs GNU gettext).
+messages: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/messages.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

@@ -31,7 +31,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
@@ -40,6 +42,7 @@ from stepup.context import SAFE_METHODS
 from stepup.decorators import guard
 from stepup.enforcement import enforce
 from stepup.forms import PolicyForm
+from stepup.i18n import unknown_language_message, unknown_languages
 from stepup.models import DecisionLog, Policy
 from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
@@ -56,11 +59,11 @@ HistoricalPolicy: type[Model] = Policy.history.model
 
 
 class DiffersFromFilesFilter(admin.SimpleListFilter):
-    title = "differs from the files"
+    title = _("differs from the files")
     parameter_name = "differs"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Yes"), ("no", "No")]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Yes")), ("no", _("No"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() not in ("yes", "no"):
@@ -74,11 +77,15 @@ class DiffersFromFilesFilter(admin.SimpleListFilter):
 
 
 class SourceFilter(admin.SimpleListFilter):
-    title = "source"
+    title = _("source")
     parameter_name = "source"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("file", "Policy files (sync)"), ("admin", "Admin"), ("other", "Other (shell, code)")]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("file", _("Policy files (sync)")),
+            ("admin", _("Admin")),
+            ("other", _("Other (shell, code)")),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "file":
@@ -99,8 +106,8 @@ class PolicyHistoryHelper(HistoricalRecordContextHelper):
     def prepare_delta_change_value(self, change: Any, value: Any) -> Any:
         if isinstance(value, DeletedObject) and value.pk is None:
             return "-"  # simple-history would say "Deleted user (pk=None)"
-        if isinstance(self.model._meta.get_field(change.field), JSONField):
-            return json.dumps(value, sort_keys=True)
+        if isinstance(self.model._meta.get_field(change.field), JSONField) and not isinstance(value, str):
+            return json.dumps(value, sort_keys=True, ensure_ascii=False)  # a plain description stays text
         return super().prepare_delta_change_value(change, value)
 
 
@@ -114,9 +121,19 @@ def history_source(record: Any) -> str:
 # --- the policy admin -----------------------------------------------------------------
 
 
+class PolicyAdminForm(PolicyForm):
+    """:class:`PolicyForm`, plus what ``stepup validate`` checks beyond the loader: known languages."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for code in unknown_languages(cleaned.get("description") or ""):
+            self.add_error("description", f"description.{code}: {unknown_language_message(code)}")
+        return cleaned
+
+
 @admin.register(Policy)
 class PolicyAdmin(SimpleHistoryAdmin):
-    form = PolicyForm
+    form = PolicyAdminForm
     list_display = ["policy_id", "decision", "targets", "mode", "enabled", "source_display"]
     list_display_links = ["policy_id"]
     list_filter = ["decision", "mode", "enabled", DiffersFromFilesFilter, SourceFilter]
@@ -128,10 +145,10 @@ class PolicyAdmin(SimpleHistoryAdmin):
     readonly_fields = ["differs_from_files", "source_display", "updated_at"]
     fieldsets = [
         (None, {"fields": ["policy_id", "description", "decision", "max_age", "factors", "enabled", "mode"]}),
-        ("Match", {"fields": list(MATCH_KEYS)}),
-        ("Conditions", {"fields": ["when"]}),
-        ("Where it came from", {"fields": ["source_display", "differs_from_files", "updated_at"]}),
-        ("Why", {"fields": ["change_reason"]}),
+        (_("Match"), {"fields": list(MATCH_KEYS)}),
+        (_("Conditions"), {"fields": ["when"]}),
+        (_("Where it came from"), {"fields": ["source_display", "differs_from_files", "updated_at"]}),
+        (_("Why"), {"fields": ["change_reason"]}),
     ]
 
     # -- list columns --
@@ -139,21 +156,21 @@ class PolicyAdmin(SimpleHistoryAdmin):
     def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
         comparison = file_comparison(request)
 
-        @admin.display(description="differs from the files")
+        @admin.display(description=_("differs from the files"))
         def differs(obj: Policy) -> str:
             return comparison.describe(obj)
 
         return [*super().get_list_display(request), differs]
 
-    @admin.display(description="actions / URLs")
+    @admin.display(description=_("actions / URLs"))
     def targets(self, obj: Policy) -> str:
-        return "; ".join([*obj.actions, *(f"URL {name}" for name in obj.urls)])
+        return "; ".join([*obj.actions, *(gettext("URL %(name)s") % {"name": name} for name in obj.urls)])
 
-    @admin.display(description="source")
+    @admin.display(description=_("source"))
     def source_display(self, obj: Policy) -> str:
         return obj.source
 
-    @admin.display(description="differs from the files")
+    @admin.display(description=_("differs from the files"))
     def differs_from_files(self, obj: Policy) -> str:
         if obj.pk is None:
             return "-"
@@ -169,7 +186,10 @@ class PolicyAdmin(SimpleHistoryAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)
         if obj is not None and not self.has_change_permission(request, obj):
-            return [(name, options) for name, options in fieldsets if name != "Why"]  # nothing to explain
+            # nothing to explain: leave out the reason field
+            return [
+                (name, options) for name, options in fieldsets if "change_reason" not in options["fields"]
+            ]
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
@@ -262,7 +282,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
         obj.source_file = ""
         obj.source_commit = ""
         reason = str(form.cleaned_data.get("change_reason") or "").strip()
-        obj._change_reason = reason or f"{'changed' if change else 'added'} in the admin"  # type: ignore[attr-defined]
+        obj._change_reason = reason or ("changed in the admin" if change else "added in the admin")  # type: ignore[attr-defined]
         super().save_model(request, obj, form, change)  # sets the history user
 
     def delete_model(self, request: HttpRequest, obj: Policy) -> None:
@@ -319,7 +339,7 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
     list_per_page = 50
     show_full_result_count = False
 
-    @admin.display(description="policy", ordering="policy_id")
+    @admin.display(description=_("policy"), ordering="policy_id")
     def policy_link(self, record: Any) -> str:
         try:
             url = reverse("admin:stepup_policy_history", args=[record.id])
@@ -327,15 +347,15 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
             return str(record.policy_id)
         return format_html('<a href="{}">{}</a>', url, record.policy_id)
 
-    @admin.display(description="change", ordering="history_type")
+    @admin.display(description=_("change"), ordering="history_type")
     def change_type(self, record: Any) -> str:
         return str(record.get_history_type_display())
 
-    @admin.display(description="source")
+    @admin.display(description=_("source"))
     def source(self, record: Any) -> str:
         return history_source(record)
 
-    @admin.display(description="changed fields")
+    @admin.display(description=_("changed fields"))
     def changed_fields(self, record: Any) -> str:
         previous = record.prev_record
         if previous is None or record.history_type == "-":
@@ -348,7 +368,7 @@ class PolicyChangeAdmin(ReadOnlyAdmin):
 
 
 class ActionFilter(admin.SimpleListFilter):
-    title = "action"
+    title = _("action")
     parameter_name = "action"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -364,7 +384,7 @@ class ActionFilter(admin.SimpleListFilter):
 class PolicyFilter(admin.SimpleListFilter):
     """Rows whose ``policies`` list contains one policy id."""
 
-    title = "policy"
+    title = _("policy")
     parameter_name = "policy"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -441,17 +461,19 @@ class DecisionLogAdmin(ReadOnlyAdmin):
         text = row.event if said else f"{row.event}: {row.outcome}"
         return f"{text} ({row.factor})" if row.factor else text
 
-    @admin.display(description="user", ordering="username")
+    @admin.display(description=_("user"), ordering="username")
     def user_link(self, row: DecisionLog) -> str:
         if not row.username:
             return "-"
         return format_html('<a href="?{}">{}</a>', urlencode({"username": row.username}), row.username)
 
-    @admin.display(description="action / URL")
+    @admin.display(description=_("action / URL"))
     def target(self, row: DecisionLog) -> str:
-        return row.action or (f"URL {row.url_name}" if row.url_name else row.path)
+        if row.action or not row.url_name:
+            return row.action or row.path
+        return gettext("URL %(name)s") % {"name": row.url_name}
 
-    @admin.display(description="policies")
+    @admin.display(description=_("policies"))
     def policy_list(self, row: DecisionLog) -> str:
         return ", ".join(_strings(row.policies)) or "-"
 

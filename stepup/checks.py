@@ -8,6 +8,8 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from stepup.conf import DEFAULTS
 
@@ -25,19 +27,19 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     errors: list[CheckMessage] = []
     raw = getattr(settings, "STEPUP", {})
     if not isinstance(raw, dict):
-        return [Error("settings.STEPUP must be a dict.", id="stepup.E001")]
+        return [Error(_("settings.STEPUP must be a dict."), id="stepup.E001")]
     for key in sorted(set(raw) - set(DEFAULTS)):
         errors.append(
             Error(
-                f"Unknown key {key!r} in settings.STEPUP.",
-                hint=f"Allowed keys: {', '.join(sorted(DEFAULTS))}.",
+                _("Unknown key %(key)r in settings.STEPUP.") % {"key": key},
+                hint=_("Allowed keys: %(keys)s.") % {"keys": ", ".join(sorted(DEFAULTS))},
                 id="stepup.E002",
             )
         )
     errors.extend(_check_values(raw))
     for app in REQUIRED_APPS:
         if app not in settings.INSTALLED_APPS:
-            errors.append(Error(f"{app!r} must be in INSTALLED_APPS.", id="stepup.E003"))
+            errors.append(Error(_("%(app)r must be in INSTALLED_APPS.") % {"app": app}, id="stepup.E003"))
     errors.extend(_check_middleware(list(getattr(settings, "MIDDLEWARE", []) or [])))
     errors.extend(_check_session_engine())
     errors.extend(_check_policy_files(raw.get("POLICY_FILES", [])))
@@ -52,16 +54,20 @@ def _check_reload(raw: dict[str, Any]) -> list[CheckMessage]:
     if alias and alias not in getattr(settings, "CACHES", {"default": {}}):
         errors.append(
             Warning(
-                f"STEPUP['CACHE'] is {alias!r}, which is not in CACHES: other processes learn of "
-                "policy changes only by polling the database every RELOAD_INTERVAL.",
-                hint="Name a shared cache (Redis) in CACHES, or set STEPUP['CACHE'] = None.",
+                _(
+                    "STEPUP['CACHE'] is %(alias)r, which is not in CACHES: other processes learn of "
+                    "policy changes only by polling the database every RELOAD_INTERVAL."
+                )
+                % {"alias": alias},
+                hint=_("Name a shared cache (Redis) in CACHES, or set STEPUP['CACHE'] = None."),
                 id="stepup.W003",
             )
         )
     for key in ("RELOAD_INTERVAL", "RESYNC_INTERVAL"):
         value = raw.get(key, DEFAULTS[key])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            errors.append(Error(f"STEPUP[{key!r}] must be a number of seconds >= 0.", id="stepup.E010"))
+            message = _("STEPUP[%(key)r] must be a number of seconds >= 0.") % {"key": key}
+            errors.append(Error(message, id="stepup.E010"))
     return errors
 
 
@@ -73,13 +79,13 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
     if isinstance(age, bool) or not isinstance(age, int) or age < 0:
         errors.append(
             Error(
-                "STEPUP['DEFAULT_MAX_AGE'] must be a whole number of seconds >= 0.",
+                _("STEPUP['DEFAULT_MAX_AGE'] must be a whole number of seconds >= 0."),
                 id="stepup.E004",
             )
         )
     proxies = raw.get("TRUSTED_PROXIES", [])
     if isinstance(proxies, str) or not isinstance(proxies, (list, tuple)):
-        errors.append(Error("STEPUP['TRUSTED_PROXIES'] must be a list of CIDRs.", id="stepup.E005"))
+        errors.append(Error(_("STEPUP['TRUSTED_PROXIES'] must be a list of CIDRs."), id="stepup.E005"))
     else:
         for cidr in proxies:
             try:
@@ -87,7 +93,8 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
             except ValueError as exc:
                 errors.append(
                     Error(
-                        f"STEPUP['TRUSTED_PROXIES']: {cidr!r} is not a CIDR ({exc}).",
+                        _("STEPUP['TRUSTED_PROXIES']: %(cidr)r is not a CIDR (%(error)s).")
+                        % {"cidr": cidr, "error": exc},
                         id="stepup.E005",
                     )
                 )
@@ -101,10 +108,11 @@ def _check_secret_fields(names: Any) -> list[CheckMessage]:
     from stepup.audit import name_words
 
     if isinstance(names, str) or not isinstance(names, (list, tuple)):
-        return [Error("STEPUP['SECRET_FIELDS'] must be a list of field names.", id="stepup.E012")]
+        return [Error(_("STEPUP['SECRET_FIELDS'] must be a list of field names."), id="stepup.E012")]
     return [
         Error(
-            f"STEPUP['SECRET_FIELDS']: {name!r} is not a field name (a string with letters or digits).",
+            _("STEPUP['SECRET_FIELDS']: %(name)r is not a field name (a string with letters or digits).")
+            % {"name": name},
             id="stepup.E012",
         )
         for name in names
@@ -118,22 +126,26 @@ def _check_acr_values(mapping: Any) -> list[CheckMessage]:
     from stepup.responses import ACR_VALUE
 
     if not isinstance(mapping, dict):
-        return [Error("STEPUP['ACR_VALUES'] must be a dict of factor kind -> ACR value.", id="stepup.E011")]
+        message = _("STEPUP['ACR_VALUES'] must be a dict of factor kind -> ACR value.")
+        return [Error(message, id="stepup.E011")]
     errors: list[CheckMessage] = []
     for kind, value in mapping.items():
         if kind not in FACTOR_KINDS:
             errors.append(
                 Error(
-                    f"STEPUP['ACR_VALUES']: {kind!r} is not a factor kind.",
-                    hint=f"Factor kinds: {', '.join(FACTOR_KINDS)}.",
+                    _("STEPUP['ACR_VALUES']: %(kind)r is not a factor kind.") % {"kind": kind},
+                    hint=_("Factor kinds: %(kinds)s.") % {"kinds": ", ".join(FACTOR_KINDS)},
                     id="stepup.E011",
                 )
             )
         if not isinstance(value, str) or ACR_VALUE.fullmatch(value) is None:
             errors.append(
                 Error(
-                    f"STEPUP['ACR_VALUES'][{kind!r}]: {value!r} can't be sent in acr_values "
-                    "(printable ASCII without spaces, quotes or backslashes).",
+                    _(
+                        "STEPUP['ACR_VALUES'][%(kind)r]: %(value)r can't be sent in acr_values "
+                        "(printable ASCII without spaces, quotes or backslashes)."
+                    )
+                    % {"kind": kind, "value": value},
                     id="stepup.E011",
                 )
             )
@@ -141,8 +153,10 @@ def _check_acr_values(mapping: Any) -> list[CheckMessage]:
 
 
 PROTECTIVE_MIDDLEWARE = {
-    "django.middleware.security.SecurityMiddleware": "HTTPS redirects and security headers",
-    "django.middleware.csrf.CsrfViewMiddleware": "CSRF protection of the verify form and the session API",
+    "django.middleware.security.SecurityMiddleware": gettext_lazy("HTTPS redirects and security headers"),
+    "django.middleware.csrf.CsrfViewMiddleware": gettext_lazy(
+        "CSRF protection of the verify form and the session API"
+    ),
 }
 
 
@@ -153,8 +167,8 @@ def _check_middleware(middleware: list[str]) -> list[CheckMessage]:
 def _check_protective_middleware(middleware: list[str]) -> list[CheckMessage]:
     return [
         Warning(
-            f"{name!r} is not in MIDDLEWARE: the site has no {what}.",
-            hint="Keep Django's own middleware and add stepup's beside it (docs/install.md, section 1).",
+            _("%(name)r is not in MIDDLEWARE: the site has no %(what)s.") % {"name": name, "what": what},
+            hint=_("Keep Django's own middleware and add stepup's beside it (docs/install.md, section 1)."),
             id="stepup.W005",
         )
         for name, what in PROTECTIVE_MIDDLEWARE.items()
@@ -166,8 +180,9 @@ def _check_stepup_middleware(middleware: list[str]) -> list[CheckMessage]:
     if MIDDLEWARE not in middleware:
         missing: list[CheckMessage] = [
             Warning(
-                f"{MIDDLEWARE!r} is not in MIDDLEWARE: policies that target URL names are not enforced.",
-                hint="Add it after django_otp.middleware.OTPMiddleware.",
+                _("%(name)r is not in MIDDLEWARE: policies that target URL names are not enforced.")
+                % {"name": MIDDLEWARE},
+                hint=_("Add it after django_otp.middleware.OTPMiddleware."),
                 id="stepup.W001",
             )
         ]
@@ -176,10 +191,13 @@ def _check_stepup_middleware(middleware: list[str]) -> list[CheckMessage]:
         if atomic:
             missing.append(
                 Warning(
-                    f"ATOMIC_REQUESTS is on ({', '.join(atomic)}) and {MIDDLEWARE!r} is not in MIDDLEWARE: "
-                    "the decision log loses the challenges and denials of requests whose transaction "
-                    "rolls back (enforce() raising in a view, every DRF refusal).",
-                    hint="Add the middleware: it writes those rows once the view's transaction is over.",
+                    _(
+                        "ATOMIC_REQUESTS is on (%(databases)s) and %(name)r is not in MIDDLEWARE: "
+                        "the decision log loses the challenges and denials of requests whose transaction "
+                        "rolls back (enforce() raising in a view, every DRF refusal)."
+                    )
+                    % {"databases": ", ".join(atomic), "name": MIDDLEWARE},
+                    hint=_("Add the middleware: it writes those rows once the view's transaction is over."),
                     id="stepup.W004",
                 )
             )
@@ -188,10 +206,15 @@ def _check_stepup_middleware(middleware: list[str]) -> list[CheckMessage]:
     position = middleware.index(MIDDLEWARE)
     for required in REQUIRED_BEFORE:
         if required not in middleware:
-            errors.append(Error(f"{required!r} must be in MIDDLEWARE for stepup.", id="stepup.E006"))
+            message = _("%(name)r must be in MIDDLEWARE for stepup.") % {"name": required}
+            errors.append(Error(message, id="stepup.E006"))
         elif middleware.index(required) > position:
             errors.append(
-                Error(f"{MIDDLEWARE!r} must come after {required!r} in MIDDLEWARE.", id="stepup.E007")
+                Error(
+                    _("%(name)r must come after %(required)r in MIDDLEWARE.")
+                    % {"name": MIDDLEWARE, "required": required},
+                    id="stepup.E007",
+                )
             )
     return errors
 
@@ -201,10 +224,12 @@ def _check_session_engine() -> list[CheckMessage]:
         return []
     return [
         Warning(
-            "SESSION_ENGINE is signed_cookies: a copy of a session cookie can't be revoked, so it stays "
-            "logged in after logout. stepup's grants don't go with it (they are "
-            "deleted at logout and move to a new subject at every verification), but the login does.",
-            hint="Use a server-side session backend (db, cache or cached_db).",
+            _(
+                "SESSION_ENGINE is signed_cookies: a copy of a session cookie can't be revoked, so it stays "
+                "logged in after logout. stepup's grants don't go with it (they are "
+                "deleted at logout and move to a new subject at every verification), but the login does."
+            ),
+            hint=_("Use a server-side session backend (db, cache or cached_db)."),
             id="stepup.W002",
         )
     ]
@@ -214,7 +239,7 @@ def _check_policy_files(paths: Any) -> list[CheckMessage]:
     from pathlib import Path
 
     if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
-        return [Error("STEPUP['POLICY_FILES'] must be a list of paths.", id="stepup.E008")]
+        return [Error(_("STEPUP['POLICY_FILES'] must be a list of paths."), id="stepup.E008")]
     errors: list[CheckMessage] = []
     for path in paths:
         try:
@@ -222,8 +247,9 @@ def _check_policy_files(paths: Any) -> list[CheckMessage]:
         except OSError as exc:
             errors.append(
                 Error(
-                    f"Policy file {str(path)!r} can't be read: {exc.strerror or exc}.",
-                    hint="Fix STEPUP['POLICY_FILES'] or create the file.",
+                    _("Policy file %(path)r can't be read: %(error)s.")
+                    % {"path": str(path), "error": exc.strerror or exc},
+                    hint=_("Fix STEPUP['POLICY_FILES'] or create the file."),
                     id="stepup.E009",
                 )
             )

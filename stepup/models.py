@@ -2,18 +2,79 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
+from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
+from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from stepup.policy.model import DECISIONS, MATCH_KEYS, MODES, PolicySpec
 
+_LABELS = {
+    "step_up": _("step up"),
+    "deny": _("deny"),
+    "enforce": _("enforce"),
+    "shadow": _("shadow"),
+}
 
-def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(value, value.replace("_", " ")) for value in values]
+
+def _choices(values: tuple[str, ...]) -> list[tuple[str, Any]]:
+    return [(value, _LABELS[value]) for value in values]
+
+
+class DescriptionFormField(forms.JSONField):
+    """A description as people type it: plain text, or a JSON object of texts by language.
+
+    Text that starts with ``{`` is read as JSON and must be an object
+    (``{"en": "…", "de": "…"}``); anything else is the text itself, so a plain
+    description needs no quotes.
+    """
+
+    widget = forms.Textarea
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or isinstance(value, dict):
+            return value
+        text = "" if value is None else str(value)
+        if not text.lstrip().startswith("{"):
+            return text
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValidationError(
+                _('Write the description as plain text, or as a JSON object such as {"en": "…", "de": "…"}.'),
+                code="invalid",
+            )
+        return parsed
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        return initial if self.disabled else data
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return json.dumps(value, ensure_ascii=False, indent=2)
+        return "" if value is None else str(value)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            new = self.to_python(data)
+        except ValidationError:
+            return True
+        return json.dumps(initial, sort_keys=True) != json.dumps(new, sort_keys=True)
+
+
+class DescriptionField(models.JSONField):
+    """A policy's ``description``: a JSON string, or a JSON object of texts by language code."""
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"form_class": DescriptionFormField, **kwargs})
 
 
 class Policy(models.Model):
@@ -25,24 +86,34 @@ class Policy(models.Model):
     for raw or bulk writes.
     """
 
-    policy_id = models.CharField("id", max_length=200, unique=True)
-    description = models.TextField(blank=True)
-    actions = models.JSONField(default=list, blank=True)
-    urls = models.JSONField(default=list, blank=True)
-    methods = models.JSONField(default=list, blank=True)
-    when = models.JSONField(default=dict, blank=True)
-    decision = models.CharField(max_length=16, choices=_choices(DECISIONS), default="step_up")
-    max_age = models.PositiveIntegerField(null=True, blank=True)
-    factors = models.JSONField(default=list, blank=True)
-    enabled = models.BooleanField(default=True)
-    mode = models.CharField(max_length=16, choices=_choices(MODES), default="enforce")
-
-    source_file = models.CharField(max_length=500, blank=True)
-    source_commit = models.CharField(max_length=64, blank=True)
-    source_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    policy_id = models.CharField(_("id"), max_length=200, unique=True)
+    description = DescriptionField(
+        _("description"),
+        default=str,
+        blank=True,
+        help_text=_('Plain text, or texts by language as JSON: {"en": "…", "de": "…"} ("en" is required).'),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    actions = models.JSONField(_("actions"), default=list, blank=True)
+    urls = models.JSONField(_("URL names"), default=list, blank=True)
+    methods = models.JSONField(_("methods"), default=list, blank=True)
+    when = models.JSONField(_("when"), default=dict, blank=True)
+    decision = models.CharField(_("decision"), max_length=16, choices=_choices(DECISIONS), default="step_up")
+    max_age = models.PositiveIntegerField(_("max age"), null=True, blank=True)
+    factors = models.JSONField(_("factors"), default=list, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    mode = models.CharField(_("mode"), max_length=16, choices=_choices(MODES), default="enforce")
+
+    source_file = models.CharField(_("source file"), max_length=500, blank=True)
+    source_commit = models.CharField(_("source commit"), max_length=64, blank=True)
+    source_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("source user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     # A text reason: sync's reasons (files, commit, change) and admins' reasons exceed 100 characters.
     # History rows go to the database the policy is written to, inside the same transaction.
@@ -52,8 +123,9 @@ class Policy(models.Model):
 
     class Meta:
         ordering = ["policy_id"]
-        verbose_name_plural = "policies"
-        permissions = [("query_decision", "Can query the step-up decision service")]
+        verbose_name = _("policy")
+        verbose_name_plural = _("policies")
+        permissions = [("query_decision", _("Can query the step-up decision service"))]
 
     def __str__(self) -> str:
         return self.policy_id
@@ -138,6 +210,10 @@ class PolicySetState(models.Model):
     generation = models.CharField(max_length=32, default=new_generation, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        verbose_name = _("policy set state")
+        verbose_name_plural = _("policy set states")
+
     def __str__(self) -> str:
         return f"policy set v{self.version}"
 
@@ -153,6 +229,10 @@ class UserState(models.Model):
     grant_epoch = models.PositiveIntegerField(default=0)
     """Bumped to invalidate every grant of every session (device removed, password changed)."""
 
+    class Meta:
+        verbose_name = _("user step-up state")
+        verbose_name_plural = _("user step-up states")
+
     def __str__(self) -> str:
         return f"step-up state of {self.user}"
 
@@ -161,35 +241,40 @@ class DecisionLog(models.Model):
     """One challenge, verification, failure, lockout, denial or shadow decision. Never a token."""
 
     EVENTS = [
-        ("challenged", "challenged"),
-        ("verified", "verified"),
-        ("failed", "verification failed"),
-        ("locked", "locked out"),
-        ("denied", "denied"),
-        ("shadow", "shadow decision"),
-        ("allowed", "allowed"),
+        ("challenged", _("challenged")),
+        ("verified", _("verified")),
+        ("failed", _("verification failed")),
+        ("locked", _("locked out")),
+        ("denied", _("denied")),
+        ("shadow", _("shadow decision")),
+        ("allowed", _("allowed")),
     ]
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    event = models.CharField(max_length=16, choices=EVENTS, db_index=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    event = models.CharField(_("event"), max_length=16, choices=EVENTS, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    username = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=200, blank=True, db_index=True)
-    url_name = models.CharField(max_length=200, blank=True)
-    path = models.CharField(max_length=500, blank=True)
-    method = models.CharField(max_length=10, blank=True)
-    outcome = models.CharField(max_length=16, blank=True)
-    policies = models.JSONField(default=list, blank=True)
-    policy_version = models.CharField(max_length=64, blank=True)
-    factor = models.CharField(max_length=16, blank=True)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=300, blank=True)
-    roles = models.JSONField(default=list, blank=True)
-    attrs = models.JSONField(default=dict, blank=True)
-    detail = models.TextField(blank=True)
-    facts = models.JSONField(null=True, blank=True)
+    username = models.CharField(_("user name"), max_length=150, blank=True)
+    action = models.CharField(_("action"), max_length=200, blank=True, db_index=True)
+    url_name = models.CharField(_("URL name"), max_length=200, blank=True)
+    path = models.CharField(_("path"), max_length=500, blank=True)
+    method = models.CharField(_("method"), max_length=10, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, blank=True)
+    policies = models.JSONField(_("policies"), default=list, blank=True)
+    policy_version = models.CharField(_("policy-set version"), max_length=64, blank=True)
+    factor = models.CharField(_("factor"), max_length=16, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    roles = models.JSONField(_("roles"), default=list, blank=True)
+    attrs = models.JSONField(_("attributes"), default=dict, blank=True)
+    detail = models.TextField(_("detail"), blank=True)
+    facts = models.JSONField(_("facts"), null=True, blank=True)
     """For ``allowed``/``challenged``/``denied`` rows: the rest of what the decision was made on
     (``url``, ``session_age``, ``verified``, ``one_shot``), so ``stepup plan --replay`` can
     decide it again. ``None`` on other events."""
@@ -197,6 +282,8 @@ class DecisionLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["user", "created_at"])]
+        verbose_name = _("decision log entry")
+        verbose_name_plural = _("decision log")
 
     def __str__(self) -> str:
         target = self.action or self.url_name
@@ -229,6 +316,8 @@ class Grant(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["subject", "user"])]
+        verbose_name = _("grant")
+        verbose_name_plural = _("grants")
 
     def __str__(self) -> str:
         what = "single-request grant" if self.digest else "verification"
@@ -250,6 +339,10 @@ class PendingChallenge(models.Model):
     data = models.JSONField()
     created_at = models.FloatField()
     expires_at = models.FloatField(db_index=True)
+
+    class Meta:
+        verbose_name = _("pending challenge")
+        verbose_name_plural = _("pending challenges")
 
     def __str__(self) -> str:
         target = self.data.get("action") or self.data.get("url_name")

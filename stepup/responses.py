@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render, resolve_url
 from django.urls import get_resolver, get_urlconf, reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from stepup import binding, devices, pending, store
 from stepup.audit import display_attrs, split_secrets
@@ -33,6 +35,7 @@ from stepup.challenge import Challenge
 from stepup.conf import conf
 from stepup.context import RequestContext, get_context
 from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
+from stepup.i18n import localized_description
 from stepup.policy.model import DENY, Decision
 from stepup.presentation import Presentation
 
@@ -166,19 +169,47 @@ def www_authenticate(max_age: int, description: str | None = None, factors: Sequ
     """
     if description is None:
         description = (
-            "A fresh second-factor verification is required for this request"
+            gettext("A fresh second-factor verification is required for this request")
             if max_age == 0
-            else f"A second factor verified within the last {max_age} seconds is required"
+            else ngettext(
+                "A second factor verified within the last %(seconds)d second is required",
+                "A second factor verified within the last %(seconds)d seconds is required",
+                max_age,
+            )
+            % {"seconds": max_age}
         )
     params = [
         'error="insufficient_user_authentication"',
-        f'error_description="{_DESCRIPTION_UNSAFE.sub(" ", description)}"',
+        f'error_description="{header_text(description)}"',
     ]
     acr = acr_values(factors)
     if acr:
         params.append(f'acr_values="{" ".join(acr)}"')
     params.append(f"max_age={int(max_age)}")
     return "Bearer " + ", ".join(params)
+
+
+# Letters that NFKD can't take apart into an ASCII letter and an accent, spelled out as
+# German and French spell them when they must write without them.
+_ASCII_SPELLING = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss"}
+    | {"œ": "oe", "Œ": "Oe", "æ": "ae", "Æ": "Ae"}
+    # typographic quotes and apostrophes, and no-break spaces
+    | dict.fromkeys(["\u2019", "\u2018", "\u00ab", "\u00bb", "\u201e", "\u201c", "\u201d"], "'")
+    | dict.fromkeys(["\u00a0", "\u202f"], " ")
+)
+
+
+def header_text(text: str) -> str:
+    """``text`` as an RFC 6750 ``error_description`` can carry it: printable ASCII without ``"`` or ``\\``.
+
+    A translated description keeps its words: umlauts and ligatures are spelled
+    out (``ä`` → ``ae``), accents dropped (``é`` → ``e``), typographic quotes
+    made plain; whatever is left outside the allowed set becomes a space.
+    """
+    decomposed = unicodedata.normalize("NFKD", text.translate(_ASCII_SPELLING))
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _DESCRIPTION_UNSAFE.sub(" ", plain)
 
 
 def acr_values(factors: Sequence[str]) -> list[str]:
@@ -233,7 +264,7 @@ def _descriptions(decision: Decision, only: str | None = None) -> list[str]:
     except PolicyStoreUnavailable:
         return []
     found = (
-        specs[p].description
+        localized_description(specs[p].description)
         for p in decision.policies
         if p in specs and (only is None or specs[p].decision == only)
     )
@@ -264,11 +295,13 @@ def _saved_post(http: HttpRequest) -> tuple[dict[str, list[str]] | None, list[st
 
 def not_authenticated() -> ApiRefusal:
     """``401`` for an API request nobody is logged in for (no RFC 9470 challenge: log in first)."""
-    body = {"code": "not_authenticated", "detail": "Authentication credentials were not provided."}
+    body = {"code": "not_authenticated", "detail": gettext("Authentication credentials were not provided.")}
     return ApiRefusal(401, body, {"WWW-Authenticate": 'Session realm="api"'})
 
 
-_ENROLL_DETAIL = "This action needs a second factor, and you have no device that can provide it."
+_ENROLL_DETAIL = gettext_lazy(
+    "This action needs a second factor, and you have no device that can provide it."
+)
 
 
 def _enroll_url() -> str | None:
@@ -278,7 +311,7 @@ def _enroll_url() -> str | None:
 def _enroll_refusal(decision: Decision) -> ApiRefusal:
     body = {
         "code": "stepup_enroll_required",
-        "detail": _ENROLL_DETAIL,
+        "detail": str(_ENROLL_DETAIL),
         "factors": list(decision.factors),
         "enroll_url": _enroll_url(),
     }
@@ -289,7 +322,11 @@ def _enroll_page(http: HttpRequest, decision: Decision) -> HttpResponse:
     enroll_url = _enroll_url()
     response: HttpResponse
     if enroll_url:
-        messages.warning(http, f"{_ENROLL_DETAIL} Set one up to continue.", fail_silently=True)
+        message = gettext(
+            "This action needs a second factor, and you have no device that can provide it. "
+            "Set one up to continue."
+        )
+        messages.warning(http, message, fail_silently=True)
         response = HttpResponseRedirect(enroll_url)
     else:
         context = {
@@ -312,16 +349,17 @@ def _local(path: str) -> str:
 
 def denied_refusal() -> ApiRefusal:
     """``403 stepup_denied`` for an API client."""
-    return ApiRefusal(403, {"code": "stepup_denied", "detail": "This request is denied by policy."})
+    return ApiRefusal(403, {"code": "stepup_denied", "detail": str(_DENIED)})
 
 
 def unavailable_refusal() -> ApiRefusal:
     """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
-    body = {"code": "stepup_unavailable", "detail": _UNAVAILABLE}
+    body = {"code": "stepup_unavailable", "detail": str(_UNAVAILABLE)}
     return ApiRefusal(503, body, {"Retry-After": str(RETRY_AFTER)})
 
 
-_UNAVAILABLE = "Security policies are temporarily unavailable; try again shortly."
+_DENIED = gettext_lazy("This request is denied by policy.")
+_UNAVAILABLE = gettext_lazy("Security policies are temporarily unavailable; try again shortly.")
 RETRY_AFTER = 30
 
 
@@ -334,7 +372,7 @@ def _denied_response(http: HttpRequest, exc: StepUpDenied) -> HttpResponse:
     """
     if is_api_request(http):
         return denied_refusal().response()
-    reason = "; ".join(_descriptions(exc.decision, only=DENY)) or str(exc)
+    reason = "; ".join(_descriptions(exc.decision, only=DENY)) or str(_DENIED)
     return get_exception_response(http, get_resolver(get_urlconf()), 403, PermissionDenied(reason))
 
 
@@ -342,7 +380,7 @@ def _unavailable_response(http: HttpRequest) -> HttpResponse:
     """``503`` when no policy set can be loaded for an unsafe request (fail closed)."""
     if is_api_request(http):
         return unavailable_refusal().response()
-    response = HttpResponse(_UNAVAILABLE, status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(str(_UNAVAILABLE), status=503, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(RETRY_AFTER)
     add_never_cache_headers(response)
     return response

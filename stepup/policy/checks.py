@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stepup.policy.locate import FieldPath, Lines
-from stepup.policy.model import FACTOR_KINDS, HTTP_METHODS, NUMBER_MAX_LENGTH, PolicyError, as_number
+from stepup.policy.model import (
+    FACTOR_KINDS,
+    FALLBACK_LANGUAGE,
+    HTTP_METHODS,
+    LANGUAGE_CODE,
+    NUMBER_MAX_LENGTH,
+    Description,
+    PolicyError,
+    as_number,
+)
 
 Check = Callable[["Context", FieldPath, object], Any]
 """Validates one value at a path, reports problems to the context, returns the normalised value."""
@@ -33,6 +42,7 @@ MAX_AGE_LIMIT = 2**31 - 1
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.:*-]")
 _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_DESCRIPTION_EXAMPLE = "{en: Payments need a second factor., de: Zahlungen brauchen einen zweiten Faktor.}"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL_IN_PROSE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # tab and newline are prose
 
@@ -161,8 +171,42 @@ def check_text(ctx: Context, path: FieldPath, value: object, *, prose: bool = Fa
     return None
 
 
-def check_description(ctx: Context, path: FieldPath, value: object) -> str | None:
-    return check_text(ctx, path, value, prose=True)
+def check_description(ctx: Context, path: FieldPath, value: object) -> Description | None:
+    """A description: one text, or texts per language (``{en: …, de: …}``; ``en`` is the fallback).
+
+    A language code is written as Django writes it (``de``, ``pt-br``,
+    ``zh-hans``); whether Django knows it is checked beside the URLconf
+    check (:func:`stepup.i18n.check_description_languages`), since this
+    module can't import Django.
+    """
+    if not isinstance(value, Mapping):
+        if isinstance(value, str):
+            return check_text(ctx, path, value, prose=True)
+        ctx.error(
+            path,
+            f"expected a string or a mapping of language code to text, {_DESCRIPTION_EXAMPLE}; "
+            f"got {describe(value)}",
+        )
+        return None
+    if FALLBACK_LANGUAGE not in value:
+        ctx.error(
+            path,
+            f"the {FALLBACK_LANGUAGE!r} text is missing; it is shown in every other language, "
+            f"e.g. {_DESCRIPTION_EXAMPLE}",
+        )
+    texts: dict[str, str] = {}
+    for code, text in value.items():
+        if not isinstance(code, str) or not LANGUAGE_CODE.fullmatch(code):
+            ctx.error(
+                path, f"{code!r} is not a language code as Django writes it (lower case: de, pt-br, zh-hans)"
+            )
+            continue
+        checked = check_text(ctx, (*path, code), text, prose=True)
+        if checked is not None and not checked.strip():
+            ctx.error((*path, code), "expected a non-empty text; leave the language out instead")
+        elif checked is not None:
+            texts[code] = checked
+    return texts if len(texts) == len(value) and FALLBACK_LANGUAGE in texts else None
 
 
 def check_name(ctx: Context, path: FieldPath, value: object) -> str | None:

@@ -64,6 +64,30 @@ TEST_KEYS = ("name", "input", "expect")
 EXPECT_KEYS = ("decision", "policies")
 """The keys of a policy test's ``expect:``."""
 
+Description = str | Mapping[str, str]
+"""A policy's ``description``: one text, or texts by language code (``{"en": …, "de": …}``)."""
+FALLBACK_LANGUAGE = "en"
+"""The language a per-language description must have, shown where the active one is missing."""
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
+"""A language code as Django writes it: ``de``, ``pt-br``, ``zh-hans``, ``sr-latn``."""
+
+
+def localized(description: Description, language: str | None) -> str:
+    """The text of ``description`` for ``language``: exact, then its base language, then ``en``.
+
+    ``localized({"en": "Pay", "de": "Zahlen"}, "de-at") == "Zahlen"``; a plain
+    string is the same in every language.
+    """
+    if isinstance(description, str):
+        return description
+    if language:
+        code = language.lower().replace("_", "-")
+        for candidate in (code, code.split("-")[0]):
+            if candidate in description:
+                return description[candidate]
+    return description.get(FALLBACK_LANGUAGE, "")
+
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 NUMBER_MAX_LENGTH = 100
@@ -123,7 +147,7 @@ class PolicySpec:
     """
 
     id: str
-    description: str = ""
+    description: Description = ""
     actions: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
@@ -146,7 +170,8 @@ class PolicySpec:
             match["urls"] = list(self.urls)
         if self.methods:
             match["methods"] = list(self.methods)
-        data: dict[str, Any] = {"id": self.id, "description": self.description, "match": match}
+        description = self.description if isinstance(self.description, str) else dict(self.description)
+        data: dict[str, Any] = {"id": self.id, "description": description, "match": match}
         if self.when:
             data["when"] = _plain(self.when)
         data["decision"] = self.decision

@@ -51,3 +51,4 @@ STEPUP = {
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
 }
+STATIC_ROOT = BASE_DIR / "static"

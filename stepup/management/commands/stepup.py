@@ -149,12 +149,14 @@ class Command(BaseCommand):
         :param changing: the subcommand would change the database (``sync``): its
             error says that nothing was changed. The others never change anything.
         """
+        from stepup.i18n import check_description_languages
         from stepup.routes import check_against_urlconf
 
         policy_file = load_files([str(p) for p in self.paths(files)])
         errors = list(policy_file.errors)
         if not errors:
             errors.extend(check_against_urlconf(policy_file))
+            errors.extend(check_description_languages(policy_file))
         if errors:
             for error in errors:
                 self.stderr.write(f"error: {error}")
