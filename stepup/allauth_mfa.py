@@ -1,0 +1,279 @@
+"""``allauth.mfa`` authenticators, and checking them with allauth's own code.
+
+With ``"allauth"`` in ``STEPUP["FACTOR_SOURCES"]``, a user's
+:class:`allauth.mfa.models.Authenticator` rows are factors: TOTP as ``totp``,
+recovery codes as ``static``, WebAuthn as ``webauthn``. This module is the one
+place that knows allauth: which rows count, what they are called, and how a
+code or a WebAuthn assertion is checked. Everything is checked by allauth:
+
+- TOTP: ``TOTP(authenticator).validate_code`` — including allauth's replay
+  protection, a used-code mark in Django's cache for the whole tolerance
+  window, shared with allauth's own login and reauthentication;
+- recovery codes: ``RecoveryCodes(authenticator).validate_code``, which locks
+  the row and marks the code used;
+- WebAuthn: the ``Fido2Server`` allauth configures (relying party, origin
+  check) with the user's allauth credentials, and allauth's lookup of the
+  authenticator by credential id. Unlike allauth's own flow, user
+  verification is always required, and the ceremony state is stepup's, kept
+  apart from allauth's (:func:`begin_webauthn`, :func:`complete_webauthn`).
+
+Throttling: on top of stepup's per-user lockout, every code attempt spends
+allauth's own ``login_failed`` rate limit of the user (the budget allauth's
+MFA login form spends), so guesses at a step-up and at a login share one
+budget; a success clears it, as allauth's form does.
+
+allauth is imported only inside functions: stepup works without it installed,
+and ``stepup.E013`` reports ``"allauth"`` in ``FACTOR_SOURCES`` without
+``allauth.mfa`` in ``INSTALLED_APPS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.http import HttpRequest
+
+APP = "allauth.mfa"
+MODEL_LABEL = "mfa.authenticator"
+"""The model label (lower-case) of allauth's Authenticator; persistent ids start with it."""
+
+TYPE_KINDS: dict[str, str] = {"totp": "totp", "recovery_codes": "static", "webauthn": "webauthn"}
+"""``Authenticator.type`` -> factor kind."""
+
+
+def is_installed() -> bool:
+    """Whether ``allauth.mfa`` is in ``INSTALLED_APPS`` (its models can be used)."""
+    return apps.is_installed(APP)
+
+
+@contextmanager
+def allauth_request(request: HttpRequest) -> Iterator[None]:
+    """allauth's code reads the request from its own context variable; set it for the duration."""
+    from allauth.core import context
+
+    if context.request is request:
+        yield
+        return
+    with context.request_context(request):
+        yield
+
+
+@dataclass(frozen=True)
+class AllauthFactor:
+    """One allauth authenticator as stepup offers it.
+
+    :ivar pk: the ``Authenticator`` row's primary key.
+    :ivar kind: the factor kind (``totp``, ``static``, ``webauthn``).
+    :ivar name: what the user calls it (a passkey's name; else allauth's name of the type).
+    :ivar digits: for ``totp``, how many digits a code has (``MFA_TOTP_DIGITS``).
+    """
+
+    pk: int
+    user_id: Any
+    kind: str
+    name: str
+    digits: int | None = None
+
+    @property
+    def persistent_id(self) -> str:
+        return persistent_id(self.pk)
+
+
+def persistent_id(pk: object) -> str:
+    return f"{MODEL_LABEL}/{pk}"
+
+
+def pk_from_persistent_id(value: object) -> int | None:
+    """The primary key in ``mfa.authenticator/<pk>``, or ``None`` when ``value`` isn't one."""
+    if not isinstance(value, str) or not value.startswith(f"{MODEL_LABEL}/"):
+        return None
+    tail = value[len(MODEL_LABEL) + 1 :]
+    return int(tail) if tail.isascii() and tail.isdigit() and len(tail) <= 18 else None
+
+
+def factors_for_user(user: AbstractBaseUser, kinds: Iterable[str] = ()) -> list[AllauthFactor]:
+    """The user's allauth authenticators whose kind is in ``kinds`` (empty: every kind).
+
+    Recovery codes with no unused code left are not offered: nothing could verify.
+    """
+    if not is_installed() or user.pk is None:
+        return []
+    from allauth.mfa import app_settings
+    from allauth.mfa.models import Authenticator
+
+    wanted = set(kinds)
+    types = [t for t, kind in TYPE_KINDS.items() if not wanted or kind in wanted]
+    found = []
+    for authenticator in Authenticator.objects.filter(user_id=user.pk, type__in=types).order_by("pk"):
+        kind = TYPE_KINDS[authenticator.type]
+        if kind == "static" and not authenticator.wrap().get_unused_codes():
+            continue
+        digits = app_settings.TOTP_DIGITS if kind == "totp" else None
+        found.append(AllauthFactor(authenticator.pk, authenticator.user_id, kind, str(authenticator), digits))
+    return found
+
+
+def lock_authenticator(user: AbstractBaseUser, pk: int) -> Any | None:
+    """The user's authenticator ``pk``, locked for update (``SELECT … FOR UPDATE``), or ``None``."""
+    from allauth.mfa.models import Authenticator
+
+    return Authenticator.objects.select_for_update().filter(pk=pk, user_id=user.pk).first()
+
+
+def spend_attempt(request: HttpRequest, user: AbstractBaseUser) -> bool:
+    """Spend one attempt of allauth's ``login_failed`` rate limit of ``user``; ``False`` when none is left."""
+    from allauth.mfa.base.internal.flows import check_rate_limit
+    from django.core.exceptions import ValidationError
+
+    with allauth_request(request):
+        try:
+            check_rate_limit(user)
+        except ValidationError:
+            return False
+    return True
+
+
+def clear_attempts(request: HttpRequest, user: AbstractBaseUser) -> None:
+    """After a success: clear allauth's rate limit, as allauth's MFA form does."""
+    from allauth.core import ratelimit
+
+    ratelimit.clear(request, action="login_failed", key=f"mfa-auth-user-{user.pk}")
+
+
+def check_code(request: HttpRequest, authenticator: Any, token: str) -> bool:
+    """Whether ``token`` is a valid, unused code of a TOTP or recovery-codes ``authenticator``.
+
+    A valid code is spent: allauth marks it used (a TOTP code in the cache
+    for its window, a recovery code in the row), so it never verifies twice.
+    """
+    if TYPE_KINDS.get(authenticator.type) not in ("totp", "static"):
+        return False
+    with allauth_request(request):
+        return bool(authenticator.wrap().validate_code(token))
+
+
+def record_use(request: HttpRequest, authenticator: Any) -> None:
+    """What allauth does after its own use of an authenticator: ``last_used_at`` and ``authenticator_used``.
+
+    allauth's session record of authentications is left alone: a step-up is
+    recorded by stepup's grants, and is no allauth login or reauthentication.
+    """
+    from allauth.mfa import signals
+
+    authenticator.record_usage()
+    with allauth_request(request):
+        signals.authenticator_used.send(
+            sender=type(authenticator),
+            request=request,
+            user=authenticator.user,
+            authenticator=authenticator,
+            reauthenticated=True,
+            passwordless=False,
+        )
+
+
+def record_failure(request: HttpRequest, user: AbstractBaseUser, authenticator: Any) -> None:
+    """allauth's ``authentication_failed`` signal, as its reauthentication form sends it."""
+    from allauth.mfa import signals
+
+    with allauth_request(request):
+        signals.authentication_failed.send(
+            sender=type(authenticator),
+            request=request,
+            user=user,
+            authenticator=authenticator,
+            reauthentication=True,
+        )
+
+
+# --- WebAuthn -------------------------------------------------------------------
+
+WEBAUTHN_STATE_KEY = "stepup.allauth.webauthn"
+"""The session key of a begun step-up ceremony: stepup's own, never allauth's ``mfa.webauthn.state``."""
+
+
+def transaction_challenge(nonce: bytes, digest: str | None) -> bytes:
+    """The WebAuthn challenge: a fresh nonce, and for a one-shot decision the hash of nonce and transaction.
+
+    The authenticator signs client data that holds this challenge, so an
+    assertion for a single-request grant is valid for that transaction only.
+    """
+    import hashlib
+
+    if digest is None:
+        return nonce
+    return nonce + hashlib.sha256(nonce + digest.encode()).digest()
+
+
+def begin_webauthn(request: HttpRequest, user: AbstractBaseUser, digest: str | None) -> dict[str, Any] | None:
+    """Start a ceremony over the user's allauth WebAuthn credentials; ``None`` when they have none.
+
+    The options (``publicKey`` request options, JSON-ready) ask for user
+    verification. The state is kept in the session for :func:`complete_webauthn`.
+    """
+    import os
+
+    from allauth.mfa.webauthn.internal import auth
+    from fido2.webauthn import UserVerificationRequirement
+
+    with allauth_request(request):
+        credentials = auth.get_credentials(user)
+        if not credentials:
+            return None
+        nonce = os.urandom(32)
+        options, state = auth.get_server().authenticate_begin(
+            credentials=credentials,
+            user_verification=UserVerificationRequirement.REQUIRED,
+            challenge=transaction_challenge(nonce, digest),
+        )
+    request.session[WEBAUTHN_STATE_KEY] = {
+        "state": state,
+        "user": str(user.pk),
+        "nonce": nonce.hex(),
+        "digest": digest,
+    }
+    return dict(options)
+
+
+def complete_webauthn(
+    request: HttpRequest, user: AbstractBaseUser, response: object, digest: str | None
+) -> Any | None:
+    """The user's allauth authenticator that signed ``response``, or ``None`` when it doesn't verify.
+
+    The begun ceremony is spent whatever the outcome: an assertion is checked
+    at most once against one challenge. It must have been begun by this user,
+    for this transaction (``digest``), and fido2 (through allauth's server)
+    checks the challenge, origin, relying party, signature and the user
+    verification flag.
+    """
+    begun = request.session.pop(WEBAUTHN_STATE_KEY, None)
+    if not isinstance(begun, dict) or begun.get("user") != str(user.pk) or not isinstance(response, dict):
+        return None
+    try:
+        nonce = bytes.fromhex(str(begun.get("nonce")))
+    except ValueError:
+        return None
+    if begun.get("digest") != digest:
+        return None
+    from allauth.mfa.webauthn.internal import auth
+    from fido2.utils import websafe_encode
+    from fido2.webauthn import UserVerificationRequirement
+
+    state = begun.get("state")
+    if not isinstance(state, dict) or state.get("challenge") != websafe_encode(
+        transaction_challenge(nonce, digest)
+    ):
+        return None
+    state = {**state, "user_verification": UserVerificationRequirement.REQUIRED}
+    with allauth_request(request):
+        try:
+            credentials = auth.get_credentials(user)
+            binding = auth.get_server().authenticate_complete(state, credentials, response)
+        except Exception:  # fido2 raises ValueError, TypeError, KeyError… for malformed input: all a failure
+            return None
+        return auth.get_authenticator_by_credential_id(user, binding.credential_id)
