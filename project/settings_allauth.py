@@ -24,7 +24,7 @@ AUTHENTICATION_BACKENDS = [
 ROOT_URLCONF = "project.urls_allauth"
 
 if not os.environ.get("DATABASE_URL"):
-    DATABASES = {  # noqa: F811
+    DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("DEMO_SQLITE_PATH", str(BASE_DIR / "db-allauth.sqlite3")),

@@ -170,7 +170,9 @@ def _seed_allauth(user: User, spec: DemoUser, using: str) -> None:
             Authenticator.objects.using(using).create(
                 user=user, type=Authenticator.Type.RECOVERY_CODES, data=fresh
             )
-        elif found.data.get("used_mask") or decrypt(found.data.get("seed", "")) != recovery_seed(spec.username):
+        elif found.data.get("used_mask") or decrypt(found.data.get("seed", "")) != recovery_seed(
+            spec.username
+        ):
             found.data = fresh
             found.save(using=using, update_fields=["data"])
 

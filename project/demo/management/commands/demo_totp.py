@@ -58,7 +58,9 @@ class Command(BaseCommand):
 
         found = Authenticator.objects.using(using).filter(user=user, type=Authenticator.Type.TOTP).first()
         if found is None:
-            raise CommandError(f"{user.username} has no allauth TOTP authenticator; add one at /accounts/2fa/.")
+            raise CommandError(
+                f"{user.username} has no allauth TOTP authenticator; add one at /accounts/2fa/."
+            )
         counter = int(time.time()) // app_settings.TOTP_PERIOD + offset
         return format_hotp_value(hotp_value(decrypt(found.data["secret"]), counter))
 

@@ -82,5 +82,7 @@ class Command(BaseCommand):
 
 def _factor(user: DemoUser) -> str:
     if not user.totp:
-        return "none: enrolls on allauth's 2FA page" if uses_allauth() else "none: enrolls on the Security page"
+        return (
+            "none: enrolls on allauth's 2FA page" if uses_allauth() else "none: enrolls on the Security page"
+        )
     return f"current TOTP code: .venv/bin/python manage.py demo_totp {user.username}"
