@@ -36,6 +36,7 @@ from typing import Any
 
 from django.apps import apps
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.checks import CheckMessage, Error, Warning
 from django.http import HttpRequest
 
 APP = "allauth.mfa"
@@ -49,6 +50,40 @@ TYPE_KINDS: dict[str, str] = {"totp": "totp", "recovery_codes": "static", "webau
 def is_installed() -> bool:
     """Whether ``allauth.mfa`` is in ``INSTALLED_APPS`` (its models can be used)."""
     return apps.is_installed(APP)
+
+
+def configuration_problems() -> list[CheckMessage]:
+    """allauth settings under which its checks can't protect a step-up (for :mod:`stepup.checks`).
+
+    - A dummy default cache: allauth marks used TOTP codes in ``caches["default"]``;
+      with :class:`~django.core.cache.backends.dummy.DummyCache` nothing is
+      marked and a code verifies again and again within its window.
+    - ``MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN``: allauth's server then accepts
+      assertions made for any origin.
+    """
+    from django.conf import settings
+
+    problems: list[CheckMessage] = []
+    backend = str(getattr(settings, "CACHES", {}).get("default", {}).get("BACKEND", ""))
+    if backend.endswith("DummyCache"):
+        problems.append(
+            Error(
+                "The default cache is a DummyCache: allauth can't mark used TOTP codes, so a code "
+                "would step up again and again within its time window.",
+                hint="Use a shared cache (Redis, Memcached or the database) as CACHES['default'].",
+                id="stepup.E021",
+            )
+        )
+    if getattr(settings, "MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", False):
+        problems.append(
+            Warning(
+                "MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN is on: passkey step-ups accept assertions made for "
+                "any origin.",
+                hint="Only for local development; remove it in production.",
+                id="stepup.W020",
+            )
+        )
+    return problems
 
 
 @contextmanager
