@@ -13,9 +13,10 @@ code or a WebAuthn assertion is checked. Everything is checked by allauth:
   the row and marks the code used;
 - WebAuthn: the ``Fido2Server`` allauth configures (relying party, origin
   check) with the user's allauth credentials, and allauth's lookup of the
-  authenticator by credential id. Unlike allauth's own flow, user
-  verification is always required, and the ceremony state is stepup's, kept
-  apart from allauth's (:func:`begin_webauthn`, :func:`complete_webauthn`).
+  authenticator by credential id (:func:`webauthn_options`,
+  :func:`check_webauthn`). Unlike allauth's own flow, user verification is
+  always required; the ceremony (challenge, single use, the transaction it
+  commits to) is stepup's, the same for every source of passkeys.
 
 Throttling: on top of stepup's per-user lockout, every code attempt spends
 allauth's own ``login_failed`` rate limit of the user (the budget allauth's
@@ -227,32 +228,18 @@ def record_failure(request: HttpRequest, user: AbstractBaseUser, authenticator: 
 
 
 # --- WebAuthn -------------------------------------------------------------------
+#
+# stepup keeps the ceremony (its challenge, the stepup challenge it answers,
+# the transaction it commits to, single use) for every source alike; allauth
+# makes the options and checks the assertion for its own credentials.
 
-WEBAUTHN_STATE_KEY = "stepup.allauth.webauthn"
-"""The session key of a begun step-up ceremony: stepup's own, never allauth's ``mfa.webauthn.state``."""
 
+def webauthn_options(request: HttpRequest, user: AbstractBaseUser, challenge: bytes) -> dict[str, Any] | None:
+    """``PublicKeyCredentialRequestOptions`` (JSON) for the user's allauth passkeys; ``None`` without any.
 
-def transaction_challenge(nonce: bytes, digest: str | None) -> bytes:
-    """The WebAuthn challenge: a fresh nonce, and for a one-shot decision the hash of nonce and transaction.
-
-    The authenticator signs client data that holds this challenge, so an
-    assertion for a single-request grant is valid for that transaction only.
+    Made by allauth's ``Fido2Server`` (its relying party) for ``challenge``,
+    with user verification required whatever ``MFA_WEBAUTHN_USER_VERIFICATION`` says.
     """
-    import hashlib
-
-    if digest is None:
-        return nonce
-    return nonce + hashlib.sha256(nonce + digest.encode()).digest()
-
-
-def begin_webauthn(request: HttpRequest, user: AbstractBaseUser, digest: str | None) -> dict[str, Any] | None:
-    """Start a ceremony over the user's allauth WebAuthn credentials; ``None`` when they have none.
-
-    The options (``publicKey`` request options, JSON-ready) ask for user
-    verification. The state is kept in the session for :func:`complete_webauthn`.
-    """
-    import os
-
     from allauth.mfa.webauthn.internal import auth
     from fido2.webauthn import UserVerificationRequirement
 
@@ -260,55 +247,53 @@ def begin_webauthn(request: HttpRequest, user: AbstractBaseUser, digest: str | N
         credentials = auth.get_credentials(user)
         if not credentials:
             return None
-        nonce = os.urandom(32)
-        options, state = auth.get_server().authenticate_begin(
+        options, _state = auth.get_server().authenticate_begin(
             credentials=credentials,
             user_verification=UserVerificationRequirement.REQUIRED,
-            challenge=transaction_challenge(nonce, digest),
+            challenge=challenge,
         )
-    request.session[WEBAUTHN_STATE_KEY] = {
-        "state": state,
-        "user": str(user.pk),
-        "nonce": nonce.hex(),
-        "digest": digest,
-    }
-    return dict(options)
+    import json
+
+    return dict(json.loads(json.dumps(dict(options)["publicKey"])))  # plain JSON types (enums are str)
 
 
-def complete_webauthn(
-    request: HttpRequest, user: AbstractBaseUser, response: object, digest: str | None
+def check_webauthn(
+    request: HttpRequest, user: AbstractBaseUser, challenge: bytes, credential: object
 ) -> Any | None:
-    """The user's allauth authenticator that signed ``response``, or ``None`` when it doesn't verify.
+    """The user's allauth authenticator that signed ``credential`` over ``challenge``, else ``None``.
 
-    The begun ceremony is spent whatever the outcome: an assertion is checked
-    at most once against one challenge. It must have been begun by this user,
-    for this transaction (``digest``), and fido2 (through allauth's server)
-    checks the challenge, origin, relying party, signature and the user
-    verification flag.
+    allauth's server checks the client data (type, ``challenge``, origin), the
+    relying party, the user-present and user-verified flags and the signature,
+    against the user's own allauth credentials only.
     """
-    begun = request.session.pop(WEBAUTHN_STATE_KEY, None)
-    if not isinstance(begun, dict) or begun.get("user") != str(user.pk) or not isinstance(response, dict):
-        return None
-    try:
-        nonce = bytes.fromhex(str(begun.get("nonce")))
-    except ValueError:
-        return None
-    if begun.get("digest") != digest:
+    if not isinstance(credential, dict):
         return None
     from allauth.mfa.webauthn.internal import auth
     from fido2.utils import websafe_encode
     from fido2.webauthn import UserVerificationRequirement
 
-    state = begun.get("state")
-    if not isinstance(state, dict) or state.get("challenge") != websafe_encode(
-        transaction_challenge(nonce, digest)
-    ):
-        return None
-    state = {**state, "user_verification": UserVerificationRequirement.REQUIRED}
+    state = {
+        "challenge": websafe_encode(challenge),
+        "user_verification": UserVerificationRequirement.REQUIRED,
+    }
     with allauth_request(request):
         try:
             credentials = auth.get_credentials(user)
-            binding = auth.get_server().authenticate_complete(state, credentials, response)
-        except Exception:  # fido2 raises ValueError, TypeError, KeyError… for malformed input: all a failure
+            binding = auth.get_server().authenticate_complete(state, credentials, credential)
+        except Exception:  # fido2 raises ValueError, TypeError, KeyError… on anything malformed: a failure
             return None
         return auth.get_authenticator_by_credential_id(user, binding.credential_id)
+
+
+def owns_credential(user: AbstractBaseUser, credential: object) -> bool:
+    """Whether ``credential`` (assertion JSON) names one of the user's allauth passkeys; nothing checked."""
+    if not isinstance(credential, dict) or not isinstance(credential.get("rawId"), str):
+        return False
+    from allauth.mfa.webauthn.internal import auth
+    from fido2.utils import websafe_decode
+
+    try:
+        raw_id = websafe_decode(credential["rawId"])
+    except (ValueError, TypeError):
+        return False
+    return auth.get_authenticator_by_credential_id(user, raw_id) is not None
