@@ -24,7 +24,7 @@ MFA login form spends), so guesses at a step-up and at a login share one
 budget; a success clears it, as allauth's form does.
 
 allauth is imported only inside functions: stepup works without it installed,
-and ``stepup.E013`` reports ``"allauth"`` in ``FACTOR_SOURCES`` without
+and ``stepup.E020`` reports ``"allauth"`` in ``FACTOR_SOURCES`` without
 ``allauth.mfa`` in ``INSTALLED_APPS``.
 """
 
