@@ -149,7 +149,7 @@ def factors_for_user(user: AbstractBaseUser, kinds: Iterable[str] = ()) -> list[
         kind = TYPE_KINDS[authenticator.type]
         if kind == "static" and not authenticator.wrap().get_unused_codes():
             continue
-        digits = app_settings.TOTP_DIGITS if kind == "totp" else None
+        digits = int(app_settings.TOTP_DIGITS) if kind == "totp" else None
         found.append(AllauthFactor(authenticator.pk, authenticator.user_id, kind, str(authenticator), digits))
     return found
 
@@ -159,6 +159,58 @@ def lock_authenticator(user: AbstractBaseUser, pk: int) -> Any | None:
     from allauth.mfa.models import Authenticator
 
     return Authenticator.objects.select_for_update().filter(pk=pk, user_id=user.pk).first()
+
+
+class CodeAttempt:
+    """One code attempt on an allauth TOTP or recovery-codes authenticator, for the verification flow.
+
+    It answers the flow as a django-otp device does (``verify_is_allowed``,
+    ``verify_token``) and does what allauth's own MFA form does around the
+    check: spend the user's ``login_failed`` rate limit, clear it after a
+    success, record the use (``last_used_at``, ``authenticator_used``) or the
+    failure (``authentication_failed``).
+    """
+
+    confirmed = True
+
+    def __init__(self, request: HttpRequest, authenticator: Any) -> None:
+        self.request = request
+        self.authenticator = authenticator
+        self.kind = TYPE_KINDS[authenticator.type]
+        self.persistent_id = persistent_id(authenticator.pk)
+        self.user_id = authenticator.user_id
+        self.name = str(authenticator)
+        self.digits = _totp_digits() if self.kind == "totp" else None
+
+    def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
+        user = self.authenticator.user
+        return (True, None) if spend_attempt(self.request, user) else (False, None)
+
+    def verify_token(self, token: str) -> bool:
+        user = self.authenticator.user
+        if check_code(self.request, self.authenticator, token):
+            clear_attempts(self.request, user)
+            record_use(self.request, self.authenticator)
+            return True
+        record_failure(self.request, user, self.authenticator)
+        return False
+
+
+def _totp_digits() -> int:
+    from allauth.mfa import app_settings
+
+    return int(app_settings.TOTP_DIGITS)
+
+
+def code_attempt(request: HttpRequest, user: AbstractBaseUser, device_id: str) -> CodeAttempt | None:
+    """The user's TOTP or recovery-codes authenticator named by ``device_id``, locked, ready for a code."""
+    pk = pk_from_persistent_id(device_id)
+    if pk is None or not is_installed():
+        return None
+    authenticator = lock_authenticator(user, pk)
+    if authenticator is None or TYPE_KINDS.get(authenticator.type) not in ("totp", "static"):
+        return None
+    return CodeAttempt(request, authenticator)
 
 
 def spend_attempt(request: HttpRequest, user: AbstractBaseUser) -> bool:

@@ -50,8 +50,16 @@ def _check_allauth(raw: dict[str, Any]) -> list[CheckMessage]:
     """``"allauth"`` in ``FACTOR_SOURCES``: ``allauth.mfa`` installed, its replay and origin checks on."""
     from stepup import allauth_mfa
 
-    sources = raw.get("FACTOR_SOURCES", ())
-    if not isinstance(sources, (list, tuple)) or "allauth" not in sources:
+    sources = raw.get("FACTOR_SOURCES", DEFAULTS["FACTOR_SOURCES"])
+    known = ("django_otp", "allauth")
+    if not isinstance(sources, (list, tuple)) or not sources or any(s not in known for s in sources):
+        return [
+            Error(
+                f"STEPUP['FACTOR_SOURCES'] must be a non-empty list of {' and '.join(map(repr, known))}.",
+                id="stepup.E022",
+            )
+        ]
+    if "allauth" not in sources:
         return []
     if not allauth_mfa.is_installed():
         return [

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from project.demo.models import BillingProfile, Transfer
-from stepup.models import DecisionLog
+from stepup.models import DecisionLog, UserState
 from stepup.testing import assert_requires_stepup
 from tests.allauth.suite.conftest import (
     add_recovery_codes,
@@ -91,9 +91,11 @@ def test_a_wrong_code_fails_and_is_logged_without_the_code(logged_in: Client, to
 def test_a_code_not_in_the_authenticators_shape_spends_no_guess(
     logged_in: Client, totp: Any, token: str
 ) -> None:
-    response = api_verify(logged_in, {"device": pid(totp), "token": token})
-    assert response.status_code == 400 and response.json()["code"] == "invalid_token"
-    assert not DecisionLog.objects.filter(event="failed", outcome="invalid_token").exists()
+    for _ in range(6):  # more than allauth's rate limit allows guesses
+        response = api_verify(logged_in, {"device": pid(totp), "token": token})
+        assert response.status_code == 400 and response.json()["code"] == "invalid_token"
+    assert UserState.objects.get(user_id=totp.user_id).failures == 0
+    assert api_verify(logged_in, {"device": pid(totp), "token": totp_code(totp)}).status_code == 200
 
 
 def test_a_large_transfer_with_allauth_totp_is_made_once(logged_in: Client, user: Any, totp: Any) -> None:
@@ -144,7 +146,7 @@ def test_a_policy_for_authenticators_only_refuses_recovery_codes(client: Client,
     refused = client.post(
         challenged["Location"], {"device": pid(recovery), "token": code, "challenge": challenge}
     )
-    assert refused.status_code == 200 and "can't be used here" in refused.content.decode()
+    assert refused.status_code == 200 and "be used here" in refused.content.decode()
     assert code in unused_codes(recovery)  # no code was spent on a device the policy doesn't accept
     assert_requires_stepup(client, "post", reverse("demo:access"), data)
 
