@@ -102,11 +102,10 @@ def recovery_codes(username: str) -> list[str]:
 
 def uses_allauth() -> bool:
     """Whether the demo runs on allauth.mfa (``project.settings_allauth``) rather than django-otp."""
+    from django.apps import apps
     from django.conf import settings
 
-    from stepup.allauth_mfa import is_installed
-
-    return is_installed() and "allauth" in settings.STEPUP.get("FACTOR_SOURCES", ())
+    return apps.is_installed("allauth.mfa") and "allauth" in settings.STEPUP.get("FACTOR_SOURCES", ())
 
 
 def seed(using: str = "default") -> list[DemoUser]:
