@@ -23,6 +23,7 @@ from django.views.decorators.http import require_http_methods
 
 from stepup.conf import conf
 from stepup.devices import usable_devices
+from stepup.factors import webauthn
 from stepup.flows import verification as flow
 from stepup.throttling import current_lockout
 
@@ -63,7 +64,10 @@ def verify(request: HttpRequest) -> HttpResponse:
     next_url = request.POST.get("next") or request.GET.get("next") or target.challenge.next or ""
     if request.method != "POST":
         return _form(request, target, next_url)
-    result = flow.verify(request, target, request.POST.get("device"), request.POST.get("token"))
+    if request.POST.get("factor") == "webauthn":
+        result = webauthn.verify_assertion(request, target, request.POST.get("credential"))
+    else:
+        result = flow.verify(request, target, request.POST.get("device"), request.POST.get("token"))
     if result.ok:
         return _verified(request, target, next_url)
     response = _form(request, target, next_url, result)
@@ -114,3 +118,19 @@ def _add_retry_after(response: HttpResponse, result: flow.Result) -> None:
     seconds = result.throttle.retry_after() if result.throttle is not None else None
     if seconds is not None:
         response["Retry-After"] = str(seconds)
+
+
+# --- adding a passkey -----------------------------------------------------------------
+
+
+@_hardened
+@require_http_methods(["GET", "HEAD"])
+@login_required
+def webauthn_register(request: HttpRequest) -> HttpResponse:
+    """The page that adds a passkey or security key (``webauthn-register``); ``?next=`` once added.
+
+    The page only shows the button: the ceremony is ``webauthn-register-begin``
+    and ``-complete`` (:mod:`stepup.api`), which also ask for the step-up.
+    """
+    done_url = flow.success_url(request, request.GET.get("next"))
+    return render(request, "stepup/webauthn_register.html", {"done_url": done_url})
