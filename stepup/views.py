@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from stepup.conf import conf
-from stepup.devices import usable_devices
+from stepup.devices import code_devices, device_kind, usable_devices
 from stepup.factors import webauthn
 from stepup.flows import verification as flow
 from stepup.throttling import current_lockout
@@ -80,7 +80,8 @@ def _form(
     request: HttpRequest, target: flow.Target, next_url: str, result: flow.Result | None = None
 ) -> HttpResponse:
     user = flow.authenticated_user(request)
-    choices = flow.device_choices(usable_devices(user, target.challenge.factors))
+    usable = usable_devices(user, target.challenge.factors)
+    choices = flow.device_choices(code_devices(user, target.challenge.factors))
     error = result.message if result is not None else None
     if error is None and (lockout := current_lockout(user)) is not None:
         error = flow.retry_message(lockout)
@@ -95,6 +96,7 @@ def _form(
         "error": error,
         "error_field": result.field if result is not None else None,
         "enroll_url": conf.ENROLL_URL,
+        "webauthn": any(device_kind(d) == "webauthn" for d in usable),
     }
     return render(request, "stepup/verify.html", context)
 
