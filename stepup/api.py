@@ -409,6 +409,8 @@ class WebAuthnRegisterBeginAPIView(StepUpAPIView):
         """
         http = request._request
         user = flow.authenticated_user(http)
+        if not webauthn.available():
+            return error(404, "not_found", str(webauthn.UNAVAILABLE))
         if webauthn.has_factors(user):
             try:
                 enforce(request, webauthn.DEVICES_ADD_ACTION)
@@ -429,6 +431,8 @@ class WebAuthnRegisterCompleteAPIView(StepUpAPIView):
         data = cast(Mapping[str, Any], request.data)
         http = request._request
         user = flow.authenticated_user(http)
+        if not webauthn.available():
+            return error(404, "not_found", str(webauthn.UNAVAILABLE))
         try:
             device = webauthn.complete_registration(http, user, data.get("credential"), data.get("name"))
         except webauthn.CeremonyError as exc:

@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
@@ -134,5 +134,7 @@ def webauthn_register(request: HttpRequest) -> HttpResponse:
     The page only shows the button: the ceremony is ``webauthn-register-begin``
     and ``-complete`` (:mod:`stepup.api`), which also ask for the step-up.
     """
+    if not webauthn.available():
+        raise Http404("django-otp-webauthn is not installed")
     done_url = flow.success_url(request, request.GET.get("next"))
     return render(request, "stepup/webauthn_register.html", {"done_url": done_url})

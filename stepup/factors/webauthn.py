@@ -81,7 +81,11 @@ class CeremonyError(Exception):
         self.checked = checked
 
 
-NO_CREDENTIAL = CeremonyError("no_device", _("You have no passkey or security key that can confirm this."))
+UNAVAILABLE = _("Passkeys are not available on this site.")
+
+
+def no_credential() -> CeremonyError:
+    return CeremonyError("no_device", _("You have no passkey or security key that can confirm this."))
 
 
 def _expired() -> CeremonyError:
@@ -240,6 +244,13 @@ def claim_ceremony(request: HttpRequest, user: AbstractBaseUser, purpose: str) -
 # --- credentials -------------------------------------------------------------------------
 
 
+def available() -> bool:
+    """Whether django-otp-webauthn is installed in this project (else no passkey can be used)."""
+    from django.apps import apps
+
+    return apps.is_installed("django_otp_webauthn")
+
+
 def accepts_webauthn(factors: tuple[str, ...] | list[str]) -> bool:
     """Whether a challenge asking for ``factors`` (empty: any kind) takes a passkey."""
     return not factors or "webauthn" in factors
@@ -288,9 +299,11 @@ def begin_authentication(
     from webauthn.helpers import options_to_json_dict
     from webauthn.helpers.structs import UserVerificationRequirement
 
+    if not available() or not accepts_webauthn(factors):
+        raise no_credential()
     credentials = usable_credentials(user)
-    if not accepts_webauthn(factors) or not credentials.exists():
-        raise NO_CREDENTIAL
+    if not credentials.exists():
+        raise no_credential()
     helper = _helper(request)
     challenge = ceremony_challenge(digest)
     kwargs = helper.get_generate_authentication_options_kwargs(user=user, require_user_verification=True)
@@ -329,12 +342,14 @@ def complete_authentication(
     from webauthn.helpers.exceptions import WebAuthnException
 
     ceremony = claim_ceremony(request, user, AUTHENTICATE)
+    if not available():
+        raise no_credential()
     if ceremony is None or ceremony.challenge_id != challenge_id or ceremony.digest != digest:
         raise _expired()
     if not commits_to(ceremony.challenge, digest):
         raise _expired()
     if not accepts_webauthn(factors):
-        raise NO_CREDENTIAL
+        raise no_credential()
     data = _credential_json(credential)
     try:
         parsed = parse_authentication_credential_json(data)

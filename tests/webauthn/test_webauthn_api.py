@@ -360,3 +360,13 @@ def test_the_verify_form_refuses_a_passkey_without_user_verification(
         grants.one_shot_kinds(session_request(logged_in, user), user, challenge_dict()["digest"])
         == frozenset()
     )
+
+
+def test_without_django_otp_webauthn_nothing_is_offered(
+    logged_in: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webauthn, "available", lambda: False)
+    assert post_json(logged_in, "/stepup/webauthn/begin/", {}).json()["code"] == "no_device"
+    assert post_json(logged_in, REGISTER_BEGIN, {}).status_code == 404
+    assert post_json(logged_in, REGISTER_COMPLETE, {"credential": {}}).status_code == 404
+    assert logged_in.get("/stepup/webauthn/register/").status_code == 404
