@@ -80,9 +80,18 @@ known kinds, but stepup's verification form and API can't use them.
 """
 
 
+CEREMONY_KINDS: frozenset[str] = frozenset({"webauthn"})
+"""Factor kinds verified by a browser ceremony rather than a typed code (:mod:`stepup.factors.webauthn`)."""
+
+
 def usable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Any]:
     """The user's confirmed devices that ``factors`` accept (empty: any) and that stepup can verify.
 
     A user with none of these can't satisfy the decision here: they need to enrol one.
     """
+    return [d for d in acceptable_devices(user, factors) if device_kind(d) in CODE_KINDS | CEREMONY_KINDS]
+
+
+def code_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Any]:
+    """The usable devices that verify a typed code (what the code form and ``api-verify`` offer)."""
     return [d for d in acceptable_devices(user, factors) if device_kind(d) in CODE_KINDS]

@@ -44,7 +44,7 @@ from django_otp.models import Device
 
 from stepup import audit, grants, pending, throttling
 from stepup.challenge import Challenge
-from stepup.devices import device_kind, load_for_verify, usable_devices
+from stepup.devices import code_devices, device_kind, load_for_verify
 from stepup.signals import stepup_failed, stepup_verified
 from stepup.throttling import Throttle
 
@@ -309,7 +309,7 @@ def _verify_token(device: Any, token: str) -> bool:
 
 def _select_device(request: HttpRequest, user: AbstractBaseUser, target: Target, device_id: object) -> Any:
     """The chosen device, loaded for update, if it is one of the user's usable devices."""
-    devices = usable_devices(user, target.challenge.factors)
+    devices = code_devices(user, target.challenge.factors)
     if not devices:
         raise _Invalid("no_device", "You have no device that can confirm this.", None)
     if device_id is None or device_id == "":
