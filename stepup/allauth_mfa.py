@@ -337,6 +337,12 @@ def check_webauthn(
         return auth.get_authenticator_by_credential_id(user, binding.credential_id)
 
 
+def passkey_used(request: HttpRequest, authenticator: Any) -> AllauthFactor:
+    """After a verified assertion: allauth's record of the use; the factor, for the verification's result."""
+    record_use(request, authenticator)
+    return AllauthFactor(authenticator.pk, authenticator.user_id, "webauthn", str(authenticator))
+
+
 def owns_credential(user: AbstractBaseUser, credential: object) -> bool:
     """Whether ``credential`` (assertion JSON) names one of the user's allauth passkeys; nothing checked."""
     if not isinstance(credential, dict) or not isinstance(credential.get("rawId"), str):

@@ -245,10 +245,20 @@ def claim_ceremony(request: HttpRequest, user: AbstractBaseUser, purpose: str) -
 
 
 def available() -> bool:
-    """Whether django-otp-webauthn is installed in this project (else no passkey can be used)."""
+    """Whether django-otp-webauthn credentials are factors here: installed, and ``django_otp`` a source."""
     from django.apps import apps
 
-    return apps.is_installed("django_otp_webauthn")
+    from stepup.conf import conf
+
+    return apps.is_installed("django_otp_webauthn") and "django_otp" in conf.FACTOR_SOURCES
+
+
+def allauth_available() -> bool:
+    """Whether ``allauth.mfa``'s WebAuthn authenticators are factors here (see :mod:`stepup.allauth_mfa`)."""
+    from stepup import allauth_mfa
+    from stepup.conf import conf
+
+    return allauth_mfa.is_installed() and "allauth" in conf.FACTOR_SOURCES
 
 
 def accepts_webauthn(factors: tuple[str, ...] | list[str]) -> bool:
@@ -294,18 +304,32 @@ def begin_authentication(
     :param digest: the transaction digest to commit to (a one-shot challenge), or ``None``.
     :raises CeremonyError: ``no_device`` when the user has no usable credential.
     """
+    from stepup import allauth_mfa
+
+    if not accepts_webauthn(factors):
+        raise no_credential()
+    challenge = ceremony_challenge(digest)
+    # One relying party per ceremony: the first source (django-otp-webauthn, then allauth) with a credential.
+    options = _otp_options(request, user, challenge) if available() else None
+    if options is None and allauth_available():
+        options = allauth_mfa.webauthn_options(request, user, challenge)
+    if options is None:
+        raise no_credential()
+    save_ceremony(request, user, Ceremony(AUTHENTICATE, challenge, challenge_id, digest))
+    return options
+
+
+def _otp_options(request: HttpRequest, user: AbstractBaseUser, challenge: bytes) -> dict[str, Any] | None:
+    """The request options for the user's django-otp-webauthn credentials; ``None`` without any."""
     from django_otp_webauthn.models import as_credential_descriptors
     from webauthn import generate_authentication_options
     from webauthn.helpers import options_to_json_dict
     from webauthn.helpers.structs import UserVerificationRequirement
 
-    if not available() or not accepts_webauthn(factors):
-        raise no_credential()
     credentials = usable_credentials(user)
     if not credentials.exists():
-        raise no_credential()
+        return None
     helper = _helper(request)
-    challenge = ceremony_challenge(digest)
     kwargs = helper.get_generate_authentication_options_kwargs(user=user, require_user_verification=True)
     kwargs.update(
         challenge=challenge,
@@ -314,8 +338,7 @@ def begin_authentication(
     )
     options = options_to_json_dict(generate_authentication_options(**kwargs))
     options["extensions"] = helper.get_authentication_extensions()
-    save_ceremony(request, user, Ceremony(AUTHENTICATE, challenge, challenge_id, digest))
-    return options
+    return dict(options)
 
 
 def complete_authentication(
@@ -337,12 +360,8 @@ def complete_authentication(
     :raises CeremonyError: when anything is wrong; ``checked`` is true when a
         signature was checked and failed.
     """
-    from django_otp_webauthn.exceptions import CredentialNotFound, CredentialUserMismatch
-    from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json
-    from webauthn.helpers.exceptions import WebAuthnException
-
     ceremony = claim_ceremony(request, user, AUTHENTICATE)
-    if not available():
+    if not available() and not allauth_available():
         raise no_credential()
     if ceremony is None or ceremony.challenge_id != challenge_id or ceremony.digest != digest:
         raise _expired()
@@ -351,6 +370,27 @@ def complete_authentication(
     if not accepts_webauthn(factors):
         raise no_credential()
     data = _credential_json(credential)
+    if allauth_available():
+        from stepup import allauth_mfa
+
+        if allauth_mfa.owns_credential(user, data):
+            authenticator = allauth_mfa.check_webauthn(request, user, ceremony.challenge, data)
+            if authenticator is None:
+                raise _refused()
+            return allauth_mfa.passkey_used(request, authenticator)
+        if not available():
+            raise _refused()  # not one of this user's passkeys
+    return _complete_otp(request, user, ceremony, data)
+
+
+def _complete_otp(
+    request: HttpRequest, user: AbstractBaseUser, ceremony: Ceremony, data: dict[str, Any]
+) -> Any:
+    """Check an assertion by one of the user's django-otp-webauthn credentials; the credential."""
+    from django_otp_webauthn.exceptions import CredentialNotFound, CredentialUserMismatch
+    from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json
+    from webauthn.helpers.exceptions import WebAuthnException
+
     try:
         parsed = parse_authentication_credential_json(data)
     except (WebAuthnException, ValueError, TypeError, KeyError):
