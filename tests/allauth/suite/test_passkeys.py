@@ -130,3 +130,15 @@ def test_a_user_without_a_passkey_gets_no_ceremony(client: Client, make_user: An
 
 def test_django_otp_webauthn_registration_is_off_when_allauth_is_the_source(logged_in: Client) -> None:
     assert logged_in.get(reverse("stepup:webauthn-register")).status_code == 404
+
+
+def test_a_tampered_signature_is_refused(logged_in: Client, passkey: SoftKey) -> None:
+    options = begin(logged_in, None)
+    credential = passkey.assertion(options)
+    signature = bytearray(websafe_decode(credential["response"]["signature"]))
+    signature[-1] ^= 1
+    from fido2.utils import websafe_encode
+
+    credential["response"]["signature"] = websafe_encode(bytes(signature))
+    answer = logged_in.post(COMPLETE, json.dumps({"credential": credential}), content_type="application/json")
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_credential"
