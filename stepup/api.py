@@ -336,6 +336,7 @@ def _ceremony_error(exc: webauthn.CeremonyError) -> Response:
 class WebAuthnBeginAPIView(StepUpAPIView):
     """``POST {"challenge"}`` → ``200 {"publicKey": PublicKeyCredentialRequestOptions}``."""
 
+    @openapi.webauthn_begin_schema
     def post(self, request: Request) -> Response:
         """Begin a passkey verification for the logged-in user (``webauthn-begin``).
 
@@ -369,6 +370,7 @@ class WebAuthnBeginAPIView(StepUpAPIView):
 class WebAuthnCompleteAPIView(VerifyAPIView):
     """``POST {"challenge", "credential"}`` → ``200 {"verified": true, "factor": "webauthn"}``."""
 
+    @openapi.webauthn_complete_schema
     def post(self, request: Request) -> Response:
         """Finish a passkey verification (``webauthn-complete``): answered exactly as ``api-verify``.
 
@@ -400,6 +402,7 @@ def _throttled(throttle: Throttle) -> Response:
 class WebAuthnRegisterBeginAPIView(StepUpAPIView):
     """``POST {}`` → ``200 {"publicKey": PublicKeyCredentialCreationOptions}``."""
 
+    @openapi.webauthn_register_begin_schema
     def post(self, request: Request) -> Response:
         """Begin adding a passkey for the logged-in user (``webauthn-register-begin``).
 
@@ -422,6 +425,7 @@ class WebAuthnRegisterBeginAPIView(StepUpAPIView):
 class WebAuthnRegisterCompleteAPIView(StepUpAPIView):
     """``POST {"credential", "name"}`` → ``201 {"registered": true, "device", "name"}``."""
 
+    @openapi.webauthn_register_complete_schema
     def post(self, request: Request) -> Response:
         """Finish adding a passkey (``webauthn-register-complete``): the attestation, checked.
 

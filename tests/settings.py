@@ -79,7 +79,7 @@ STEPUP = {
 # Passkeys: the test client's host is the relying party (tests/webauthn/authenticator.py signs for it).
 OTP_WEBAUTHN_RP_ID = "testserver"
 OTP_WEBAUTHN_RP_NAME = "stepup tests"
-OTP_WEBAUTHN_ALLOWED_ORIGINS = ["http://testserver"]
+OTP_WEBAUTHN_ALLOWED_ORIGINS = ["https://testserver"]  # https: django-otp-webauthn checks (E031)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 UP, UV, AT = 0x01, 0x04, 0x40
-ORIGIN = "http://testserver"
+ORIGIN = "https://testserver"
 RP_ID = "testserver"
 
 

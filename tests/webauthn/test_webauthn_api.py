@@ -370,3 +370,12 @@ def test_without_django_otp_webauthn_nothing_is_offered(
     assert post_json(logged_in, REGISTER_BEGIN, {}).status_code == 404
     assert post_json(logged_in, REGISTER_COMPLETE, {"credential": {}}).status_code == 404
     assert logged_in.get("/stepup/webauthn/register/").status_code == 404
+
+
+def test_an_assertion_made_for_another_origin_is_refused(logged_in: Client, user: Any) -> None:
+    """A phishing page relaying the ceremony gets a signature over its own origin: no good here."""
+    authenticator = enrol(logged_in)
+    authenticator.origin = "https://testserver.evil.example"
+    response = complete(logged_in, authenticator.get(begin(logged_in)))
+    assert response.status_code == 400 and response.json()["code"] == "invalid_credential"
+    assert "webauthn" not in grants.verification_ages(session_request(logged_in, user), user)
