@@ -40,6 +40,7 @@ typecheck: $(STAMP)
 check: lint typecheck
 	DJANGO_SETTINGS_MODULE=project.settings $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=project.settings $(BIN)/python manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=project.settings_allauth $(BIN)/python manage.py check --fail-level WARNING
 
 wheel-check: $(STAMP)
 	bash scripts/check_wheel.sh
