@@ -305,7 +305,10 @@ def begin_authentication(
     if not credentials.exists():
         raise no_credential()
     helper = _helper(request)
-    challenge = ceremony_challenge(digest)
+    try:
+        challenge = ceremony_challenge(digest)
+    except ValueError:  # not a digest stepup made: nothing can be bound to it (fail closed)
+        raise _expired() from None
     kwargs = helper.get_generate_authentication_options_kwargs(user=user, require_user_verification=True)
     kwargs.update(
         challenge=challenge,

@@ -402,3 +402,11 @@ def test_a_ceremony_for_a_challenge_that_expired_meanwhile_is_refused(
     response = complete(logged_in, passkey.get(options), challenge_id)
     assert response.status_code == 400 and response.json()["code"] == "ceremony_expired"
     assert not Grant.objects.filter(user_id=user.pk).exists()
+
+
+def test_a_challenge_with_a_digest_stepup_did_not_make_binds_nothing(
+    logged_in: Client, passkey: SoftAuthenticator
+) -> None:
+    challenge_id = save_challenge(logged_in, digest="not-a-digest")
+    response = post_json(logged_in, "/stepup/webauthn/begin/", {"challenge": challenge_id})
+    assert response.status_code == 400 and response.json()["code"] == "ceremony_expired"
