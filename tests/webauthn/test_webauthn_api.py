@@ -324,7 +324,7 @@ def test_the_verify_form_takes_a_passkey_and_redirects_on(
 ) -> None:
     import json
 
-    challenge_id = save_challenge(logged_in)
+    challenge_id = save_challenge(logged_in, method="GET")  # a refused GET goes back; a POST is never redone
     credential = passkey.get(begin(logged_in, challenge_id))
     form = {
         "challenge": challenge_id,
