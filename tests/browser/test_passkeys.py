@@ -218,7 +218,7 @@ def _enrol_and_transfer(page: Page, demo: DemoServer, shot: Screenshots) -> None
     # A transfer over 1,000: the verify page shows amount and account, and offers the passkey.
     send_transfer(page, "5000")
     authorizing = page.get_by_role("region", name="You are authorizing")
-    expect(authorizing.locator("dl")).to_contain_text("5000")
+    expect(authorizing.locator("dl")).to_contain_text("€5,000.00")
     expect(authorizing.locator("dl")).to_contain_text(ACCOUNT)
     shot(page, "verify page offers the passkey")
     signed: list[dict[str, Any]] = []
@@ -232,7 +232,7 @@ def _enrol_and_transfer(page: Page, demo: DemoServer, shot: Screenshots) -> None
     page.locator("input[type=hidden][name=amount]").evaluate("input => { input.value = '9000'; }")
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/stepup/verify/\?"))
-    expect(page.get_by_role("region", name="You are authorizing").locator("dl")).to_contain_text("9000")
+    expect(page.get_by_role("region", name="You are authorizing").locator("dl")).to_contain_text("€9,000.00")
     assert transfers(demo, "alice", 9000) == 0
     shot(page, "a changed amount is asked again")
 
