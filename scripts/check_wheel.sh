@@ -14,7 +14,7 @@ wheel="$(ls "$work"/dist/django_stepup-*.whl)"
 # List once into a file: `unzip -l | grep -q` under pipefail fails at random when grep
 # exits early and unzip dies of SIGPIPE.
 unzip -l "$wheel" >"$work/members.txt"
-for member in stepup/migrations/0001_initial.py stepup/templates/stepup/verify.html stepup/policy.schema.json stepup/py.typed; do
+for member in stepup/migrations/0001_initial.py stepup/templates/stepup/verify.html stepup/templates/stepup/factors/webauthn.html stepup/static/stepup/webauthn.js stepup/policy.schema.json stepup/py.typed; do
   grep -q " $member\$" "$work/members.txt" || { echo "wheel lacks $member"; exit 1; }
 done
 if grep -qE " (tests|project|fixtures)/" "$work/members.txt"; then echo "wheel carries non-package files"; exit 1; fi

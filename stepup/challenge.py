@@ -34,6 +34,10 @@ class Challenge:
     :ivar post: an interrupted form ``POST`` without its secret fields, to present again.
     :ivar post_secrets: the names of the secret fields left out, once per value.
     :ivar next: where to go after verifying.
+    :ivar labels: attribute and form-field names in people's words (the view's ``labels``).
+    :ivar display: attribute values as people read them (the view's ``display``).
+    :ivar form_url: the page holding the form a refused ``POST`` came from, if known.
+    :ivar download: the refused view answers with a file.
     """
 
     action: str | None = None
@@ -50,6 +54,22 @@ class Challenge:
     post: dict[str, list[str]] | None = None
     post_secrets: tuple[str, ...] = ()
     next: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    display: dict[str, str] = field(default_factory=dict)
+    form_url: str | None = None
+    download: bool = False
+
+    @property
+    def displayed(self) -> tuple[tuple[str, str], ...]:
+        """``(label, value)`` per attribute, in people's words where the view gave them."""
+        return tuple(
+            (self.labels.get(name, name), self.display.get(name, value)) for name, value in self.attrs.items()
+        )
+
+    @property
+    def is_form_post(self) -> bool:
+        """Whether the refused request was a ``POST`` (or another unsafe method): never redo it by ``GET``."""
+        return self.method not in ("GET", "HEAD", "OPTIONS")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON stored in ``PendingChallenge.data``."""
@@ -68,6 +88,10 @@ class Challenge:
             "post": self.post,
             "post_secrets": list(self.post_secrets),
             "next": self.next,
+            "labels": dict(self.labels),
+            "display": dict(self.display),
+            "form_url": self.form_url,
+            "download": self.download,
         }
 
     @classmethod
@@ -89,6 +113,10 @@ class Challenge:
             post=_post(post) if isinstance(post, Mapping) else None,
             post_secrets=_strings(data.get("post_secrets")),
             next=_string(data.get("next")),
+            labels=_string_map(data.get("labels")),
+            display=_string_map(data.get("display")),
+            form_url=_string(data.get("form_url")),
+            download=data.get("download") is True,
         )
 
 
@@ -100,6 +128,12 @@ def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         return ()
     return tuple(v for v in value if isinstance(v, str))
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
 
 
 def _post(post: Mapping[Any, Any]) -> dict[str, list[str]]:

@@ -42,6 +42,7 @@ from stepup.context import SAFE_METHODS, RequestContext, get_context, match_name
 from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpRequired
 from stepup.policy.engine import PolicySet, compile_policies
 from stepup.policy.model import ALLOW, DENY, Decision, Input
+from stepup.presentation import Display, make
 from stepup.state import state
 
 logger = logging.getLogger("stepup")
@@ -80,6 +81,10 @@ def enforce(
     attributes: Mapping[str, Any] | None = None,
     *,
     bind_request: bool = False,
+    labels: Mapping[str, Any] | None = None,
+    display: Display | None = None,
+    form_url: str | None = None,
+    download: bool = False,
 ) -> Decision:
     """Enforce the decision for ``action``; return it when the request may proceed.
 
@@ -94,11 +99,20 @@ def enforce(
     :param bind_request: bind a single-request grant (``max_age: 0``) to the
         whole request — method, path, query string and body — not only to
         the action and ``attributes`` (:func:`stepup.binding.request_fingerprint`).
+    :param labels: attribute names in people's words (see :mod:`stepup.presentation`).
+    :param display: ``display(request, attributes) -> dict``: values in people's words.
+    :param form_url: the page holding the form of a refused ``POST``.
+    :param download: the view answers with a file.
     :raises stepup.StepUpRequired: the user must verify a second factor first.
     :raises stepup.StepUpDenied: a policy denies the request (a ``PermissionDenied``).
     """
+    presentation = make(labels, display, form_url, download, where="enforce")
     state(request).view_started = True
-    return enforce_before_view(request, action, attributes, bind_request=bind_request)
+    try:
+        return enforce_before_view(request, action, attributes, bind_request=bind_request)
+    except StepUpRequired as exc:
+        exc.presentation = exc.presentation or presentation
+        raise
 
 
 def enforce_before_view(

@@ -30,7 +30,12 @@ class StepUpRequired(StepUpError):
     :ivar digest: what a single-request grant answering it is bound to
         (:func:`stepup.binding.attributes_digest`); ``None`` to derive it from
         the action, URL name and attributes.
+    :ivar presentation: how the refused request is shown to the person
+        verifying it (a :class:`stepup.presentation.Presentation`), set by the
+        enforcement point that caught it; ``None`` for none.
     """
+
+    presentation: Any = None
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views import View
 
 from stepup.decorators import guard, validate_action
+from stepup.presentation import Presentation, make
 from stepup.state import state
 
 
@@ -28,10 +29,19 @@ class StepUpRequiredMixin:
     Async views (every handler ``async def``) are supported. Set
     :attr:`stepup_bind_request` to bind single-request grants to the whole
     request (see :func:`stepup.require_stepup`).
+
+    What the verify page shows (see :mod:`stepup.presentation`):
+    :attr:`stepup_labels` names the attributes in people's words,
+    :meth:`get_stepup_display` gives their values as people read them,
+    :attr:`stepup_form_url` names the page holding the form (default: the
+    ``Referer``) and :attr:`stepup_download` says the view answers with a file.
     """
 
     stepup_action: str | None = None
     stepup_bind_request: bool = False
+    stepup_labels: Mapping[str, Any] | None = None
+    stepup_form_url: str | None = None
+    stepup_download: bool = False
     _stepup_enforced = True  # read by the middleware through ``view_func.view_class``
 
     request: HttpRequest
@@ -56,9 +66,23 @@ class StepUpRequiredMixin:
         """Transaction attributes for ``attrs`` conditions; ``{}`` by default."""
         return {}
 
+    def get_stepup_display(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The attributes' values as the verify page shows them; ``{}`` (the raw values) by default."""
+        return {}
+
+    def get_stepup_presentation(self) -> Presentation:
+        return make(
+            self.stepup_labels,
+            lambda request, attributes: self.get_stepup_display(attributes),
+            self.stepup_form_url,
+            self.stepup_download,
+            where=type(self).__name__,
+        )
+
     def _stepup_guard(self, request: HttpRequest) -> HttpResponse | None:
         action, attributes = self.get_stepup_action(), self.get_stepup_attributes()
-        refused = guard(request, action, attributes, self.stepup_bind_request)
+        presentation = self.get_stepup_presentation()
+        refused = guard(request, action, attributes, self.stepup_bind_request, presentation)
         if refused is None:
             state(request).view_started = True
         return refused

@@ -34,6 +34,7 @@ from rest_framework.request import Request
 from stepup.decorators import validate_action
 from stepup.enforcement import enforce_before_view
 from stepup.exceptions import StepUpError, StepUpRequired
+from stepup.presentation import make
 from stepup.responses import ApiRefusal, api_refusal
 from stepup.state import state
 
@@ -95,7 +96,10 @@ class StepUpPermission(BasePermission):
     ``DEFAULT_PERMISSION_CLASSES``). Transaction attributes come from
     ``view.get_stepup_attributes(request)`` (default: none); a view with
     ``stepup_bind_request = True`` binds single-request grants to the whole
-    request (method, path, query string and ``request.data``). Format suffixes
+    request (method, path, query string and ``request.data``). The verify
+    page a client is sent to shows the attributes with the view's
+    ``stepup_labels`` and ``get_stepup_display(request, attributes)`` (see
+    :mod:`stepup.presentation`). Format suffixes
     (``.json``) and ``?format=`` reach the same decision: the URL name and the
     action are the same.
 
@@ -122,6 +126,8 @@ class StepUpPermission(BasePermission):
         except StepUpError as exc:
             if isinstance(exc, StepUpRequired) and not request.user.is_authenticated:
                 return False  # DRF answers as for any unauthenticated request
+            if isinstance(exc, StepUpRequired) and exc.presentation is None:
+                exc.presentation = self.get_presentation(view)
             refusal = api_refusal(request, exc)
             _never_cache(view)
             raise StepUpRefused(refusal) from exc
@@ -139,6 +145,16 @@ class StepUpPermission(BasePermission):
         if action is None:
             return None
         return validate_action(action, f"{type(view).__name__}.stepup_action")
+
+    @staticmethod
+    def get_presentation(view: Any) -> Any:
+        """How the verify page shows the view's attributes: ``stepup_labels``, ``get_stepup_display``."""
+        display = getattr(view, "get_stepup_display", None)
+        return make(
+            getattr(view, "stepup_labels", None),
+            display if callable(display) else None,
+            where=type(view).__name__,
+        )
 
     @staticmethod
     def get_attributes(request: Request, view: Any) -> Mapping[str, Any]:

@@ -34,6 +34,7 @@ from stepup.conf import conf
 from stepup.context import RequestContext, get_context
 from stepup.exceptions import PolicyStoreUnavailable, StepUpDenied, StepUpError, StepUpRequired
 from stepup.policy.model import DENY, Decision
+from stepup.presentation import Presentation
 
 ENROLL_TEMPLATE = "stepup/enroll_required.html"
 MAX_SAVED_FIELDS = 200
@@ -150,7 +151,10 @@ def _stepup_refusal(context: RequestContext, exc: StepUpRequired) -> ApiRefusal:
 
 
 def _verify_url(challenge: Challenge, challenge_id: str) -> str:
-    query = urlencode({"next": challenge.next, "challenge": challenge_id})
+    params = {"next": challenge.next, "challenge": challenge_id}
+    if challenge.is_form_post:
+        params["back"] = challenge.form_url or ""  # where to start again should the challenge expire
+    query = urlencode(params)
     return f"{reverse('stepup:verify')}?{query}"
 
 
@@ -198,6 +202,8 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
     max_age = decision.max_age if decision.max_age is not None else conf.DEFAULT_MAX_AGE
     path = http.get_full_path()
     post, post_secrets = _saved_post(http) if include_post else (None, [])
+    presentation = exc.presentation if isinstance(exc.presentation, Presentation) else Presentation()
+    names = [*exc.attributes, *(post or {}), *post_secrets]
     return Challenge(
         action=exc.action,
         url_name=exc.url_name,
@@ -213,6 +219,10 @@ def build_challenge(http: HttpRequest, exc: StepUpRequired, *, include_post: boo
         post=post,
         post_secrets=tuple(post_secrets),
         next=path,
+        labels=presentation.label_map(names),
+        display=presentation.display_values(http, exc.attributes),
+        form_url=presentation.form_page(http),
+        download=presentation.download,
     )
 
 
@@ -242,6 +252,8 @@ def _saved_post(http: HttpRequest) -> tuple[dict[str, list[str]] | None, list[st
         return None, []
     try:
         fields = dict(http.POST.lists())
+        if http.FILES:
+            return None, []  # a file can't be put back into a form: the user submits it again
     except Exception:
         return None, []
     size = sum(len(k) + sum(len(v) for v in values) for k, values in fields.items())

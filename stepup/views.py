@@ -15,12 +15,13 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
+from stepup import outcome
 from stepup.conf import conf
 from stepup.devices import code_devices, device_kind, usable_devices
 from stepup.factors import webauthn
@@ -61,6 +62,8 @@ def verify(request: HttpRequest) -> HttpResponse:
     """
     challenge_id = request.POST.get("challenge") or request.GET.get("challenge")
     target = flow.load_target(request, challenge_id)
+    if target.id is None and (settled := outcome.settled_page(request, challenge_id)) is not None:
+        return settled  # already confirmed here, or expired: say so instead of a form without context
     next_url = request.POST.get("next") or request.GET.get("next") or target.challenge.next or ""
     if request.method != "POST":
         return _form(request, target, next_url)
@@ -96,24 +99,15 @@ def _form(
         "error": error,
         "error_field": result.field if result is not None else None,
         "enroll_url": conf.ENROLL_URL,
+        "cancel_url": outcome.cancel_url(request, target.challenge),
         "webauthn": any(device_kind(d) == "webauthn" for d in usable),
     }
     return render(request, "stepup/verify.html", context)
 
 
 def _verified(request: HttpRequest, target: flow.Target, next_url: str) -> HttpResponse:
-    """After success: present an interrupted POST for one click, else ``303`` onwards."""
-    confirmation = flow.confirmation(request, target)
-    if confirmation is not None:
-        context = {
-            "target": target,
-            "confirmation": confirmation,
-            "cancel_url": flow.success_url(request, ""),
-        }
-        return render(request, "stepup/confirm.html", context)
-    response = HttpResponseRedirect(flow.success_url(request, next_url))
-    response.status_code = 303
-    return response
+    """After success: present an interrupted POST for one click, else onwards (:mod:`stepup.outcome`)."""
+    return outcome.after_verification(request, target, next_url)
 
 
 def _add_retry_after(response: HttpResponse, result: flow.Result) -> None:

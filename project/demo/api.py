@@ -14,6 +14,7 @@ Routes, under ``/api/`` (namespace ``api``; a ``.json`` suffix works too):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.urls import path
@@ -26,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.urlpatterns import format_suffix_patterns
 from rest_framework.views import APIView
 
+from project.demo import wording
 from project.demo.models import BillingProfile, Transfer
 from project.demo.validators import normalize_account
 from stepup.openapi import stepup_responses
@@ -98,6 +100,10 @@ class TransfersAPI(APIView):
     permission_classes = [IsAuthenticated, StepUpPermission]
     stepup_action = "payments.transfer"
     stepup_bind_request = True  # a single-use grant approves this very body, every field of it
+    stepup_labels = wording.TRANSFER_LABELS  # how the verify page names the attributes
+
+    def get_stepup_display(self, request: Request, attributes: Mapping[str, Any]) -> dict[str, str]:
+        return wording.transfer(request, attributes)
 
     def get_stepup_attributes(self, request: Request) -> dict[str, Any]:
         if request.method != "POST":

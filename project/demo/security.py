@@ -19,8 +19,6 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from stepup.devices import device_kind
-
 AUTHENTICATOR_NAME = "Phone"
 BACKUP_CODE_COUNT = 10
 
@@ -55,8 +53,6 @@ def _device_row(device: Device) -> DeviceRow:
     if isinstance(device, StaticDevice):
         left = device.token_set.count()
         return DeviceRow(device.persistent_id, device.name, "Backup codes", used, left)
-    if device_kind(device) == "webauthn":
-        return DeviceRow(device.persistent_id, device.name, "Passkey", used)
     return DeviceRow(device.persistent_id, device.name, "Authenticator app", used)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.generic import TemplateView
 
-from project.demo import dashboard, reports, security, teams
+from project.demo import dashboard, reports, security, teams, wording
 from project.demo.forms import BillingProfileForm, MembershipForm, TokenForm, TransferForm
 from project.demo.models import BillingProfile, Transfer
 from stepup import StepUpRequiredMixin, enforce, require_stepup
@@ -57,7 +58,7 @@ def billing(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@require_stepup("billing.update")
+@require_stepup("billing.update", labels=wording.form_labels(BillingProfileForm))
 def billing_update(request: AuthenticatedHttpRequest) -> HttpResponse:
     profile = BillingProfile.objects.filter(user=request.user).first()
     form = BillingProfileForm(request.POST or None, instance=profile)
@@ -89,6 +90,8 @@ def _save_for_user(request: AuthenticatedHttpRequest, form: ModelForm) -> bool:
         "account": request.POST.get("account"),
     },
     bind_request=True,  # a single-use grant approves this very form, every field of it
+    labels=wording.TRANSFER_LABELS,
+    display=wording.transfer,
 )
 def transfer(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TransferForm(request.POST or None)
@@ -115,6 +118,9 @@ def reports_index(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require_stepup(
     "reports.download",
     attributes=lambda request, *a, **kw: {"rows": request.GET.get("rows", "100")},
+    labels=wording.REPORT_LABELS,
+    display=wording.report,
+    download=True,  # after verifying, a page says so and starts the file
 )
 def report(request: AuthenticatedHttpRequest) -> HttpResponseBase:
     rows = reports.parse_rows(request.GET.get("rows"))
@@ -144,12 +150,16 @@ class AccessView(LoginRequiredMixin, AccessAdminRequiredMixin, StepUpRequiredMix
     template_name = "demo/access.html"
     http_method_names = ["get", "post"]
     stepup_action = "access.modify"
+    stepup_labels = wording.MEMBERSHIP_LABELS
 
     def get_stepup_attributes(self) -> dict[str, Any]:
         if self.request.method != "POST":
             return {}
         post = self.request.POST
-        return {"target_user": post.get("user", ""), "group": post.get("group", "")}
+        return {"op": post.get("op", ""), "user": post.get("user", ""), "group": post.get("group", "")}
+
+    def get_stepup_display(self, attributes: Mapping[str, Any]) -> dict[str, str]:
+        return wording.membership(attributes)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(

@@ -308,7 +308,10 @@ def begin_authentication(
 
     if not accepts_webauthn(factors):
         raise no_credential()
-    challenge = ceremony_challenge(digest)
+    try:
+        challenge = ceremony_challenge(digest)
+    except ValueError:  # not a digest stepup made: nothing can be bound to it (fail closed)
+        raise _expired() from None
     # One relying party per ceremony: the first source (django-otp-webauthn, then allauth) with a credential.
     options = _otp_options(request, user, challenge) if available() else None
     if options is None and allauth_available():

@@ -451,13 +451,17 @@ def success_url(request: HttpRequest, next_url: object) -> str:
 class Confirmation:
     """An interrupted POST to present for one click: where it goes and what it sends.
 
-    :ivar fields: ``(name, value)`` pairs, in order, for the hidden inputs and the display.
-    :ivar retype: names of the secret fields that were not kept, for the user to type again.
+    :ivar fields: ``(name, value)`` pairs, in order, for the hidden inputs.
+    :ivar shown: ``(label, value)`` pairs for the page: the fields the
+        attributes do not already show, labelled as the view asked.
+    :ivar retype: ``(name, label)`` of the secret fields that were not kept,
+        for the user to type again.
     """
 
     path: str
     fields: tuple[tuple[str, str], ...]
-    retype: tuple[str, ...]
+    retype: tuple[tuple[str, str], ...]
+    shown: tuple[tuple[str, str], ...] = ()
 
 
 def confirmation(request: HttpRequest, target: Target) -> Confirmation | None:
@@ -467,9 +471,13 @@ def confirmation(request: HttpRequest, target: Target) -> Confirmation | None:
     is local; it is never replayed without the user's click. A secret-looking
     field is never put on the page, even from a challenge saved with one.
     """
-    post, path = target.challenge.post, target.challenge.path
+    challenge = target.challenge
+    post, path = challenge.post, challenge.path
     if post is None or path is None or not path.startswith("/") or not is_safe_url(request, path):
         return None
     kept, secrets = audit.split_secrets(post)
     fields = tuple((name, value) for name, values in kept.items() for value in values)
-    return Confirmation(path, fields, (*target.challenge.post_secrets, *secrets))
+    labels, attrs = challenge.labels, challenge.attrs
+    shown = tuple((labels.get(name, name), value) for name, value in fields if attrs.get(name) != value)
+    retype = tuple((name, labels.get(name, name)) for name in (*challenge.post_secrets, *secrets))
+    return Confirmation(path, fields, retype, shown)

@@ -294,7 +294,7 @@ class Parsed:
 
 def _version(ctx: Context, path: FieldPath, value: object) -> None:
     if type(value) is not int or value != 1:
-        ctx.error(path, f"unsupported version {describe(value)}; write version: 1")
+        ctx.error(path, f"this file format has only version 1, not {describe(value)}; write version: 1")
 
 
 def _document(parsed: Parsed, data: object) -> None:

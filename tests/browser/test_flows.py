@@ -163,8 +163,8 @@ def test_large_transfer_asks_again_right_after_a_verification(
     on_verify_page(page)
     authorizing = page.get_by_role("region", name="You are authorizing")
     expect(authorizing).to_contain_text("Every transfer over 1,000 needs a fresh authenticator-app code")
-    expect(authorizing.locator("dl")).to_contain_text("5000")
-    expect(authorizing.locator("dl")).to_contain_text(ACCOUNT)
+    expect(authorizing.locator("dl")).to_contain_text("€5,000.00")  # in people's words
+    expect(authorizing.locator("dl")).to_contain_text(ACCOUNT)  # the IBAN in groups of four
     shot(page, "verify page shows amount and account")
     # Only the authenticator app is accepted here, so there is no device to choose.
     expect(page.get_by_role("radio")).to_have_count(0)
@@ -180,7 +180,7 @@ def test_large_transfer_asks_again_right_after_a_verification(
     page.get_by_label("Destination account").fill(ACCOUNT)
     page.get_by_role("button", name="Send transfer").click()
     on_verify_page(page)
-    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("5000")
+    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("€5,000.00")
     shot(page, "the next large transfer asks again")
     sent = demo.query(
         "SELECT COUNT(*) FROM demo_transfer t JOIN auth_user u ON u.id = t.user_id "

@@ -134,13 +134,14 @@ def test_step_up_with_the_keyboard_alone(page: Page, demo: DemoServer, shot: Scr
     shot(page, "large export typed")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
-    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("50000")
+    expect(page.get_by_role("region", name="You are authorizing")).to_contain_text("50,000")
     expect(page.get_by_label("Code", exact=True)).to_be_focused()
     shot(page, "verify page focused on the code")
     page.keyboard.type(demo.totp_code("carol"))
     with page.expect_download() as download:
         page.keyboard.press("Enter")
     assert download.value.suggested_filename == "acme-invoices-50000.csv"
+    expect(page.get_by_role("heading", name="Verified")).to_be_visible()  # not left on the verify page
     with open(download.value.path()) as csv:
         lines = csv.read().splitlines()
     assert len(lines) == 50001, "a header and 50,000 rows"

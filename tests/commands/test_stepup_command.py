@@ -46,7 +46,7 @@ def test_validate_reports_every_error_with_line(run, write):
     assert result.code == 1
     assert f"{path}:6" in result.err  # max_age: -5
     assert f"{path}:7" in result.err  # duplicate id
-    assert result.err.splitlines()[-1] == "CommandError: 2 error(s); nothing was changed."
+    assert result.err.splitlines()[-1] == "CommandError: 2 errors."
 
 
 def test_manage_py_prints_the_error_and_exits_with_its_code(write):
@@ -63,7 +63,7 @@ def test_manage_py_prints_the_error_and_exits_with_its_code(write):
     )
     assert done.returncode == 1, done.stderr
     assert f"error: {path}:6: " in done.stderr
-    assert done.stderr.splitlines()[-1] == "CommandError: 2 error(s); nothing was changed."
+    assert done.stderr.splitlines()[-1] == "CommandError: 2 errors."
     assert done.stdout == ""
 
 
@@ -319,7 +319,9 @@ def test_explain_against_files_and_from_a_file(run, good, tmp_path):
 def test_explain_rejects_bad_input(run):
     result = run("explain", "--input", '{"action": 5}')
     assert result.code == 1
-    assert "CommandError: invalid --input: " in result.err
+    last = result.err.splitlines()[-1]
+    assert last.startswith("CommandError: --input: input.action: "), last  # named once, not twice
+    assert "invalid --input" not in result.err
 
 
 def test_routes_lists_actions_and_policies(run, good):
@@ -407,3 +409,26 @@ def test_routes_shows_the_methods_django_decorators_let_through(run, good):
     assert routes["reads-only"]["methods"] == ["GET", "HEAD"]
     assert routes["post-and-delete"]["methods"] == ["POST", "DELETE"]
     assert routes["plain"]["methods"] == ["*"]
+
+
+# --- wording (issue 17, polish) -----------------------------------------------------------
+
+
+def test_validate_counts_in_words(run, write):
+    one = write("version: 1\npolicies:\n  - id: a\n    match: {actions: [a.b]}\n    decision: deny\n")
+    result = run("validate", one)
+    assert result.code == 0
+    assert "OK: 1 policy and 0 tests in" in result.out
+
+
+def test_only_sync_says_nothing_was_changed(run, write):
+    path = write(BROKEN)
+    assert run("validate", path).err.splitlines()[-1] == "CommandError: 2 errors."
+    assert run("sync", path).err.splitlines()[-1] == "CommandError: 2 errors; nothing was changed."
+
+
+def test_an_unsupported_version_reads_as_a_sentence(run, write):
+    result = run("validate", write("version: 2\npolicies: []\n"))
+    assert result.code == 1
+    assert "this file format has only version 1, not the number 2; write version: 1" in result.err
+    assert "unsupported version the number" not in result.err

@@ -68,6 +68,10 @@ def test_html_challenge_is_302_to_verify_with_next_and_challenge(logged_in, bill
         "post": {"iban": ["DE00"]},
         "post_secrets": [],
         "next": "/billing/?tab=card",
+        "labels": {},
+        "display": {},
+        "form_url": None,
+        "download": False,
     }
 
 

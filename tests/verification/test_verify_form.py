@@ -75,12 +75,13 @@ def test_attributes_come_from_the_server_side_challenge_only(logged_in: Client, 
     assert "<dd>1</dd>" not in html and "owned" not in html
 
 
-def test_unknown_challenge_gives_a_generic_verification(logged_in: Client, totp: Any) -> None:
+def test_unknown_challenge_says_it_expired_and_where_to_start_again(logged_in: Client, totp: Any) -> None:
     response = logged_in.get(verify_url("not-a-real-challenge-id", "/pay/"))
     html = response.content.decode()
     assert response.status_code == 200
-    assert "You are authorizing" not in html
-    assert 'name="challenge" value=""' in html
+    assert response.templates[0].name == "stepup/expired.html"
+    assert "You are authorizing" not in html and 'name="token"' not in html
+    assert '<a href="/pay/">Start again</a>' in html
 
 
 def test_another_sessions_challenge_is_unknown(logged_in: Client, user: Any, totp: Any) -> None:

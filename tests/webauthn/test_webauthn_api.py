@@ -324,7 +324,7 @@ def test_the_verify_form_takes_a_passkey_and_redirects_on(
 ) -> None:
     import json
 
-    challenge_id = save_challenge(logged_in)
+    challenge_id = save_challenge(logged_in, method="GET")  # a refused GET goes back; a POST is never redone
     credential = passkey.get(begin(logged_in, challenge_id))
     form = {
         "challenge": challenge_id,
@@ -379,3 +379,34 @@ def test_an_assertion_made_for_another_origin_is_refused(logged_in: Client, user
     response = complete(logged_in, authenticator.get(begin(logged_in)))
     assert response.status_code == 400 and response.json()["code"] == "invalid_credential"
     assert "webauthn" not in grants.verification_ages(session_request(logged_in, user), user)
+
+
+def test_a_ceremony_is_claimed_once_and_only_for_its_purpose(
+    logged_in: Client, user: Any, passkey: Any
+) -> None:
+    begin(logged_in)
+    request = session_request(logged_in, user)
+    assert webauthn.claim_ceremony(request, user, webauthn.REGISTER) is None, "wrong purpose: gone too"
+    begin(logged_in)
+    first = webauthn.claim_ceremony(request, user, webauthn.AUTHENTICATE)
+    assert first is not None and first.purpose == webauthn.AUTHENTICATE
+    assert webauthn.claim_ceremony(request, user, webauthn.AUTHENTICATE) is None
+
+
+def test_a_ceremony_for_a_challenge_that_expired_meanwhile_is_refused(
+    logged_in: Client, user: Any, passkey: SoftAuthenticator
+) -> None:
+    challenge_id = save_challenge(logged_in)
+    options = begin(logged_in, challenge_id)
+    PendingChallenge.objects.filter(challenge_id=challenge_id).delete()  # expired and pruned
+    response = complete(logged_in, passkey.get(options), challenge_id)
+    assert response.status_code == 400 and response.json()["code"] == "ceremony_expired"
+    assert not Grant.objects.filter(user_id=user.pk).exists()
+
+
+def test_a_challenge_with_a_digest_stepup_did_not_make_binds_nothing(
+    logged_in: Client, passkey: SoftAuthenticator
+) -> None:
+    challenge_id = save_challenge(logged_in, digest="not-a-digest")
+    response = post_json(logged_in, "/stepup/webauthn/begin/", {"challenge": challenge_id})
+    assert response.status_code == 400 and response.json()["code"] == "ceremony_expired"

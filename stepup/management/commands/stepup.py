@@ -143,8 +143,12 @@ class Command(BaseCommand):
         # Sources are recorded on each row: keep them short and portable.
         return [_relative(p) for p in paths]
 
-    def load(self, files: Sequence[str] | None) -> PolicyFile:
-        """Load and fully validate the files (schema and URLconf); exit 1 on any error."""
+    def load(self, files: Sequence[str] | None, *, changing: bool = False) -> PolicyFile:
+        """Load and fully validate the files (schema and URLconf); exit 1 on any error.
+
+        :param changing: the subcommand would change the database (``sync``): its
+            error says that nothing was changed. The others never change anything.
+        """
         from stepup.routes import check_against_urlconf
 
         policy_file = load_files([str(p) for p in self.paths(files)])
@@ -154,7 +158,8 @@ class Command(BaseCommand):
         if errors:
             for error in errors:
                 self.stderr.write(f"error: {error}")
-            raise CommandError(f"{len(errors)} error(s); nothing was changed.", returncode=EXIT_FAILED)
+            summary = _count(len(errors), "error") + ("; nothing was changed." if changing else ".")
+            raise CommandError(summary, returncode=EXIT_FAILED)
         return policy_file
 
     # -- subcommands --
@@ -173,8 +178,8 @@ class Command(BaseCommand):
             self.stderr.write(f"warning: {warning}")
         self.warn_about_routes(policy_set, collect_routes(policy_set))
         self.say(
-            f"OK: {len(policy_file.policies)} policies and {len(policy_file.tests)} tests "
-            f"in {', '.join(policy_file.sources)}."
+            f"OK: {_count(len(policy_file.policies), 'policy')} and "
+            f"{_count(len(policy_file.tests), 'test')} in {', '.join(policy_file.sources)}."
         )
 
     def do_test(self, files: Sequence[str], **_: Any) -> None:
@@ -237,7 +242,7 @@ class Command(BaseCommand):
         from stepup.sync import default_reason, git_commit, sync
 
         paths = self.paths(files)
-        policy_file = self.load(files)
+        policy_file = self.load(files, changing=True)
         commit = git_commit(paths)
         plan = sync(
             policy_file,
@@ -311,7 +316,8 @@ class Command(BaseCommand):
             {"name": "explain", "input": data, "expect": {"decision": "allow"}}, source="--input"
         )
         if checked is None:
-            raise CommandError("invalid --input: " + "; ".join(str(e) for e in errors))
+            # Each error names its source ("--input: input.action: …"): no second prefix.
+            raise CommandError("; ".join(str(e) for e in errors))
         data = dict(checked.input)
         if policies:
             policy_set = compile_policies(
@@ -351,7 +357,10 @@ class Command(BaseCommand):
 
 
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """``1 policy``, ``2 policies``, ``0 tests``."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else f"{n} {noun}s"
 
 
 def _positive_days(value: str) -> float:
