@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: demo test lint typecheck check wheel-check messages bench clean
+.PHONY: demo demo-allauth test lint typecheck check wheel-check messages bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py stepup sync --reason "make demo"
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+# The same demo with allauth.mfa as the source of factors (project/settings_allauth.py, db-allauth.sqlite3).
+demo-allauth: export DJANGO_SETTINGS_MODULE = project.settings_allauth
+demo-allauth: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py stepup sync --reason "make demo-allauth"
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
@@ -32,6 +40,7 @@ typecheck: $(STAMP)
 check: lint typecheck
 	DJANGO_SETTINGS_MODULE=project.settings $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=project.settings $(BIN)/python manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=project.settings_allauth $(BIN)/python manage.py check --fail-level WARNING
 
 wheel-check: $(STAMP)
 	bash scripts/check_wheel.sh

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",  # passkeys and security keys (the "webauthn" factor)
     "simple_history",
     "rest_framework",
     "rest_framework.authtoken",
@@ -125,6 +126,13 @@ LOGIN_REDIRECT_URL = "demo:home"
 LOGOUT_REDIRECT_URL = "login"
 
 OTP_TOTP_ISSUER = "django-stepup demo"
+
+# Passkeys: browsers accept a domain name, not an IP address, as the relying party id, so open
+# the demo at http://localhost:8000 (not 127.0.0.1) to use one. See project/demo/webauthn.py.
+OTP_WEBAUTHN_RP_ID = os.environ.get("DEMO_WEBAUTHN_RP_ID", "localhost")
+OTP_WEBAUTHN_RP_NAME = "Acme Billing (django-stepup demo)"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = ["http://localhost:8000"]
+OTP_WEBAUTHN_HELPER_CLASS = "project.demo.webauthn.LocalhostWebAuthnHelper"
 # Keep device keys out of the admin even for staff who passed step-up.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 

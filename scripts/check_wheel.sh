@@ -22,6 +22,8 @@ members=(
   stepup/templates/stepup/base.html
   stepup/templates/stepup/admin/policy_history_list.html
   stepup/static/stepup/stepup.css
+  stepup/templates/stepup/factors/webauthn.html
+  stepup/static/stepup/webauthn.js
   stepup/policy.schema.json
   stepup/py.typed
 )

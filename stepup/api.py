@@ -40,13 +40,15 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from stepup import openapi
-from stepup.enforcement import decide_input, decide_status
-from stepup.exceptions import PolicyStoreUnavailable
+from stepup.enforcement import decide_input, decide_status, enforce
+from stepup.exceptions import PolicyStoreUnavailable, StepUpError
+from stepup.factors import webauthn
 from stepup.flows import verification as flow
 from stepup.policy.engine import input_from_dict
 from stepup.policy.loader import validate_test
 from stepup.policy.model import Decision, PolicyTrace
-from stepup.responses import ApiRefusal, not_authenticated, unavailable_refusal
+from stepup.responses import ApiRefusal, api_refusal, not_authenticated, unavailable_refusal
+from stepup.throttling import Throttle, current_lockout
 
 HTTP_STATUS = {
     flow.VERIFIED: 200,
@@ -182,20 +184,24 @@ class VerifyAPIView(StepUpAPIView):
         data = cast(Mapping[str, Any], request.data)  # JSONObjectParser: always an object
         http = request._request
         target = flow.load_target(http, data.get("challenge"))
-        result = flow.verify(http, target, data.get("device"), data.get("token"))
-        if result.ok:
-            verified: dict[str, Any] = {"verified": True, "factor": result.factor}
-            if result.stepup_token is not None:
-                verified["stepup_token"] = result.stepup_token
-            return Response(verified)
-        body: dict[str, Any] = {"verified": False, "code": result.code, "detail": result.message}
-        headers = {}
-        if result.throttle is not None:
-            retry_after = result.throttle.retry_after()
-            body["retry_after"] = retry_after
-            if retry_after is not None:
-                headers["Retry-After"] = str(retry_after)
-        return Response(body, status=HTTP_STATUS[result.status], headers=headers)
+        return verification_answer(flow.verify(http, target, data.get("device"), data.get("token")))
+
+
+def verification_answer(result: flow.Result) -> Response:
+    """A verification's result as ``api-verify`` (and ``webauthn-complete``) answer it."""
+    if result.ok:
+        verified: dict[str, Any] = {"verified": True, "factor": result.factor}
+        if result.stepup_token is not None:
+            verified["stepup_token"] = result.stepup_token
+        return Response(verified)
+    body: dict[str, Any] = {"verified": False, "code": result.code, "detail": result.message}
+    headers = {}
+    if result.throttle is not None:
+        retry_after = result.throttle.retry_after()
+        body["retry_after"] = retry_after
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+    return Response(body, status=HTTP_STATUS[result.status], headers=headers)
 
 
 # --- api-status -----------------------------------------------------------------------
@@ -320,6 +326,128 @@ def trace_list(traces: tuple[PolicyTrace, ...]) -> list[dict[str, Any]]:
     ]
 
 
+# --- passkeys and security keys (webauthn) ------------------------------------------------
+
+
+def _ceremony_error(exc: webauthn.CeremonyError) -> Response:
+    return Response({"verified": False, "code": exc.code, "detail": str(exc.message)}, status=400)
+
+
+class WebAuthnBeginAPIView(StepUpAPIView):
+    """``POST {"challenge"}`` → ``200 {"publicKey": PublicKeyCredentialRequestOptions}``."""
+
+    @openapi.webauthn_begin_schema
+    def post(self, request: Request) -> Response:
+        """Begin a passkey verification for the logged-in user (``webauthn-begin``).
+
+        ``challenge`` (the id from a ``401``'s body or the verify page) names
+        what is being authorized; for a one-shot challenge the WebAuthn
+        challenge commits to its transaction. The ceremony is kept
+        server-side until ``webauthn-complete`` (or the verify page) uses it,
+        once. ``400 no_device`` when the user has no usable passkey, ``429``
+        while verification is locked.
+        """
+        data = cast(Mapping[str, Any], request.data)
+        http = request._request
+        user = flow.authenticated_user(http)
+        lockout = current_lockout(user)
+        if lockout is not None:
+            return _throttled(lockout)
+        target = flow.load_target(http, data.get("challenge"))
+        try:
+            options = webauthn.begin_authentication(
+                http,
+                user,
+                challenge_id=target.id,
+                factors=target.challenge.factors,
+                digest=target.one_shot_digest,
+            )
+        except webauthn.CeremonyError as exc:
+            return _ceremony_error(exc)
+        return Response({"publicKey": options, "challenge": target.id})
+
+
+class WebAuthnCompleteAPIView(VerifyAPIView):
+    """``POST {"challenge", "credential"}`` → ``200 {"verified": true, "factor": "webauthn"}``."""
+
+    @openapi.webauthn_complete_schema
+    def post(self, request: Request) -> Response:
+        """Finish a passkey verification (``webauthn-complete``): answered exactly as ``api-verify``.
+
+        ``credential`` is the ``PublicKeyCredential`` as JSON (``toJSON()``);
+        ``challenge`` must be the one ``webauthn-begin`` was called with. The
+        ceremony is used once, whatever the outcome. ``400`` with
+        ``{"verified": false, "code": …}`` for a refused or unusable
+        assertion (``ceremony_expired``, ``invalid_credential``, ``no_device``),
+        ``429`` while locked out.
+        """
+        data = cast(Mapping[str, Any], request.data)
+        http = request._request
+        target = flow.load_target(http, data.get("challenge"))
+        return verification_answer(webauthn.verify_assertion(http, target, data.get("credential")))
+
+
+def _throttled(throttle: Throttle) -> Response:
+    retry_after = throttle.retry_after()
+    body = {
+        "verified": False,
+        "code": "locked",
+        "detail": flow.retry_message(throttle),
+        "retry_after": retry_after,
+    }
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return Response(body, status=429, headers=headers)
+
+
+class WebAuthnRegisterBeginAPIView(StepUpAPIView):
+    """``POST {}`` → ``200 {"publicKey": PublicKeyCredentialCreationOptions}``."""
+
+    @openapi.webauthn_register_begin_schema
+    def post(self, request: Request) -> Response:
+        """Begin adding a passkey for the logged-in user (``webauthn-register-begin``).
+
+        A user who already has a second factor must step up for the action
+        :data:`~stepup.factors.webauthn.DEVICES_ADD_ACTION` first (the usual
+        ``401`` challenge); a user with none adds a first one with the login alone.
+        """
+        http = request._request
+        user = flow.authenticated_user(http)
+        if not webauthn.available():
+            return error(404, "not_found", str(webauthn.UNAVAILABLE))
+        if webauthn.has_factors(user):
+            try:
+                enforce(request, webauthn.DEVICES_ADD_ACTION)
+            except StepUpError as exc:
+                return _refusal(api_refusal(request, exc))
+        return Response({"publicKey": webauthn.begin_registration(http, user)})
+
+
+class WebAuthnRegisterCompleteAPIView(StepUpAPIView):
+    """``POST {"credential", "name"}`` → ``201 {"registered": true, "device", "name"}``."""
+
+    @openapi.webauthn_register_complete_schema
+    def post(self, request: Request) -> Response:
+        """Finish adding a passkey (``webauthn-register-complete``): the attestation, checked.
+
+        Only a ceremony begun by ``webauthn-register-begin`` for this client and
+        user (which enforced the step-up) can be completed, once.
+        """
+        data = cast(Mapping[str, Any], request.data)
+        http = request._request
+        user = flow.authenticated_user(http)
+        if not webauthn.available():
+            return error(404, "not_found", str(webauthn.UNAVAILABLE))
+        try:
+            device = webauthn.complete_registration(http, user, data.get("credential"), data.get("name"))
+        except webauthn.CeremonyError as exc:
+            return Response({"registered": False, "code": exc.code, "detail": str(exc.message)}, status=400)
+        return Response({"registered": True, "device": device.persistent_id, "name": device.name}, status=201)
+
+
 api_verify = VerifyAPIView.as_view()
 api_status = StatusAPIView.as_view()
 api_decide = DecideAPIView.as_view()
+webauthn_begin = WebAuthnBeginAPIView.as_view()
+webauthn_complete = WebAuthnCompleteAPIView.as_view()
+webauthn_register_begin = WebAuthnRegisterBeginAPIView.as_view()
+webauthn_register_complete = WebAuthnRegisterCompleteAPIView.as_view()

@@ -44,7 +44,35 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     errors.extend(_check_session_engine())
     errors.extend(_check_policy_files(raw.get("POLICY_FILES", [])))
     errors.extend(_check_reload(raw))
+    errors.extend(_check_allauth(raw))
     return errors
+
+
+def _check_allauth(raw: dict[str, Any]) -> list[CheckMessage]:
+    """``"allauth"`` in ``FACTOR_SOURCES``: ``allauth.mfa`` installed, its replay and origin checks on."""
+    from stepup import allauth_mfa
+
+    sources = raw.get("FACTOR_SOURCES", DEFAULTS["FACTOR_SOURCES"])
+    known = ("django_otp", "allauth")
+    if not isinstance(sources, (list, tuple)) or not sources or any(s not in known for s in sources):
+        return [
+            Error(
+                f"STEPUP['FACTOR_SOURCES'] must be a non-empty list of {' and '.join(map(repr, known))}.",
+                id="stepup.E022",
+            )
+        ]
+    if "allauth" not in sources:
+        return []
+    if not allauth_mfa.is_installed():
+        return [
+            Error(
+                "STEPUP['FACTOR_SOURCES'] names 'allauth', but 'allauth.mfa' is not in INSTALLED_APPS.",
+                hint="pip install 'django-stepup[allauth]' and add 'allauth', 'allauth.account' and "
+                "'allauth.mfa' to INSTALLED_APPS (docs/factors.md, allauth.mfa), or drop 'allauth'.",
+                id="stepup.E020",
+            )
+        ]
+    return allauth_mfa.configuration_problems()
 
 
 def _check_reload(raw: dict[str, Any]) -> list[CheckMessage]:

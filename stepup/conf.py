@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "ACR_VALUES": {},
     "DECISION_LOG_RETENTION": 90,
     "SECRET_FIELDS": [],
+    "FACTOR_SOURCES": ["django_otp"],
 }
 """Every key ``settings.STEPUP`` may hold, with its default."""
 
@@ -98,6 +99,14 @@ class StepUpSettings:
     def SECRET_FIELDS(self) -> tuple[str, ...]:
         """Names of form fields and attributes to treat as secrets, besides the built-in ones."""
         value = self._get("SECRET_FIELDS")
+        if isinstance(value, str):
+            return (value,)
+        return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
+
+    @property
+    def FACTOR_SOURCES(self) -> tuple[str, ...]:
+        """Where users' factors come from: ``django_otp`` devices, ``allauth`` (``allauth.mfa``), or both."""
+        value = self._get("FACTOR_SOURCES")
         if isinstance(value, str):
             return (value,)
         return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()

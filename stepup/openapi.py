@@ -146,6 +146,38 @@ class DecideResultSerializer(serializers.Serializer):
     trace = PolicyTraceSerializer(many=True)
 
 
+class WebAuthnBeginRequestSerializer(serializers.Serializer):
+    challenge = serializers.CharField(
+        required=False,
+        help_text="The `challenge` of the 401 being answered; for a one-shot one, "
+        "the WebAuthn challenge commits to its transaction.",
+    )
+
+
+class WebAuthnOptionsSerializer(serializers.Serializer):
+    publicKey = serializers.DictField(  # the WebAuthn name, as navigator.credentials.get() takes it
+        help_text="PublicKeyCredentialRequestOptions (or CreationOptions) as JSON, base64url-encoded; "
+        "`userVerification` is always `required`."
+    )
+    challenge = serializers.CharField(required=False, allow_null=True, help_text="The stepup challenge id.")
+
+
+class WebAuthnCompleteRequestSerializer(serializers.Serializer):
+    challenge = serializers.CharField(required=False, help_text="The same `challenge` as given to begin.")
+    credential = serializers.DictField(help_text="The PublicKeyCredential as JSON (`toJSON()`).")
+
+
+class WebAuthnRegisterRequestSerializer(serializers.Serializer):
+    credential = serializers.DictField(help_text="The new PublicKeyCredential as JSON (`toJSON()`).")
+    name = serializers.CharField(required=False, max_length=64, help_text="What the user calls it.")
+
+
+class WebAuthnRegisteredSerializer(serializers.Serializer):
+    registered = serializers.BooleanField(help_text="Always `true`.")
+    device = serializers.CharField(help_text="The new credential's `persistent_id`.")
+    name = serializers.CharField()
+
+
 # --- the schema decorators ------------------------------------------------------------------
 
 
@@ -216,6 +248,48 @@ def _spectacular_decorators() -> tuple[Callable[[F], F], Callable[[F], F], Calla
 
 
 verify_schema, status_schema, decide_schema = _spectacular_decorators()
+
+
+def _webauthn_decorators() -> tuple[Callable[[F], F], ...]:
+    try:
+        from drf_spectacular.utils import OpenApiResponse, extend_schema
+    except ImportError:  # drf-spectacular is optional
+        return (_identity,) * 4
+
+    failed = {
+        400: OpenApiResponse(
+            VerifyFailedSerializer,
+            description="`no_device`, `ceremony_expired`, `invalid_credential`, or a request error.",
+        ),
+        401: OpenApiResponse(ErrorSerializer, description="Not logged in, or a step-up is needed first."),
+        403: OpenApiResponse(ErrorSerializer, description="CSRF check failed (session clients)."),
+        429: OpenApiResponse(VerifyFailedSerializer, description="Locked out; see `Retry-After`."),
+    }
+
+    def schema(operation: str, request: Any, ok: int, answer: Any) -> Callable[[F], F]:
+        return extend_schema(
+            operation_id=operation, tags=[TAG], request=request, responses={ok: answer, **failed}
+        )
+
+    return (
+        schema("stepup_webauthn_begin", WebAuthnBeginRequestSerializer, 200, WebAuthnOptionsSerializer),
+        schema("stepup_webauthn_complete", WebAuthnCompleteRequestSerializer, 200, VerifiedSerializer),
+        schema("stepup_webauthn_register_begin", None, 200, WebAuthnOptionsSerializer),
+        schema(
+            "stepup_webauthn_register_complete",
+            WebAuthnRegisterRequestSerializer,
+            201,
+            WebAuthnRegisteredSerializer,
+        ),
+    )
+
+
+(
+    webauthn_begin_schema,
+    webauthn_complete_schema,
+    webauthn_register_begin_schema,
+    webauthn_register_complete_schema,
+) = _webauthn_decorators()
 
 
 def stepup_responses() -> dict[int, Any]:

@@ -3,7 +3,8 @@
 - A saved or deleted policy bumps the policy-set version, once per batch
   inside :func:`stepup.sync.batched_policy_changes`.
 - A login starts a fresh step-up state; a logout deletes the session's grants.
-- Deleting a second-factor device voids every grant of its user.
+- Deleting a second-factor device voids every grant of its user; so does
+  deleting an ``allauth.mfa`` authenticator or regenerating its recovery codes.
 
 Only :mod:`stepup.apps` imports this module, so importing stepup connects
 nothing. The signals stepup sends are in :mod:`stepup.signals`.
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django_otp.models import Device
 
-from stepup import grants, sync
+from stepup import allauth_mfa, grants, sync
 from stepup.models import Policy
 
 
@@ -37,6 +38,13 @@ def connect() -> None:
             post_delete.connect(
                 _device_deleted, sender=model, dispatch_uid=f"stepup.device_deleted.{model._meta.label_lower}"
             )
+    if allauth_mfa.is_installed():
+        from allauth.mfa.models import Authenticator
+        from allauth.mfa.signals import authenticator_reset
+
+        uid = f"stepup.device_deleted.{allauth_mfa.MODEL_LABEL}"
+        post_delete.connect(_authenticator_deleted, sender=Authenticator, dispatch_uid=uid)
+        authenticator_reset.connect(_authenticator_reset, dispatch_uid="stepup.authenticator_reset")
 
 
 def _policy_changed(sender: Any, using: str = "default", **kwargs: Any) -> None:
@@ -62,9 +70,21 @@ def _device_deleted(sender: Any, instance: Any, using: str = "default", **kwargs
     cascades to their devices, and a grant epoch row created for a user being
     deleted would break that deletion.
     """
-    if not isinstance(instance, Device):
-        return
-    user_id = getattr(instance, "user_id", None)
+    if isinstance(instance, Device):
+        _revoke_after_commit(getattr(instance, "user_id", None), using)
+
+
+def _authenticator_deleted(sender: Any, instance: Any, using: str = "default", **kwargs: Any) -> None:
+    """An ``allauth.mfa`` authenticator removed: as a device removed."""
+    _revoke_after_commit(getattr(instance, "user_id", None), using)
+
+
+def _authenticator_reset(sender: Any, authenticator: Any = None, **kwargs: Any) -> None:
+    """New ``allauth.mfa`` recovery codes: as backup codes replaced, the old grants go."""
+    _revoke_after_commit(getattr(authenticator, "user_id", None), "default")
+
+
+def _revoke_after_commit(user_id: Any, using: str) -> None:
     if user_id is None:
         return
 

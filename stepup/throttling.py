@@ -31,7 +31,6 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import F
 from django.utils import timezone
-from django_otp.models import Device
 
 from stepup.conf import conf
 from stepup.models import UserState
@@ -89,7 +88,7 @@ def record_success(state: UserState) -> None:
     UserState.objects.filter(pk=state.pk).update(failures=0, locked_until=None)
 
 
-def device_throttle(device: Device) -> Throttle | None:
+def device_throttle(device: Any) -> Throttle | None:
     """django-otp's throttle for ``device``, if it refuses verification now."""
     allowed, data = device.verify_is_allowed()
     if allowed:

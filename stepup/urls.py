@@ -9,4 +9,9 @@ urlpatterns = [
     path("api/verify/", api.api_verify, name="api-verify"),
     path("api/status/", api.api_status, name="api-status"),
     path("api/decide/", api.api_decide, name="api-decide"),
+    path("webauthn/begin/", api.webauthn_begin, name="webauthn-begin"),
+    path("webauthn/complete/", api.webauthn_complete, name="webauthn-complete"),
+    path("webauthn/register/", views.webauthn_register, name="webauthn-register"),
+    path("webauthn/register/begin/", api.webauthn_register_begin, name="webauthn-register-begin"),
+    path("webauthn/register/complete/", api.webauthn_register_complete, name="webauthn-register-complete"),
 ]

@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
@@ -23,7 +23,8 @@ from django.views.decorators.http import require_http_methods
 
 from stepup import outcome
 from stepup.conf import conf
-from stepup.devices import usable_devices
+from stepup.devices import code_devices, device_kind, usable_devices
+from stepup.factors import webauthn
 from stepup.flows import verification as flow
 from stepup.throttling import current_lockout
 
@@ -66,7 +67,10 @@ def verify(request: HttpRequest) -> HttpResponse:
     next_url = request.POST.get("next") or request.GET.get("next") or target.challenge.next or ""
     if request.method != "POST":
         return _form(request, target, next_url)
-    result = flow.verify(request, target, request.POST.get("device"), request.POST.get("token"))
+    if request.POST.get("factor") == "webauthn":
+        result = webauthn.verify_assertion(request, target, request.POST.get("credential"))
+    else:
+        result = flow.verify(request, target, request.POST.get("device"), request.POST.get("token"))
     if result.ok:
         return _verified(request, target, next_url)
     response = _form(request, target, next_url, result)
@@ -79,7 +83,8 @@ def _form(
     request: HttpRequest, target: flow.Target, next_url: str, result: flow.Result | None = None
 ) -> HttpResponse:
     user = flow.authenticated_user(request)
-    choices = flow.device_choices(usable_devices(user, target.challenge.factors))
+    usable = usable_devices(user, target.challenge.factors)
+    choices = flow.device_choices(code_devices(user, target.challenge.factors))
     error = result.message if result is not None else None
     if error is None and (lockout := current_lockout(user)) is not None:
         error = flow.retry_message(lockout)
@@ -95,6 +100,7 @@ def _form(
         "error_field": result.field if result is not None else None,
         "enroll_url": conf.ENROLL_URL,
         "cancel_url": outcome.cancel_url(request, target.challenge),
+        "webauthn": any(device_kind(d) == "webauthn" for d in usable),
     }
     return render(request, "stepup/verify.html", context)
 
@@ -108,3 +114,21 @@ def _add_retry_after(response: HttpResponse, result: flow.Result) -> None:
     seconds = result.throttle.retry_after() if result.throttle is not None else None
     if seconds is not None:
         response["Retry-After"] = str(seconds)
+
+
+# --- adding a passkey -----------------------------------------------------------------
+
+
+@_hardened
+@require_http_methods(["GET", "HEAD"])
+@login_required
+def webauthn_register(request: HttpRequest) -> HttpResponse:
+    """The page that adds a passkey or security key (``webauthn-register``); ``?next=`` once added.
+
+    The page only shows the button: the ceremony is ``webauthn-register-begin``
+    and ``-complete`` (:mod:`stepup.api`), which also ask for the step-up.
+    """
+    if not webauthn.available():
+        raise Http404("django-otp-webauthn is not installed")
+    done_url = flow.success_url(request, request.GET.get("next"))
+    return render(request, "stepup/webauthn_register.html", {"done_url": done_url})

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_otp.plugins.otp_email",  # a device kind the code form can't use (tests/api)
+    "django_otp_webauthn",  # passkeys (tests/webauthn)
     "stepup",
     "project.demo",
 ]
@@ -74,6 +75,11 @@ STEPUP = {
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
 }
+
+# Passkeys: the test client's host is the relying party (tests/webauthn/authenticator.py signs for it).
+OTP_WEBAUTHN_RP_ID = "testserver"
+OTP_WEBAUTHN_RP_NAME = "stepup tests"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = ["https://testserver"]  # https: django-otp-webauthn checks (E031)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -85,6 +85,29 @@ def backup_codes(username: str) -> list[str]:
     return [b32encode(d[:5]).decode("ascii").lower() for d in digests]
 
 
+def recovery_seed(username: str) -> str:
+    """The fixed seed of a demo user's allauth recovery codes (allauth derives the ten codes from it)."""
+    return hashlib.sha256(f"demo-recovery-{username}".encode()).hexdigest()
+
+
+def recovery_codes(username: str) -> list[str]:
+    """The ten allauth recovery codes of a demo user, as allauth derives them from :func:`recovery_seed`."""
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.utils import encrypt
+
+    data = {"seed": encrypt(recovery_seed(username)), "used_mask": 0}
+    return RecoveryCodes(Authenticator(type=Authenticator.Type.RECOVERY_CODES, data=data)).generate_codes()
+
+
+def uses_allauth() -> bool:
+    """Whether the demo runs on allauth.mfa (``project.settings_allauth``) rather than django-otp."""
+    from django.apps import apps
+    from django.conf import settings
+
+    return apps.is_installed("allauth.mfa") and "allauth" in settings.STEPUP.get("FACTOR_SOURCES", ())
+
+
 def seed(using: str = "default") -> list[DemoUser]:
     """Create or reset the demo data; running it again changes nothing but consumed codes."""
     for name in MANAGED_GROUPS:
@@ -104,6 +127,16 @@ def _seed_user(spec: DemoUser, using: str) -> None:
     user.save(using=using)
     user.groups.set(Group.objects.using(using).filter(name__in=spec.groups))
     user.user_permissions.set(_stepup_view_permissions(using) if spec.stepup_viewer else [])
+    if uses_allauth():
+        _seed_allauth(user, spec, using)
+    else:
+        _seed_django_otp(user, spec, using)
+    if spec.api_token:
+        _seed_api_token(user, api_token_key(spec.username), using)
+    _seed_billing(user, spec, using)
+
+
+def _seed_django_otp(user: User, spec: DemoUser, using: str) -> None:
     if spec.totp:
         TOTPDevice.objects.using(using).update_or_create(
             user=user,
@@ -112,9 +145,35 @@ def _seed_user(spec: DemoUser, using: str) -> None:
         )
     if spec.backup_codes:
         _seed_backup_codes(user, backup_codes(spec.username), using)
-    if spec.api_token:
-        _seed_api_token(user, api_token_key(spec.username), using)
-    _seed_billing(user, spec, using)
+
+
+def _seed_allauth(user: User, spec: DemoUser, using: str) -> None:
+    """allauth authenticators: TOTP with the same secret, and recovery codes from a fixed seed.
+
+    Used recovery codes are restored only when some were used, as backup codes are.
+    """
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.utils import decrypt, encrypt
+
+    authenticators = Authenticator.objects.using(using).filter(user=user)
+    if spec.totp:
+        authenticators.update_or_create(
+            user=user,
+            type=Authenticator.Type.TOTP,
+            defaults={"data": {"secret": encrypt(totp_secret(spec.username))}},
+        )
+    if spec.backup_codes:
+        found = authenticators.filter(type=Authenticator.Type.RECOVERY_CODES).first()
+        fresh = {"seed": encrypt(recovery_seed(spec.username)), "used_mask": 0}
+        if found is None:
+            Authenticator.objects.using(using).create(
+                user=user, type=Authenticator.Type.RECOVERY_CODES, data=fresh
+            )
+        elif found.data.get("used_mask") or decrypt(found.data.get("seed", "")) != recovery_seed(
+            spec.username
+        ):
+            found.data = fresh
+            found.save(using=using, update_fields=["data"])
 
 
 def _seed_backup_codes(user: User, codes: list[str], using: str) -> None:

@@ -44,7 +44,7 @@ from django_otp.models import Device
 
 from stepup import audit, grants, pending, throttling
 from stepup.challenge import Challenge
-from stepup.devices import device_kind, usable_devices
+from stepup.devices import code_devices, device_kind, load_for_verify
 from stepup.signals import stepup_failed, stepup_verified
 from stepup.throttling import Throttle
 
@@ -139,7 +139,7 @@ class DeviceChoice:
         return f"{kind}: {self.name}" if self.name else kind
 
 
-def device_choices(devices: list[Device]) -> list[DeviceChoice]:
+def device_choices(devices: list[Any]) -> list[DeviceChoice]:
     return [DeviceChoice(d.persistent_id, device_kind(d) or "", str(d.name or "")) for d in devices]
 
 
@@ -192,7 +192,7 @@ class Result:
     code: str
     message: str = ""
     field: str | None = None
-    device: Device | None = None
+    device: Any = None
     throttle: Throttle | None = None
     checked: bool = False
     stepup_token: str | None = None
@@ -255,7 +255,7 @@ def verify(request: HttpRequest, target: Target, device_id: object, token: objec
     """
     user = authenticated_user(request)
     with transaction.atomic():
-        result = _attempt(user, target, device_id, token)
+        result = _attempt(request, user, target, device_id, token)
     if result.ok:
         result = replace(result, stepup_token=_succeeded(request, user, target, result))
     else:
@@ -263,13 +263,15 @@ def verify(request: HttpRequest, target: Target, device_id: object, token: objec
     return result
 
 
-def _attempt(user: AbstractBaseUser, target: Target, device_id: object, raw_token: object) -> Result:
+def _attempt(
+    request: HttpRequest, user: AbstractBaseUser, target: Target, device_id: object, raw_token: object
+) -> Result:
     state = throttling.lock_user(user)
     lockout = throttling.user_lockout(state)
     if lockout is not None:
         return Result(LOCKED, "locked", retry_message(lockout), throttle=lockout)
     try:
-        device = _select_device(user, target, device_id)
+        device = _select_device(request, user, target, device_id)
         token = _require_token(raw_token, device)
     except _Invalid as exc:
         return Result(INVALID, exc.code, exc.message, field=exc.field)
@@ -286,7 +288,7 @@ def _attempt(user: AbstractBaseUser, target: Target, device_id: object, raw_toke
     return Result(FAILED, "invalid_token", message, field="token", device=device, checked=True)
 
 
-def _verify_token(device: Device, token: str) -> bool:
+def _verify_token(device: Any, token: str) -> bool:
     """``device.verify_token(token)``, with a backup code first read as it is now, and matched exactly.
 
     django-otp finds a backup code with a plain ``token_set.filter(token=token)``.
@@ -297,7 +299,7 @@ def _verify_token(device: Device, token: str) -> bool:
     read sees the latest rows, and the comparison is made here. A code that is
     not one of the device's fails as django-otp fails it: one more throttle step.
     """
-    if device_kind(device) == "static":
+    if isinstance(device, Device) and device_kind(device) == "static":
         codes = list(device.token_set.select_for_update().values_list("token", flat=True))
         if token not in codes:
             device.throttle_increment()
@@ -305,9 +307,9 @@ def _verify_token(device: Device, token: str) -> bool:
     return bool(device.verify_token(token))
 
 
-def _select_device(user: AbstractBaseUser, target: Target, device_id: object) -> Device:
+def _select_device(request: HttpRequest, user: AbstractBaseUser, target: Target, device_id: object) -> Any:
     """The chosen device, loaded for update, if it is one of the user's usable devices."""
-    devices = usable_devices(user, target.challenge.factors)
+    devices = code_devices(user, target.challenge.factors)
     if not devices:
         raise _Invalid("no_device", "You have no device that can confirm this.", None)
     if device_id is None or device_id == "":
@@ -320,13 +322,13 @@ def _select_device(user: AbstractBaseUser, target: Target, device_id: object) ->
         if chosen is None:
             raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
     # Reload with SELECT ... FOR UPDATE so that two parallel uses of one code can't both succeed.
-    device = Device.from_persistent_id(chosen.persistent_id, for_verify=True)
-    if device is None or device.user_id != user.pk or not device.confirmed:
+    device = load_for_verify(request, user, chosen.persistent_id)
+    if device is None:
         raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
     return device
 
 
-def _require_token(raw: object, device: Device) -> str:
+def _require_token(raw: object, device: Any) -> str:
     """The code exactly as ``device`` shows it, or :class:`_Invalid` (no guess is spent).
 
     An authenticator's code (TOTP, HOTP) is its digits, as many as the device
@@ -370,7 +372,7 @@ def _duration(seconds: int) -> str:
 def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> str | None:
     factor = result.factor or ""
     token = grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
-    if token is None:  # a session; an API credential has no session to mark
+    if token is None and isinstance(result.device, Device):  # a session; an API credential has none to mark
         django_otp.login(request, result.device)
     audit.record_event(request, "verified", factor=factor, outcome="verified", **target.audit_fields())
     stepup_verified.send(sender=verify, request=request, user=user, factor=factor, device=result.device)

@@ -34,13 +34,16 @@ START_TIMEOUT = 30.0
 COMMAND_TIMEOUT = 120.0
 
 
-def demo_env(db_path: Path) -> dict[str, str]:
+DEMO_SETTINGS = "project.settings"
+
+
+def demo_env(db_path: Path, settings: str = DEMO_SETTINGS) -> dict[str, str]:
     """The environment of the demo's processes: demo settings, the given SQLite file."""
     # Only the temporary SQLite file: never a database or cache the environment points at.
     skip = ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
     env = {k: v for k, v in os.environ.items() if k not in skip}
     env.update(
-        DJANGO_SETTINGS_MODULE="project.settings",
+        DJANGO_SETTINGS_MODULE=settings,
         DEMO_SQLITE_PATH=str(db_path),
         DJANGO_DEBUG="1",  # runserver serves the demo's CSS only in debug mode
         PYTHONUNBUFFERED="1",
@@ -48,12 +51,12 @@ def demo_env(db_path: Path) -> dict[str, str]:
     return env
 
 
-def manage(db_path: Path, *args: str, log: IO[str] | None = None) -> str:
+def manage(db_path: Path, *args: str, log: IO[str] | None = None, settings: str = DEMO_SETTINGS) -> str:
     """Run ``manage.py ARGS`` against the demo database; its output, or an error with it."""
     done = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=demo_env(db_path),
+        env=demo_env(db_path, settings),
         capture_output=True,
         text=True,
         timeout=COMMAND_TIMEOUT,
@@ -139,20 +142,23 @@ def wrong_code(key_hex: str, digits: int = 6) -> str:
     return next(c for c in ("000000", "123456", "111111", "999999") if c not in valid)
 
 
-def start(workdir: Path) -> DemoServer:
-    """Create the database, load the demo's policies and users, and serve it on a free port."""
+def start(workdir: Path, settings: str = DEMO_SETTINGS) -> DemoServer:
+    """Create the database, load the demo's policies and users, and serve it on a free port.
+
+    :param settings: the demo's settings module (``project.settings_allauth`` for the allauth demo).
+    """
     db_path = workdir / "demo.sqlite3"
     log_path = workdir / "server.log"
     with log_path.open("w") as log:
         # What `make demo` runs (migrate, stepup sync, seed_demo), in one process to start Django once.
-        manage(db_path, "shell", "-c", SETUP, log=log)
+        manage(db_path, "shell", "-c", SETUP, log=log, settings=settings)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_log = log_path.open("a")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", "--nothreading", f"127.0.0.1:{port}"],
         cwd=ROOT,
-        env=demo_env(db_path),
+        env=demo_env(db_path, settings),
         stdout=server_log,
         stderr=subprocess.STDOUT,
         text=True,

@@ -225,7 +225,12 @@ def test_dry_run_commands_exist(block: Block) -> None:
             )
             assert done.returncode == 0, f"{block.where}: `{command.text}`: {done.stderr}"
         elif words[:2] == ["pip", "install"]:
-            assert [re.sub(r"\[.*\]$", "", w) for w in words[2:]] == [name], block.where
+            # This distribution, with extras it defines: pip install "django-stepup[allauth]".
+            extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+            parsed = [re.fullmatch(r"([\w.-]+)(?:\[([\w,-]+)\])?", w.strip("'\"")) for w in words[2:]]
+            assert [m.group(1) if m else None for m in parsed] == [name], block.where
+            wanted = [e for m in parsed if m and m.group(2) for e in m.group(2).split(",")]
+            assert set(wanted) <= set(extras), f"{block.where}: unknown extras {set(wanted) - set(extras)}"
         else:
             pytest.fail(f"{block.where}: no dry-run check for `{command.text}`")
 

@@ -10,6 +10,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from project.demo.security import current_totp_code
+from project.demo.seed import uses_allauth
 
 
 class Command(BaseCommand):
@@ -31,16 +32,40 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        device = self._device(options["username"], options["database"])
+        user = self._user(options["username"], options["database"])
+        if uses_allauth():
+            self.stdout.write(self._allauth_code(user, options["database"], options["offset"]))
+            return
+        device = self._device(user, options["database"])
         self.stdout.write(current_totp_code(device, offset=options["offset"]))
 
-    def _device(self, username: str, using: str) -> TOTPDevice:
+    def _user(self, username: str, using: str) -> Any:
         users = get_user_model()._default_manager.db_manager(using)
         try:
-            user = users.get_by_natural_key(username)
+            return users.get_by_natural_key(username)
         except get_user_model().DoesNotExist:
             seed = ".venv/bin/python manage.py seed_demo"
             raise CommandError(f"No user {username!r}. Run '{seed}' first.") from None
+
+    def _allauth_code(self, user: Any, using: str, offset: int) -> str:
+        """The code of the user's allauth TOTP authenticator, computed by allauth's own functions."""
+        import time
+
+        from allauth.mfa import app_settings
+        from allauth.mfa.models import Authenticator
+        from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+        from allauth.mfa.utils import decrypt
+
+        found = Authenticator.objects.using(using).filter(user=user, type=Authenticator.Type.TOTP).first()
+        if found is None:
+            raise CommandError(
+                f"{user.username} has no allauth TOTP authenticator; add one at /accounts/2fa/."
+            )
+        counter = int(time.time()) // app_settings.TOTP_PERIOD + offset
+        return format_hotp_value(hotp_value(decrypt(found.data["secret"]), counter))
+
+    def _device(self, user: Any, using: str) -> TOTPDevice:
+        username = user.username
         device = TOTPDevice.objects.using(using).filter(user=user, confirmed=True).first()
         if device is None:
             raise CommandError(f"{username} has no confirmed TOTP device; enroll one on the Security page.")

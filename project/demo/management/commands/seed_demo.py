@@ -7,7 +7,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from project.demo.seed import DemoUser, api_token_key, backup_codes, seed, totp_secret
+from project.demo.seed import (
+    DemoUser,
+    api_token_key,
+    backup_codes,
+    recovery_codes,
+    seed,
+    totp_secret,
+    uses_allauth,
+)
 from stepup.models import Policy
 
 
@@ -45,8 +53,12 @@ class Command(BaseCommand):
             self.stdout.write("  ".join(cells).rstrip())
         for user in users:
             if user.backup_codes:
-                codes = " ".join(backup_codes(user.username))
-                self.stdout.write(f"\nBackup codes for {user.username}: {codes}")
+                if uses_allauth():
+                    codes = " ".join(recovery_codes(user.username))
+                    self.stdout.write(f"\nallauth recovery codes for {user.username}: {codes}")
+                else:
+                    codes = " ".join(backup_codes(user.username))
+                    self.stdout.write(f"\nBackup codes for {user.username}: {codes}")
         for user in users:
             if user.api_token:
                 self.stdout.write(f"\nREST API token for {user.username}: {api_token_key(user.username)}")
@@ -70,5 +82,7 @@ class Command(BaseCommand):
 
 def _factor(user: DemoUser) -> str:
     if not user.totp:
-        return "none: enrolls on the Security page"
+        return (
+            "none: enrolls on allauth's 2FA page" if uses_allauth() else "none: enrolls on the Security page"
+        )
     return f"current TOTP code: .venv/bin/python manage.py demo_totp {user.username}"
