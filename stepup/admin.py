@@ -39,7 +39,7 @@ from stepup.decorators import guard
 from stepup.enforcement import enforce
 from stepup.forms import PolicyForm
 from stepup.models import DecisionLog, Policy
-from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
+from stepup.policy.builtins import BUILTIN_POLICIES, DEFAULT_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
 from stepup.policy.model import MATCH_KEYS, SPEC_FIELDS
 from stepup.state import state
@@ -365,7 +365,7 @@ class PolicyFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         ids = set(Policy.objects.values_list("policy_id", flat=True))
-        ids.update(spec.id for spec in BUILTIN_POLICIES)
+        ids.update(spec.id for spec in (*BUILTIN_POLICIES, *DEFAULT_POLICIES))
         ids.add(DEFAULT_POLICY_ID)
         return [(i, i) for i in sorted(ids)]
 

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from stepup import api, views
+from stepup.enrolment import views as devices
 
 app_name = "stepup"
 
@@ -9,4 +10,10 @@ urlpatterns = [
     path("api/verify/", api.api_verify, name="api-verify"),
     path("api/status/", api.api_status, name="api-status"),
     path("api/decide/", api.api_decide, name="api-decide"),
+    path("devices/", devices.devices, name="devices"),
+    path("devices/authenticator/", devices.authenticator, name="devices-authenticator"),
+    path("devices/backup-codes/", devices.backup_codes_view, name="devices-backup-codes"),
+    path("devices/email/", devices.email_view, name="devices-email"),
+    path("devices/<path:device_id>/rename/", devices.rename, name="devices-rename"),
+    path("devices/<path:device_id>/remove/", devices.remove, name="devices-remove"),
 ]

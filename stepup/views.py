@@ -21,9 +21,9 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from stepup.conf import conf
 from stepup.devices import usable_devices
 from stepup.flows import verification as flow
+from stepup.responses import enroll_url
 from stepup.throttling import current_lockout
 
 View = Callable[..., HttpResponse]
@@ -90,7 +90,7 @@ def _form(
         "code_hint": flow.code_hint(choices),
         "error": error,
         "error_field": result.field if result is not None else None,
-        "enroll_url": conf.ENROLL_URL,
+        "enroll_url": enroll_url(),
     }
     return render(request, "stepup/verify.html", context)
 
