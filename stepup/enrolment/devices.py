@@ -101,4 +101,4 @@ def lock_user(user: AbstractBaseUser) -> None:
     "Has no factor yet, so no step-up" is checked and acted on under this lock:
     two sessions can't both enrol a "first" factor at once.
     """
-    type(user)._default_manager.select_for_update().filter(pk=user.pk).first()
+    user._meta.model._default_manager.select_for_update().filter(pk=user.pk).first()

@@ -275,6 +275,11 @@ def email_view(request: HttpRequest) -> HttpResponse:
 # --- rename and remove -------------------------------------------------------------------
 
 
+def _posted(request: HttpRequest) -> Any:
+    """The POST data for a bound form (an empty POST too), ``None`` on GET."""
+    return request.POST if request.method == "POST" else None
+
+
 def _own_device_or_404(request: HttpRequest, device_id: str) -> Device:
     device = find_own_device(request.user, device_id)  # type: ignore[arg-type]
     if device is None:
@@ -287,7 +292,7 @@ def _own_device_or_404(request: HttpRequest, device_id: str) -> Device:
 @GET_POST
 def rename(request: HttpRequest, device_id: str) -> HttpResponse:
     device = _own_device_or_404(request, device_id)
-    form = DeviceNameForm(request.POST or None, initial={"name": device.name})
+    form = DeviceNameForm(_posted(request), initial={"name": device.name})
     if request.method == "POST" and form.is_valid():
         rename_device(device, form.cleaned_data["name"])
         messages.success(request, _("Renamed to “%(name)s”.") % {"name": device.name})
@@ -310,7 +315,7 @@ def remove(request: HttpRequest, device_id: str) -> HttpResponse:
         confirmed_kinds(user, without=device),  # type: ignore[arg-type]
     )
     last = not any(row.persistent_id != device.persistent_id for row in list_devices(user))  # type: ignore[arg-type]
-    form = RemoveForm(request.POST or None, must_acknowledge=bool(lost) or last)
+    form = RemoveForm(_posted(request), must_acknowledge=bool(lost) or last)
     if request.method == "POST" and form.is_valid():
         remove_device(device)
         messages.success(request, _("Removed “%(name)s”.") % {"name": device.name})

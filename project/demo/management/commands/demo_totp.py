@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from project.demo.security import current_totp_code
+from stepup.enrolment.totp import current_code
 
 
 class Command(BaseCommand):
@@ -32,7 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         device = self._device(options["username"], options["database"])
-        self.stdout.write(current_totp_code(device, offset=options["offset"]))
+        self.stdout.write(current_code(device, offset=options["offset"]))
 
     def _device(self, username: str, using: str) -> TOTPDevice:
         users = get_user_model()._default_manager.db_manager(using)
