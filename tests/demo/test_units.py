@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
-from stepup.enrolment.totp import format_secret
 
 from project.demo import reports
 from project.demo.forms import TransferForm
 from project.demo.validators import validate_account
+from stepup.enrolment.totp import format_secret
 
 
 @pytest.mark.parametrize(
