@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.utils import formats, timezone
 from django.utils.translation import gettext
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
@@ -21,11 +20,10 @@ def replace(
     Every earlier code stops working in the same transaction.
     """
     new = list(codes or [StaticToken.random_token() for _ in range(CODE_COUNT)])
-    today = formats.date_format(timezone.localdate(), "DATE_FORMAT")
     with transaction.atomic(using=using):
         StaticDevice.objects.using(using).filter(user=user).delete()
         device = StaticDevice.objects.using(using).create(
-            user=user, name=gettext("Backup codes of %(date)s") % {"date": today}, confirmed=True
+            user=user, name=gettext("Backup codes"), confirmed=True
         )
         StaticToken.objects.using(using).bulk_create(StaticToken(device=device, token=code) for code in new)
     return new

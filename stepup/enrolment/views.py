@@ -180,9 +180,9 @@ def _confirm_authenticator(request: HttpRequest, form: CodeForm, guarded: bool) 
         pending = totp.pending(user, request.session)  # type: ignore[arg-type]
         context = {"pending": pending, "start_form": AuthenticatorForm(), "form": form}
         return _render(request, "authenticator.html", context)
-    messages.success(request, _("Your authenticator app is set up."))
     if codes is not None:  # the first factor: backup codes come with it, shown this once
         return _show_codes(request, codes, first=True)
+    messages.success(request, _("Your authenticator app is set up."))
     return redirect(next_url(request) or reverse("stepup:devices"))
 
 
