@@ -304,9 +304,29 @@ def rename(request: HttpRequest, device_id: str) -> HttpResponse:
 @never_cache
 @GET_POST
 def remove(request: HttpRequest, device_id: str) -> HttpResponse:
-    """GET: what removing the device means; POST: remove it. Both after a step-up."""
+    """GET: what removing the device means; POST: remove it. Both after a step-up.
+
+    The warning is worked out again under the user's lock when the removal
+    happens: two removals at once can't each leave the user "one other" factor.
+    """
     device = _own_device_or_404(request, device_id)
     _guard_remove(request, device)
+    if request.method != "POST":
+        return _render(request, "remove.html", _removal(request, device))
+    with transaction.atomic():
+        lock_user(request.user)  # type: ignore[arg-type]
+        context = _removal(request, device)
+        if not context["form"].is_valid():
+            return _render(request, "remove.html", context)
+        remove_device(device)
+    messages.success(request, _("Removed “%(name)s”.") % {"name": device.name})
+    if not has_confirmed_device(request.user):  # type: ignore[arg-type]
+        messages.warning(request, _(NONE_LEFT))
+    return HttpResponseRedirect(reverse("stepup:devices"))
+
+
+def _removal(request: HttpRequest, device: Device) -> dict[str, Any]:
+    """What removing ``device`` would make impossible, and the form that confirms it."""
     user = request.user
     lost = impact.lost_actions(
         user,  # type: ignore[arg-type]
@@ -316,12 +336,5 @@ def remove(request: HttpRequest, device_id: str) -> HttpResponse:
     )
     last = not any(row.persistent_id != device.persistent_id for row in list_devices(user))  # type: ignore[arg-type]
     form = RemoveForm(_posted(request), must_acknowledge=bool(lost) or last)
-    if request.method == "POST" and form.is_valid():
-        remove_device(device)
-        messages.success(request, _("Removed “%(name)s”.") % {"name": device.name})
-        if not has_confirmed_device(user):  # type: ignore[arg-type]
-            messages.warning(request, _(NONE_LEFT))
-        return HttpResponseRedirect(reverse("stepup:devices"))
     kind = kind_label(device_kind(device))
-    context = {"device": device, "kind": kind, "form": form, "lost": lost, "last": last}
-    return _render(request, "remove.html", context)
+    return {"device": device, "kind": kind, "form": form, "lost": lost, "last": last}
