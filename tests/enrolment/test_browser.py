@@ -34,15 +34,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _orm_beside_playwright() -> Iterator[None]:
-    """Playwright's sync API keeps an event loop in this thread; this module's ORM calls stay synchronous."""
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+def _orm_beside_playwright() -> None:
+    """Playwright's sync API keeps an event loop in the main thread for the rest of the session.
+
+    The ORM calls here (and in every later test that opens a new connection,
+    after ``live_server`` closed the shared one) are still synchronous, so
+    Django's async-safety check is switched off from here on, not restored.
+    """
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    yield
-    if before is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture
