@@ -11,9 +11,6 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-# The Chromium of the browser suite, for test_browser.py (skips, or fails in CI, without it).
-from tests.browser.conftest import browser, shot  # noqa: F401
-
 DEVICES = "/stepup/devices/"
 APP = "/stepup/devices/authenticator/"
 CODES = "/stepup/devices/backup-codes/"

@@ -1,7 +1,7 @@
 """A user of a fresh project (not the demo) in Chromium: enrol an authenticator app from the QR page,
 keep the backup codes, be refused a removal without a step-up, and remove a device after one.
 
-The project is this folder's URLconf (``tests.enrolment.urls``) with stepup's own templates, served by
+The project is the URLconf of ``tests/enrolment/`` (``tests.enrolment.urls``) with stepup's own templates, served by
 pytest-django's ``live_server`` in this process. The test reads the secret off the page and computes
 codes from it, as an authenticator app would.
 """
@@ -23,6 +23,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tests.browser.conftest import DESKTOP, PHONE, TIMEOUT_MS, Screenshots
+from tests.enrolment.conftest import _fresh_project  # noqa: F401  (autouse: the fresh project's settings)
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips (in CI: fails)
     from playwright.sync_api import expect
@@ -42,6 +43,11 @@ def _orm_beside_playwright() -> None:
     Django's async-safety check is switched off from here on, not restored.
     """
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("erin", "erin@example.com", "pw-erin-1")
 
 
 @pytest.fixture
