@@ -140,7 +140,8 @@ STEPUP = {
     "POLICY_FILES": [BASE_DIR / "fixtures" / "stepup" / "policies.yaml"],
     "DEFAULT_MAX_AGE": 300,
     "TRUSTED_PROXIES": [],
-    "ENROLL_URL": "demo:security",  # where step-up sends a user who has no second factor yet
+    # ENROLL_URL is left out: step-up sends a user with no second factor to stepup's own
+    # device pages ("stepup:devices"), which the demo uses as its Security page.
 }
 
 # The demo's REST API (/api/): session and token clients, guarded by the same policies.

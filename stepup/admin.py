@@ -31,8 +31,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import gettext
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject
@@ -44,7 +43,7 @@ from stepup.enforcement import enforce
 from stepup.forms import PolicyForm
 from stepup.i18n import unknown_language_message, unknown_languages
 from stepup.models import DecisionLog, Policy
-from stepup.policy.builtins import BUILTIN_POLICIES, POLICY_ADMIN_ACTION
+from stepup.policy.builtins import BUILTIN_POLICIES, DEFAULT_POLICIES, POLICY_ADMIN_ACTION
 from stepup.policy.engine import DEFAULT_POLICY_ID
 from stepup.policy.model import MATCH_KEYS, SPEC_FIELDS
 from stepup.state import state
@@ -389,7 +388,7 @@ class PolicyFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         ids = set(Policy.objects.values_list("policy_id", flat=True))
-        ids.update(spec.id for spec in BUILTIN_POLICIES)
+        ids.update(spec.id for spec in (*BUILTIN_POLICIES, *DEFAULT_POLICIES))
         ids.add(DEFAULT_POLICY_ID)
         return [(i, i) for i in sorted(ids)]
 

@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
 }
 """Every key ``settings.STEPUP`` may hold, with its default."""
 
+DEVICES_URL_NAME = "stepup:devices"
+"""``ENROLL_URL`` when the setting is absent and the project includes ``stepup.urls``."""
+
 
 class StepUpSettings:
     @property
@@ -84,8 +87,17 @@ class StepUpSettings:
 
     @property
     def ENROLL_URL(self) -> str | None:
-        value = self._get("ENROLL_URL")
-        return str(value) if value else None
+        """Where a user with no usable factor sets one up; unset: ``stepup:devices`` when included."""
+        if "ENROLL_URL" in self.raw:
+            value = self.raw["ENROLL_URL"]
+            return str(value) if value else None
+        from django.urls import NoReverseMatch, reverse
+
+        try:
+            reverse(DEVICES_URL_NAME)
+        except NoReverseMatch:
+            return None
+        return DEVICES_URL_NAME
 
     @property
     def ACR_VALUES(self) -> dict[str, str]:

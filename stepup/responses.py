@@ -304,7 +304,8 @@ _ENROLL_DETAIL = gettext_lazy(
 )
 
 
-def _enroll_url() -> str | None:
+def enroll_url() -> str | None:
+    """``STEPUP["ENROLL_URL"]`` as a URL (it may name a URL), or ``None``."""
     return resolve_url(conf.ENROLL_URL) if conf.ENROLL_URL else None
 
 
@@ -313,21 +314,22 @@ def _enroll_refusal(decision: Decision) -> ApiRefusal:
         "code": "stepup_enroll_required",
         "detail": str(_ENROLL_DETAIL),
         "factors": list(decision.factors),
-        "enroll_url": _enroll_url(),
+        "enroll_url": enroll_url(),
     }
     return ApiRefusal(403, body)
 
 
 def _enroll_page(http: HttpRequest, decision: Decision) -> HttpResponse:
-    enroll_url = _enroll_url()
+    url = enroll_url()
     response: HttpResponse
-    if enroll_url:
+    if url:
         message = gettext(
             "This action needs a second factor, and you have no device that can provide it. "
             "Set one up to continue."
         )
         messages.warning(http, message, fail_silently=True)
-        response = HttpResponseRedirect(enroll_url)
+        joiner = "&" if "?" in url else "?"
+        response = HttpResponseRedirect(f"{url}{joiner}{urlencode({'next': _local(http.get_full_path())})}")
     else:
         context = {
             "factors": list(decision.factors),

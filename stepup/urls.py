@@ -1,6 +1,7 @@
 from django.urls import path
 
 from stepup import api, views
+from stepup.enrolment import views as devices
 
 app_name = "stepup"
 
@@ -14,4 +15,10 @@ urlpatterns = [
     path("webauthn/register/", views.webauthn_register, name="webauthn-register"),
     path("webauthn/register/begin/", api.webauthn_register_begin, name="webauthn-register-begin"),
     path("webauthn/register/complete/", api.webauthn_register_complete, name="webauthn-register-complete"),
+    path("devices/", devices.devices, name="devices"),
+    path("devices/authenticator/", devices.authenticator, name="devices-authenticator"),
+    path("devices/backup-codes/", devices.backup_codes_view, name="devices-backup-codes"),
+    path("devices/email/", devices.email_view, name="devices-email"),
+    path("devices/<path:device_id>/rename/", devices.rename, name="devices-rename"),
+    path("devices/<path:device_id>/remove/", devices.remove, name="devices-remove"),
 ]

@@ -22,10 +22,10 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from stepup import outcome
-from stepup.conf import conf
 from stepup.devices import code_devices, device_kind, usable_devices
 from stepup.factors import webauthn
 from stepup.flows import verification as flow
+from stepup.responses import enroll_url
 from stepup.throttling import current_lockout
 
 View = Callable[..., HttpResponse]
@@ -98,7 +98,7 @@ def _form(
         "code_hint": flow.code_hint(choices),
         "error": error,
         "error_field": result.field if result is not None else None,
-        "enroll_url": conf.ENROLL_URL,
+        "enroll_url": enroll_url(),
         "cancel_url": outcome.cancel_url(request, target.challenge),
         "webauthn": any(device_kind(d) == "webauthn" for d in usable),
     }

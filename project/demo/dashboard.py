@@ -54,9 +54,9 @@ CARDS = (
     ),
     Card(
         "Security",
-        "demo:security",
+        "stepup:devices",
         "Authenticator app and backup codes.",
-        "security.devices",
+        "stepup.devices.*",
         "Once you have a second factor, adding or removing one needs a recent code. "
         "Step-up sends you here when you have none yet.",
     ),

@@ -49,17 +49,3 @@ class MembershipForm(forms.Form):
         queryset=Group.objects.filter(name__in=MANAGED_GROUPS), to_field_name="name"
     )
     op = forms.ChoiceField(choices=OPERATIONS)
-
-
-class TokenForm(forms.Form):
-    token = forms.CharField(
-        label="Code from your app",
-        min_length=6,
-        max_length=8,
-        widget=forms.TextInput(
-            attrs={"inputmode": "numeric", "autocomplete": "one-time-code", "pattern": "[0-9]*"}
-        ),
-    )
-
-    def clean_token(self) -> str:
-        return self.cleaned_data["token"].replace(" ", "")

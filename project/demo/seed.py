@@ -17,8 +17,10 @@ from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from project.demo.models import BillingProfile, Transfer
-from project.demo.security import AUTHENTICATOR_NAME, replace_backup_codes
 from project.demo.teams import MANAGED_GROUPS
+from stepup.enrolment import backup_codes as backup_code_sets
+
+AUTHENTICATOR_NAME = "Phone"
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def _seed_backup_codes(user: User, codes: list[str], using: str) -> None:
     """Restore the fixed codes only when some were used: replacing them voids step-up grants."""
     tokens = StaticToken.objects.using(using).filter(device__user=user)
     if sorted(tokens.values_list("token", flat=True)) != sorted(codes):
-        replace_backup_codes(user, codes, using=using)
+        backup_code_sets.replace(user, codes, using=using)
 
 
 def _seed_api_token(user: User, key: str, using: str) -> None:

@@ -14,9 +14,4 @@ urlpatterns = [
     path("reports/", views.reports_index, name="reports"),
     path("reports/invoices.csv", views.report, name="report"),
     path("team/", views.AccessView.as_view(), name="access"),
-    path("security/", views.security_page, name="security"),
-    path("security/totp/enroll/", views.totp_enroll, name="totp-enroll"),
-    path("security/totp/confirm/", views.totp_confirm, name="totp-confirm"),
-    path("security/backup-codes/", views.backup_codes, name="backup-codes"),
-    path("security/devices/remove/", views.device_remove, name="device-remove"),
 ]

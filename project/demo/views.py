@@ -1,10 +1,9 @@
-"""Acme Billing's pages. Thin: the flows live in ``security``, ``teams`` and ``reports``."""
+"""Acme Billing's pages. Thin: the flows live in ``teams`` and ``reports``; Security is stepup's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,21 +11,18 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.forms import ModelForm
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic import TemplateView
 
-from project.demo import dashboard, reports, security, teams, wording
-from project.demo.forms import BillingProfileForm, MembershipForm, TokenForm, TransferForm
+from project.demo import dashboard, reports, teams, wording
+from project.demo.forms import BillingProfileForm, MembershipForm, TransferForm
 from project.demo.models import BillingProfile, Transfer
-from stepup import StepUpRequiredMixin, enforce, require_stepup
+from stepup import StepUpRequiredMixin, require_stepup
+from stepup.enrolment.devices import has_confirmed_device
 
 RECENT_TRANSFERS = 20
-DEVICES_ACTION = "security.devices"
 NO_SECOND_FACTOR_WARNING = "You have no second factor now. Sensitive actions will ask you to set one up."
 
 
@@ -41,7 +37,7 @@ class AuthenticatedHttpRequest(HttpRequest):
 def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "cards": dashboard.cards_for(request.user.is_staff),
-        "has_second_factor": security.has_confirmed_device(request.user),
+        "has_second_factor": has_confirmed_device(request.user),
     }
     return render(request, "demo/home.html", context)
 
@@ -182,98 +178,3 @@ class AccessView(LoginRequiredMixin, AccessAdminRequiredMixin, StepUpRequiredMix
         else:
             messages.info(request, "Nothing to change.")
         return redirect("demo:access")
-
-
-# Security ------------------------------------------------------------------------------
-
-
-@login_required
-@require_GET
-def security_page(request: AuthenticatedHttpRequest) -> HttpResponse:
-    return _render_security(request, TokenForm())
-
-
-def _render_security(request: AuthenticatedHttpRequest, confirm_form: TokenForm) -> HttpResponse:
-    context = {
-        "devices": security.list_devices(request.user),
-        "pending": security.pending_enrollment(request.user),
-        "confirm_form": confirm_form,
-        "next": _next_url(request),
-    }
-    return render(request, "demo/security.html", context)
-
-
-def _next_url(request: HttpRequest) -> str:
-    """Where to go once enrolled (stepup sends users here with ``next``), when it is safe."""
-    url = request.POST.get("next") or request.GET.get("next") or ""
-    safe = url_has_allowed_host_and_scheme(
-        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return url if safe else ""
-
-
-def _security_url(request: HttpRequest, fragment: str = "") -> str:
-    next_url = _next_url(request)
-    query = f"?{urlencode({'next': next_url})}" if next_url else ""
-    return f"{reverse('demo:security')}{query}{fragment}"
-
-
-def _guard_devices(request: AuthenticatedHttpRequest, operation: str, **attrs: str) -> None:
-    """Changing second factors needs step-up once the user has one.
-
-    Otherwise a stolen session could enroll the thief's own phone and then pass
-    every other step-up. A user with no factor yet can't step up: nothing to guard.
-    ``enforce`` raises; stepup's middleware turns that into the challenge.
-    """
-    if security.has_confirmed_device(request.user):
-        enforce(request, DEVICES_ACTION, {"operation": operation, **attrs})
-
-
-@login_required
-@require_POST
-def totp_enroll(request: AuthenticatedHttpRequest) -> HttpResponse:
-    _guard_devices(request, "add an authenticator app")
-    security.start_totp_enrollment(request.user)
-    return redirect(_security_url(request, "#enroll"))
-
-
-@login_required
-@require_POST
-def totp_confirm(request: AuthenticatedHttpRequest) -> HttpResponse:
-    # Confirming makes a device a second factor: guarded like starting one, or a session
-    # thief could finish an enrollment the user abandoned (the page shows its secret).
-    _guard_devices(request, "add an authenticator app")
-    if security.pending_device(request.user) is None:
-        messages.error(request, "There is no authenticator waiting to be confirmed. Start again.")
-        return redirect(_security_url(request))
-    form = TokenForm(request.POST)
-    if not form.is_valid():
-        return _render_security(request, form)
-    if not security.confirm_totp_enrollment(request.user, form.cleaned_data["token"]):
-        form.add_error("token", "That code did not match. Enter the newest code your app shows.")
-        return _render_security(request, form)
-    messages.success(request, "Your authenticator app is set up.")
-    return redirect(_next_url(request) or _security_url(request))
-
-
-@login_required
-@require_POST
-@never_cache
-def backup_codes(request: AuthenticatedHttpRequest) -> HttpResponse:
-    _guard_devices(request, "make new backup codes")
-    codes = security.replace_backup_codes(request.user)
-    return render(request, "demo/backup_codes.html", {"codes": codes})
-
-
-@login_required
-@require_POST
-def device_remove(request: AuthenticatedHttpRequest) -> HttpResponse:
-    device = security.find_own_device(request.user, request.POST.get("device", ""))
-    if device is None:
-        raise Http404("No such device.")
-    _guard_devices(request, "remove a second factor", device=device.name)
-    device.delete()
-    messages.success(request, f"Removed {device.name}.")
-    if not security.has_confirmed_device(request.user):
-        messages.warning(request, NO_SECOND_FACTOR_WARNING)
-    return redirect("demo:security")

@@ -452,16 +452,19 @@ def compile_policies(
 ) -> PolicySet:
     """Compile validated specs into a :class:`PolicySet`.
 
-    The built-in policies (:mod:`stepup.policy.builtins`) are always added
-    unless ``builtins=False``; a spec that reuses a built-in id is dropped.
+    Unless ``builtins=False``, the built-in policies and the default policies
+    the specs don't replace (:mod:`stepup.policy.builtins`) are added; a spec
+    that reuses one of their ids is dropped.
     """
-    from stepup.policy.builtins import BUILTIN_POLICIES
+    from stepup.policy.builtins import BUILTIN_POLICIES, DEFAULT_POLICIES, replaced_defaults
 
     if not builtins:
         return PolicySet(specs, default_max_age=default_max_age, version=version)
-    reserved = {b.id for b in BUILTIN_POLICIES}
+    reserved = {b.id for b in (*BUILTIN_POLICIES, *DEFAULT_POLICIES)}
     kept = [s for s in specs if s.id not in reserved]
-    return PolicySet([*kept, *BUILTIN_POLICIES], default_max_age=default_max_age, version=version)
+    replaced = replaced_defaults(kept)
+    defaults = [d for d in DEFAULT_POLICIES if d.id not in replaced]
+    return PolicySet([*kept, *BUILTIN_POLICIES, *defaults], default_max_age=default_max_age, version=version)
 
 
 def input_from_dict(data: Mapping[str, Any]) -> Input:

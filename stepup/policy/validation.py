@@ -261,12 +261,16 @@ def _test(ctx: Context, path: FieldPath, value: object) -> tuple[PolicyTest | No
 
 
 def _check_refs(ctx: Context, refs: Sequence[_PolicyRef], known: Collection[str]) -> None:
+    """``expect.policies`` may name the files' policies and stepup's own (built-in and default)."""
+    from stepup.policy.builtins import BUILTIN_POLICIES, DEFAULT_POLICIES
+
+    ours = {spec.id for spec in (*BUILTIN_POLICIES, *DEFAULT_POLICIES)}
     for policy_id, path in refs:
-        if policy_id not in known:
+        if policy_id not in known and policy_id not in ours:
             ctx.error(
                 path,
                 f"no policy has id {policy_id!r}{suggest(policy_id, known)}; "
-                "expect.policies names ids of policies in the loaded files",
+                "expect.policies names ids of policies in the loaded files or of stepup's own",
             )
 
 

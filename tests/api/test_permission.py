@@ -210,7 +210,7 @@ def test_no_usable_device_is_403_enroll_required(
 ) -> None:
     from django_otp.plugins.otp_email.models import EmailDevice
 
-    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "demo:security"}
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "stepup:devices"}
     EmailDevice.objects.create(user=user, name="Mail", confirmed=True, email="e@example.com")
     response = session_api.post(GUARDED, {}, format="json")
     assert response.status_code == 403
@@ -218,7 +218,7 @@ def test_no_usable_device_is_403_enroll_required(
         "code": "stepup_enroll_required",
         "detail": "This action needs a second factor, and you have no device that can provide it.",
         "factors": ["totp", "webauthn"],
-        "enroll_url": "/security/",
+        "enroll_url": "/stepup/devices/",
     }
     assert PendingChallenge.objects.count() == 0
     assert urls.CALLS == []

@@ -36,11 +36,12 @@ def test_only_an_email_device_means_enrol_not_verify(
     client: Client, user: Any, email_device: Any, billing: Any, settings: Any
 ) -> None:
     client.force_login(user)
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": None}
     page = client.post("/billing/edit/", {})
     assert page.status_code == 403  # the enrol page, not a verify form with nothing to choose
     assert b"Set up a second factor" in page.content
-    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "demo:security"}
-    assert client.post("/billing/edit/", {})["Location"] == "/security/"
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "stepup:devices"}
+    assert client.post("/billing/edit/", {})["Location"] == "/stepup/devices/?next=%2Fbilling%2Fedit%2F"
     api = APIClient()
     api.force_login(user)
     assert api.patch("/api/billing/", {}, format="json").json()["code"] == "stepup_enroll_required"

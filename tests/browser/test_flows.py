@@ -194,20 +194,21 @@ def test_totp_enrollment_from_the_qr_page(page: Page, demo: DemoServer, shot: Sc
     expect(page.get_by_role("heading", name="Set up a second factor")).to_be_visible()
     shot(page, "home asks dave to set up a second factor")
 
-    # A protected change without any device sends dave to enroll (STEPUP["ENROLL_URL"]).
+    # A protected change without any device sends dave to enroll (stepup's device pages).
     page.goto("/billing/edit/")
     page.get_by_label("Company name").fill("Dave's Diner")
     page.get_by_role("button", name="Save details").click()
-    expect(page).to_have_url(re.compile(r"/security/$"))
+    expect(page).to_have_url(re.compile(r"/stepup/devices/\?next=%2Fbilling%2Fedit%2F$"))
     expect(page.get_by_role("status")).to_contain_text("you have no device that can provide it")
-    page.get_by_role("button", name="Set up an authenticator app").click()
+    page.get_by_role("link", name=re.compile("Authenticator app")).click()
+    page.get_by_role("button", name="Show the QR code").click()
 
-    figure = page.locator("figure.qr")
+    figure = page.locator("figure.stepup-qr")
     expect(figure.locator("svg")).to_be_visible()
     page.set_viewport_size(PHONE)
     shot(page, "qr code and secret on a phone")
     page.set_viewport_size({"width": 1280, "height": 800})
-    secret = figure.locator("code.secret").inner_text()
+    secret = figure.locator("code.stepup-secret").inner_text()
     assert re.fullmatch(r"[A-Z2-7]{4}( [A-Z2-7]{1,4})+", secret), secret
     key = base64.b32decode(secret.replace(" ", "") + "=" * (-len(secret.replace(" ", "")) % 8))
     assert len(key) == 20
@@ -225,8 +226,12 @@ def test_totp_enrollment_from_the_qr_page(page: Page, demo: DemoServer, shot: Sc
     page.wait_for_timeout(1100)
     page.get_by_label("Code from your app").fill(f"{TOTP(key).token():06d}")
     page.get_by_role("button", name="Confirm").click()
-    expect(page.get_by_role("status")).to_contain_text("Your authenticator app is set up.")
-    shot(page, "enrolled and sent back")
+    # The first factor comes with backup codes, shown once; then back to the billing form.
+    expect(page.get_by_text("Your authenticator app is set up.")).to_be_visible()
+    expect(page.locator("[data-stepup-codes] code")).to_have_count(10)
+    shot(page, "enrolled with backup codes")
+    page.get_by_role("link", name="I have saved them").click()
+    expect(page).to_have_url(re.compile(r"/billing/edit/$"))
 
     # The new device now guards dave's billing change like anyone else's.
     page.goto("/billing/edit/")

@@ -30,7 +30,7 @@ PAGES = [
     ("transfers", "/transfers/"),
     ("reports", "/reports/"),
     ("team access", "/team/"),
-    ("security", "/security/"),
+    ("security", "/stepup/devices/"),
 ]
 
 # What a page must not have: a control nobody can name, content wider than the window.

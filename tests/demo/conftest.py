@@ -7,10 +7,10 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from project.demo.security import current_totp_code
 from project.demo.teams import MANAGED_GROUPS
 from stepup import store
 from stepup.conf import conf
+from stepup.enrolment.totp import current_code as current_totp_code
 from stepup.sync import load, sync
 
 

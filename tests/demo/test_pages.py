@@ -14,7 +14,7 @@ PAGES = [
     "demo:transfer",
     "demo:reports",
     "demo:access",
-    "demo:security",
+    "stepup:devices",
 ]
 
 

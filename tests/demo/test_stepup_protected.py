@@ -102,10 +102,10 @@ def test_end_to_end_a_code_lets_the_update_through(logged_in, user, totp_device,
 
 
 def test_a_user_without_a_device_is_sent_to_enroll(client, make_user, settings):
-    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "demo:security"}
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "stepup:devices"}
     client.force_login(make_user("newbie"))
     response = client.post(reverse("demo:billing-update"), BILLING, follow=True)
-    assert response.redirect_chain[-1][0].startswith(reverse("demo:security"))
+    assert response.redirect_chain[-1][0].startswith(reverse("stepup:devices"))
     assert not BillingProfile.objects.exists()
 
 

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 
 from project.demo import reports
 from project.demo.forms import TransferForm
-from project.demo.security import format_secret
 from project.demo.validators import validate_account
+from stepup.enrolment.totp import format_secret
 
 
 @pytest.mark.parametrize(

@@ -251,17 +251,24 @@ def test_no_device_redirects_to_enroll_url(client, user, billing_policy, setting
     client.force_login(user)
     response = client.post("/billing/")
     assert response.status_code == 302
-    assert response["Location"] == "/enroll/"
+    assert response["Location"] == "/enroll/?next=%2Fbilling%2F"
     assert "no-store" in response["Cache-Control"]
+
+
+def test_enroll_url_defaults_to_the_devices_page_when_included(client, user, billing_policy, settings):
+    settings.STEPUP = {k: v for k, v in settings.STEPUP.items() if k != "ENROLL_URL"}
+    client.force_login(user)
+    assert client.post("/billing/")["Location"] == "/stepup/devices/?next=%2Fbilling%2F"
 
 
 def test_enroll_url_may_be_a_url_name(client, user, billing_policy, settings):
     settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": "plain"}
     client.force_login(user)
-    assert client.post("/billing/")["Location"] == "/plain/"
+    assert client.post("/billing/")["Location"] == "/plain/?next=%2Fbilling%2F"
 
 
-def test_no_device_without_enroll_url_is_a_403_page(client, user, billing_policy):
+def test_no_device_without_enroll_url_is_a_403_page(client, user, billing_policy, settings):
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": None}  # unset, it is stepup:devices
     client.force_login(user)
     response = client.post("/billing/")
     assert response.status_code == 403
@@ -272,7 +279,7 @@ def test_no_device_without_enroll_url_is_a_403_page(client, user, billing_policy
 
 def test_wrong_kind_of_device_counts_as_none(client, user, backup, billing_policy):
     client.force_login(user)  # backup codes only; the policy wants totp or webauthn
-    assert client.post("/billing/").status_code == 403
+    assert client.post("/billing/")["Location"] == "/stepup/devices/?next=%2Fbilling%2F"
 
 
 def test_no_device_api_is_json_403(client, user, billing_policy):

@@ -476,13 +476,13 @@ def test_a_stolen_session_cannot_activate_an_abandoned_enrollment(
 ) -> None:
     """An enrollment the user started and never finished is a second factor in waiting.
 
-    The Security page shows its secret; confirming it must need the same step-up as
+    The enrol page showed its secret; confirming it must need the same step-up as
     starting one, or a session thief turns it into a factor of their own.
     """
     abandoned = TOTPDevice.objects.create(user=user, name="Phone", confirmed=False)
-    page = attacker.get("/security/")
+    page = attacker.get("/stepup/devices/")
     assert page.status_code == 200
-    response = attacker.post("/security/totp/confirm/", {"token": code(abandoned)})
+    response = attacker.post("/stepup/devices/authenticator/", {"step": "confirm", "token": code(abandoned)})
     assert challenged(response)
     abandoned.refresh_from_db()
     assert not abandoned.confirmed
@@ -491,9 +491,10 @@ def test_a_stolen_session_cannot_activate_an_abandoned_enrollment(
 def test_control_a_first_enrollment_needs_no_second_factor(client: Client, user: Any) -> None:
     """A user with no factor at all can't step up: enrolling the first one is not guarded (by design)."""
     client.force_login(user)
-    assert client.post("/security/totp/enroll/").status_code == 302
+    assert client.post("/stepup/devices/authenticator/", {"step": "start"}).status_code == 302
     pending = TOTPDevice.objects.get(user=user, confirmed=False)
-    assert client.post("/security/totp/confirm/", {"token": code(pending)}).status_code == 302
+    data = {"step": "confirm", "token": code(pending)}
+    assert client.post("/stepup/devices/authenticator/", data).status_code == 200  # with backup codes
     pending.refresh_from_db()
     assert pending.confirmed
 

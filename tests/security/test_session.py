@@ -179,7 +179,7 @@ def test_grants_do_not_survive_removing_a_device(
     assert not billing_written()
 
 
-def test_removing_a_device_through_the_demo_voids_the_verification_it_needed(
+def test_removing_a_device_on_the_devices_page_voids_the_verification_it_needed(
     attacker: Client,
     user: Any,
     totp: TOTPDevice,
@@ -188,7 +188,7 @@ def test_removing_a_device_through_the_demo_voids_the_verification_it_needed(
 ) -> None:
     with stepup_verified(attacker, user):
         with django_capture_on_commit_callbacks(execute=True):
-            response = attacker.post("/security/devices/remove/", {"device": backup.persistent_id})
+            response = attacker.post(f"/stepup/devices/{backup.persistent_id}/remove/")
         assert response.status_code == 302 and not StaticDevice.objects.exists()
         assert challenged(attacker.post(BILLING_EDIT, BILLING))
     assert not billing_written()
@@ -331,9 +331,10 @@ def test_the_login_redirect_carries_no_off_site_next(
     "raw_path", ["//evil.example/x", "/\t/evil.example/x", "/\\evil.example/x", "/\r/evil.example"]
 )
 def test_the_enroll_page_links_back_only_on_site(
-    client: Client, user: Any, policy: Any, raw_path: str
+    client: Client, user: Any, policy: Any, raw_path: str, settings: Any
 ) -> None:
     """A user without a second factor gets a page with a "try again" link to the refused path."""
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": None}  # the page, not stepup:devices
     policy("catch-all", urls=["catch-all"])
     client.force_login(user)  # no device
     response = client.get("/", PATH_INFO=raw_path)
@@ -466,8 +467,12 @@ def test_step_up_refusals_of_the_demo_api_are_uncached(user: Any, totp: TOTPDevi
     assert_hardened(refused, page=False)
 
 
-def test_the_enroll_page_is_uncached(client: Client, user: Any) -> None:
+def test_the_enroll_page_is_uncached(client: Client, user: Any, settings: Any) -> None:
     client.force_login(user)  # no device
+    response = client.post(BILLING_EDIT, BILLING)
+    assert response.status_code == 302 and response["Location"].startswith("/stepup/devices/?next=")
+    assert_hardened(response, page=False)
+    settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": None}
     response = client.post(BILLING_EDIT, BILLING)
     assert response.status_code == 403
     assert_hardened(response, page=False)
@@ -637,12 +642,16 @@ def test_a_forged_host_header_does_not_make_another_site_local(
     "next_url", ["//evil.example/", "/\\evil.example/", "https://evil.example/", "/\t/evil.example"]
 )
 def test_the_enrollment_flow_returns_only_on_site(client: Client, user: Any, next_url: str) -> None:
-    """Where step-up sends a user without a device (``ENROLL_URL``) and back (the demo's ``next``)."""
+    """Where step-up sends a user without a device (``ENROLL_URL``) and back (the devices page's ``next``)."""
     client.force_login(user)
-    client.post("/security/totp/enroll/", {"next": next_url})
+    client.post("/stepup/devices/authenticator/", {"step": "start", "next": next_url})
     pending = TOTPDevice.objects.get(user=user, confirmed=False)
-    response = client.post("/security/totp/confirm/", {"token": code(pending), "next": next_url})
-    assert response.status_code == 302 and is_local(response["Location"])
+    response = client.post(
+        "/stepup/devices/authenticator/", {"step": "confirm", "token": code(pending), "next": next_url}
+    )
+    assert response.status_code == 200 and pending.user.staticdevice_set.exists()  # first: backup codes
+    assert "evil.example" not in response.content.decode()  # "I have saved them" stays on site
+    assert "evil.example" not in client.get("/stepup/devices/", {"next": next_url}).content.decode()
 
 
 def test_a_stolen_session_cannot_erase_the_decision_log_or_policy_history(

@@ -179,6 +179,7 @@ class Command(BaseCommand):
         for warning in unknown_actions(policy_file):
             self.stderr.write(f"warning: {warning}")
         self.warn_about_routes(policy_set, collect_routes(policy_set))
+        self.report_defaults(policy_file)
         self.say(
             f"OK: {_count(len(policy_file.policies), 'policy')} and "
             f"{_count(len(policy_file.tests), 'test')} in {', '.join(policy_file.sources)}."
@@ -276,6 +277,19 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Deleted {count} decision-log entries {when}.")
             self.stdout.write(f"Deleted {expired} expired grants and challenges.")
+
+    def report_defaults(self, policy_file: PolicyFile) -> None:
+        """Which of stepup's default policies the files replace (all of them with ``-v 2``)."""
+        from stepup.policy.builtins import DEFAULT_POLICIES, replaced_defaults
+
+        replaced = replaced_defaults(policy_file.policies)
+        for default in DEFAULT_POLICIES:
+            actions = ", ".join(default.actions)
+            if default.id in replaced:
+                by = ", ".join(replaced[default.id])
+                self.say(f"Default policy {default.id} ({actions}) is replaced by your policy {by}.")
+            else:
+                self.say(f"Default policy {default.id} ({actions}) is in force.", level=2)
 
     def warn_about_routes(self, policy_set: PolicySet, routes: Sequence[Route]) -> None:
         """Warn about views that URL policies cover unevenly, and about methods policies leave out."""

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from project.demo.security import current_totp_code
 from project.demo.seed import uses_allauth
+from stepup.enrolment.totp import current_code
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             self.stdout.write(self._allauth_code(user, options["database"], options["offset"]))
             return
         device = self._device(user, options["database"])
-        self.stdout.write(current_totp_code(device, offset=options["offset"]))
+        self.stdout.write(current_code(device, offset=options["offset"]))
 
     def _user(self, username: str, using: str) -> Any:
         users = get_user_model()._default_manager.db_manager(using)
