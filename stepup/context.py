@@ -211,14 +211,20 @@ def user_roles(user: AnyUser) -> frozenset[str]:
     """Group names plus ``authenticated``, ``staff`` and ``superuser`` from the user's flags."""
     if not user.is_authenticated:
         return frozenset()
+    groups = getattr(user, "groups", None)
+    names = groups.values_list("name", flat=True) if groups is not None else ()
+    return flag_roles(user) | frozenset(names)
+
+
+def flag_roles(user: AnyUser) -> frozenset[str]:
+    """The roles read from the user's flags alone (no query): ``authenticated``, ``staff``, ``superuser``."""
+    if not user.is_authenticated:
+        return frozenset()
     roles = {"authenticated"}
     if getattr(user, "is_staff", False):
         roles.add("staff")
     if getattr(user, "is_superuser", False):
         roles.add("superuser")
-    groups = getattr(user, "groups", None)
-    if groups is not None:
-        roles.update(groups.values_list("name", flat=True))
     return frozenset(roles)
 
 

@@ -35,7 +35,7 @@ from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch
 
-from stepup import binding, grants, signals, store
+from stepup import allowed_log, binding, grants, signals, store
 from stepup.audit import decision_facts, record_event
 from stepup.conf import conf
 from stepup.context import SAFE_METHODS, RequestContext, get_context, match_name, resolver_match
@@ -305,7 +305,7 @@ def _enforce(context: RequestContext, check: _Check) -> Decision:
     if decision.shadow:
         _record(context, check, "shadow", decision)
     if decision.outcome == ALLOW:
-        if context.authenticated:
+        if context.authenticated and allowed_log.sampled():
             _record(context, check, "allowed", decision, spent, facts=True)
         _allowed(context, check, decision)
         return decision
@@ -384,8 +384,15 @@ def _record(
     *,
     facts: bool = False,
 ) -> None:
-    """Log one event; with ``facts``, a decision row with the facts ``plan --replay`` needs."""
-    found = decision_facts(context, check.url, check.digest, spent) if facts else {}
+    """Log one event; with ``facts``, a decision row with the facts ``plan --replay`` needs.
+
+    An allowed row is written after the response, and its group names then
+    (:mod:`stepup.allowed_log`): no query is made for it while the request waits.
+    """
+    allowed = event == "allowed"
+    found = decision_facts(context, check.url, check.digest, spent, groups_later=allowed) if facts else {}
+    if allowed and conf.DECISION_LOG_ALLOWED < 1.0:
+        found["facts"]["sample_rate"] = conf.DECISION_LOG_ALLOWED
     record_event(
         check.client,
         event,

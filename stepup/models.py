@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models, router, transaction
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from stepup.policy.model import DECISIONS, MATCH_KEYS, MODES, PolicySpec
@@ -170,7 +171,8 @@ class DecisionLog(models.Model):
         ("allowed", "allowed"),
     ]
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    """When the event happened: an allowed row written in a later batch keeps its decision's time."""
     event = models.CharField(max_length=16, choices=EVENTS, db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
