@@ -138,7 +138,9 @@ def _user_of(request: Any, user: Any) -> Any:
 
 
 def _session_subject(request: Any) -> str | None:
-    subject = _state(request).get("subject")
+    session = getattr(request, "session", None)
+    found = session.get(SESSION_KEY) if session is not None else None
+    subject = found.get("subject") if isinstance(found, dict) else None
     return subject if isinstance(subject, str) and subject.startswith(_SESSION_PREFIX) else None
 
 
@@ -252,6 +254,8 @@ class _Loaded:
     user_id: Any
     auth: str
     rows: tuple[_Row, ...]
+    password: str | None  # the password hash ``auth`` was worked out from, when only it counts
+    one_shot: bool  # any single-request grant among the rows (expired since, perhaps)
 
 
 def _invalidate(request: Any) -> None:
@@ -265,13 +269,32 @@ def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
     found = subject(request, user)
     if found is None:
         return ()
-    auth = _auth_digest(user)
     cached = state(request).grants
-    if cached is not None and cached.subject == found and cached.user_id == user.pk and cached.auth == auth:
+    if (
+        cached is not None
+        and cached.subject == found
+        and cached.user_id == user.pk
+        and _same_auth(cached, user)
+    ):
         return cached.rows
+    auth = _auth_digest(user)
     rows = tuple(_Row(*row) for row in valid_grants(found, user.pk, auth, now()))
-    state(request).grants = _Loaded(found, user.pk, auth, rows)
+    password = user.password if _auth_is_the_password(user) else None
+    state(request).grants = _Loaded(found, user.pk, auth, rows, password, any(r.digest for r in rows))
     return rows
+
+
+def _auth_is_the_password(user: AbstractBaseUser) -> bool:
+    """Whether the session auth hash depends on the password hash alone (Django's own)."""
+    own = user.__class__.get_session_auth_hash is AbstractBaseUser.get_session_auth_hash
+    return own and isinstance(getattr(user, "password", None), str)
+
+
+def _same_auth(cached: _Loaded, user: AbstractBaseUser) -> bool:
+    """Whether the grants were read under the user's current password (an HMAC only when it must)."""
+    if cached.password is not None and _auth_is_the_password(user):
+        return cached.password == user.password
+    return cached.auth == _auth_digest(user)
 
 
 def valid_grants(subject: str, user_id: Any, auth: str, at: float) -> list[tuple[Any, ...]]:
@@ -355,6 +378,19 @@ def verification_ages(request: Any, user: AbstractBaseUser) -> dict[str, float]:
             age = max(0.0, t - row.verified_at)
             ages[row.kind] = min(age, ages.get(row.kind, age))
     return ages
+
+
+def holds_one_shot(request: Any, user: AbstractBaseUser) -> bool:
+    """Whether the subject may hold an unused single-request grant (``False``: surely not)."""
+    loaded = state(request).grants
+    if loaded is not None and loaded.user_id == user.pk and not loaded.one_shot:
+        # What was read for this user holds none. Answering "none" without checking that the
+        # subject is still the one read can only refuse more, never allow more.
+        return False
+    if not _load(request, user):
+        return False
+    loaded = state(request).grants
+    return loaded is None or loaded.one_shot
 
 
 def one_shot_kinds(request: Any, user: AbstractBaseUser, digest: str) -> frozenset[str]:

@@ -98,3 +98,24 @@ def test_one_query_per_request_and_none_once_loaded(
         first = grants.verification_ages(request, user)
         again = grants.verification_ages(request, user)
     assert set(first) == set(again) == {"totp"}
+
+
+def test_a_password_changed_within_the_request_voids_the_grants_read(rf_request: Any, user: Any) -> None:
+    request = rf_request("get", "/billing/")
+    grants.record_verification(request, user, "totp")
+    assert set(grants.verification_ages(request, user)) == {"totp"}
+    user.set_password("a-new-password-2")
+    assert grants.verification_ages(request, user) == {}
+
+
+def test_no_single_request_grant_read_means_none_without_another_read(
+    rf_request: Any, user: Any, django_assert_num_queries: Any
+) -> None:
+    request = rf_request("get", "/billing/")
+    grants.record_verification(request, user, "totp")
+    grants.verification_ages(request, user)
+    with django_assert_num_queries(0):
+        assert grants.holds_one_shot(request, user) is False
+    grants.record_verification(request, user, "static", one_shot_digest="d" * 64)
+    assert grants.holds_one_shot(request, user) is True
+    assert grants.one_shot_kinds(request, user, "d" * 64) == {"static"}
