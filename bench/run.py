@@ -274,6 +274,21 @@ def section_c(quick: bool, postgres_url: str | None, summary: list[str]) -> list
                 f"{_verdict(total < TARGET_SYNC_1000_S)} ({row.create_s:.2f} s sync + {yaml_1000:.2f} s "
                 "reading the YAML file)"
             )
+    for row in rows:
+        if row.size == 10_000 and row.database == "sqlite":
+            summary.append(
+                f"10,000 policies: validate < {TARGET_VALIDATE_10000_S:g} s (SQLite): "
+                f"{_verdict(row.validate_cli_s < TARGET_VALIDATE_10000_S)} ({row.validate_cli_s:.2f} s)"
+            )
+            summary.append(
+                f"10,000 policies: sync < {TARGET_SYNC_10000_S:g} s (SQLite): "
+                f"{_verdict(row.sync_cli_s < TARGET_SYNC_10000_S)} ({row.sync_cli_s:.2f} s)"
+            )
+        if row.size == max(sizes):
+            summary.append(
+                f"    {row.database}, {row.size:,} policies: a policy change costs a process "
+                f"{row.recompile_one_s * 1000:.0f} ms (compiling all: {row.recompile_full_s * 1000:.0f} ms)"
+            )
     out = syncing.report(rows, loads)
     if not postgres_url:
         out.append("    PostgreSQL: skipped (set STEPUP_BENCH_DATABASE_URL or STEPUP_TEST_DATABASE_URL)")
