@@ -29,7 +29,7 @@ import getpass
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,7 +165,7 @@ _LOG_LEVELS = {"allowed": logging.DEBUG, "locked": logging.WARNING}
 def decision_facts(
     context: RequestContext,
     url: str | None,
-    digest: str,
+    digest: str | Callable[[], str],
     spent: Iterable[str] = (),
     *,
     groups_later: bool = False,
@@ -177,7 +177,8 @@ def decision_facts(
 
     :param url: the URL name the decision included (``None`` when its URL
         policies were enforced earlier in the request).
-    :param digest: the request digest single-request grants are bound to.
+    :param digest: the request digest single-request grants are bound to (or a
+        function giving it, called only when the subject holds such grants).
     :param spent: factor kinds of the single-request grants the decision used
         up (no longer readable from the grants).
     :param groups_later: when the decision did not load the roles, give the
@@ -255,7 +256,8 @@ def record_event(
     policy_ids = list(policies if policies is not None else (decision.policies if decision else ()))
     if decision is not None and event == "shadow":
         policy_ids = list(decision.shadow)
-    ip = client_ip(http)
+    context = state(http).context
+    ip = context.origin if context is not None and context.request is http else client_ip(http)
     row = DecisionLog(
         event=event,
         user=user if authenticated else None,
@@ -320,10 +322,13 @@ def _save(row: Any, request: HttpRequest) -> None:
     from stepup.models import DecisionLog
 
     alias = router.db_for_write(DecisionLog)
-    deferred = state(request).deferred_rows
-    if deferred is None or not connections[alias].in_atomic_block:
+    if not connections[alias].in_atomic_block or not getattr(request, DEFER_ATTR, False):
         _write(row, alias)
         return
+    pending = state(request)
+    if pending.deferred_rows is None:
+        pending.deferred_rows = []
+    deferred = pending.deferred_rows
     deferred.append(row)
 
     def committed() -> None:
@@ -348,13 +353,21 @@ def _write(row: Any, alias: str) -> None:
         logger.exception("could not store the stepup %s event", row.event)
 
 
+DEFER_ATTR = "_stepup_defers_rows"
+"""Set on a request the middleware wraps: rows written in its transaction wait (see :func:`_save`)."""
+
+
 def defer_rows(request: HttpRequest) -> None:
-    """Keep this request's rows written inside a transaction until it is over (see :func:`_save`)."""
-    state(request).deferred_rows = []
+    """Keep this request's rows written inside a transaction until it is over (see :func:`_save`).
+
+    Only a flag: nothing is allocated for the many requests that write no row.
+    """
+    setattr(request, DEFER_ATTR, True)
 
 
 def write_deferred_rows(request: HttpRequest) -> None:
     """Write the rows whose transaction rolled back (the middleware calls this after the view)."""
+    setattr(request, DEFER_ATTR, False)  # a row after this point is written as it comes
     pending = state(request)
     deferred = pending.deferred_rows or []
     pending.deferred_rows = None

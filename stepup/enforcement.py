@@ -413,7 +413,7 @@ def _record(
     (:mod:`stepup.allowed_log`): no query is made for it while the request waits.
     """
     allowed = event == "allowed"
-    found = decision_facts(context, check.url, check.digest(), spent, groups_later=allowed) if facts else {}
+    found = decision_facts(context, check.url, check.digest, spent, groups_later=allowed) if facts else {}
     if allowed and conf.DECISION_LOG_ALLOWED < 1.0:
         found["facts"]["sample_rate"] = conf.DECISION_LOG_ALLOWED
     record_event(
