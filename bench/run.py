@@ -274,15 +274,18 @@ def section_c(quick: bool, postgres_url: str | None, summary: list[str]) -> list
                 f"{_verdict(total < TARGET_SYNC_1000_S)} ({row.create_s:.2f} s sync + {yaml_1000:.2f} s "
                 "reading the YAML file)"
             )
+    yaml_s = {n: yaml for n, yaml, _ in loads}
     for row in rows:
         if row.size == 10_000 and row.database == "sqlite":
             summary.append(
                 f"10,000 policies: validate < {TARGET_VALIDATE_10000_S:g} s (SQLite): "
                 f"{_verdict(row.validate_cli_s < TARGET_VALIDATE_10000_S)} ({row.validate_cli_s:.2f} s)"
             )
+            total = row.create_s + yaml_s[10_000]
             summary.append(
                 f"10,000 policies: sync < {TARGET_SYNC_10000_S:g} s (SQLite): "
-                f"{_verdict(row.sync_cli_s < TARGET_SYNC_10000_S)} ({row.sync_cli_s:.2f} s)"
+                f"{_verdict(total < TARGET_SYNC_10000_S)} ({row.create_s:.2f} s sync + "
+                f"{yaml_s[10_000]:.2f} s reading the YAML file)"
             )
         if row.size == max(sizes):
             summary.append(
