@@ -184,6 +184,8 @@ def run(label: str, *, quick: bool = False, redis_url: str | None = None) -> Sta
     if redis_url:
         result.redis = _with_redis(redis_url, _calls(with_client, without_client, protected=False), requests)
         result.redis_get_us = redis_round_trip_us(redis_url)
+    for client in (with_client, without_client):
+        client.stepup_verified.__exit__(None, None, None)  # now, not when the interpreter shuts down
     return result
 
 

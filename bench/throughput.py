@@ -84,7 +84,11 @@ def _signed_in_cookie() -> str:
 
     user = stack.setup()
     client = stack.signed_in(Client(), user)
+    _signed_in.append(client)  # its grant stays until the end (see stack.signed_in)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+_signed_in: list[Any] = []
 
 
 def run(*, quick: bool, redis_url: str | None) -> dict[str, Any]:
@@ -163,6 +167,8 @@ def main(argv: list[str]) -> None:
     call_command("migrate", verbosity=0)
     redis_url = argv[argv.index("--redis") + 1] if "--redis" in argv else None
     result = run(quick="--quick" in argv, redis_url=redis_url)
+    for client in _signed_in:
+        client.stepup_verified.__exit__(None, None, None)
     from django.db import connections
 
     connections.close_all()
