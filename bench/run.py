@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -38,6 +39,11 @@ TARGET_DECISION_US = 5.0
 TARGET_RATIO = 10.0
 TARGET_OVERHEAD = 0.03
 TARGET_SYNC_1000_S = 5.0
+TARGET_PROTECTED_RATIO = 1.15
+TARGET_DECIDE_RATIO = 3.0
+TARGET_THROUGHPUT = 0.85
+TARGET_VALIDATE_10000_S = 4.0
+TARGET_SYNC_10000_S = 10.0
 
 
 def _env(*names: str) -> str | None:
@@ -116,34 +122,115 @@ def setup_django(database_url: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def section_b(quick: bool, redis_url: str | None, database: str, summary: list[str]) -> list[str]:
+def _child(module: str, database_url: str, *args: str) -> str:
+    """``python -m module args`` on ``database_url`` as the default database: its last line of output."""
+    import subprocess
+
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "bench.settings"}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _databases(stack: contextlib.ExitStack, postgres_url: str | None) -> list[tuple[str, str]]:
+    """(label, URL): a SQLite file, and a fresh PostgreSQL database when there is a server."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stepup-bench-stack-")))
+    found = [("SQLite", f"sqlite:///{folder / 'stack.sqlite3'}")]
+    if postgres_url:
+        found.append(("PostgreSQL", stack.enter_context(FreshPostgres(postgres_url)).url))
+    return found
+
+
+def section_b(quick: bool, postgres_url: str | None, redis_url: str | None, summary: list[str]) -> list[str]:
     from bench import stack
 
-    user = stack.setup()
-    cases = stack.run(user, quick=quick, redis_url=redis_url)
-    unmatched = cases[0]
-    extra = unmatched.with_queries - unmatched.without_queries
-    measured = [("local-memory cache", unmatched)]
-    if unmatched.redis is not None:
-        measured.append(("Redis carrying change notices", unmatched.redis))
-    ok = extra == 0 and all(case.overhead_cpu < TARGET_OVERHEAD for _, case in measured)
-    summary.append(
-        f"< {TARGET_OVERHEAD:.0%} overhead and zero extra queries on unmatched routes: {_verdict(ok)} "
-        f"({extra} extra queries)"
-    )
-    for label, case in measured:
-        added = case.with_us[1] - case.without_us[1]
+    runs: list[stack.StackRun] = []
+    throughput: dict[str, Any] | None = None
+    with contextlib.ExitStack() as resources:
+        databases = _databases(resources, postgres_url)
+        for label, url in databases:
+            args = [label, *(["--quick"] if quick else []), *(["--redis", redis_url] if redis_url else [])]
+            runs.append(stack.parse(_child("bench.stack", url, *args)))
+        # Throughput on the database several processes share: PostgreSQL when there is one.
+        label, url = databases[-1]
+        with contextlib.ExitStack() as fresh:
+            if label == "PostgreSQL":
+                assert postgres_url is not None
+                url = fresh.enter_context(FreshPostgres(postgres_url)).url
+            else:
+                url = f"sqlite:///{Path(fresh.enter_context(tempfile.TemporaryDirectory())) / 'g.sqlite3'}"
+            args = [*(["--quick"] if quick else []), *(["--redis", redis_url] if redis_url else [])]
+            throughput = json.loads(_child("bench.throughput", url, *args))
+            throughput["database"] = label
+    _summarize_b(runs, throughput, summary)
+    out = stack.report(runs)
+    out += _report_throughput(throughput)
+    if not postgres_url:
+        out.append("    PostgreSQL: skipped (set STEPUP_BENCH_DATABASE_URL or STEPUP_TEST_DATABASE_URL)")
+    return out
+
+
+def _summarize_b(runs: list[Any], throughput: dict[str, Any] | None, summary: list[str]) -> None:
+    for run in runs:
+        v = run.variants
+        cases = [("local-memory cache", v)]
+        if run.redis:
+            cases.append(("Redis carrying change notices", run.redis))
+        for label, timings in cases:
+            for route in ("minimal view", "demo home page"):
+                with_, without = timings[f"{route}, with stepup"], timings[f"{route}, without"]
+                overhead = with_.cpu_us / without.cpu_us - 1
+                extra = with_.queries - without.queries
+                ok = overhead <= TARGET_OVERHEAD and extra == 0
+                summary.append(
+                    f"unmatched route ≤ {TARGET_OVERHEAD:.0%}, 0 queries ({run.database}, {route}, {label}): "
+                    f"{_verdict(ok)} ({overhead:+.1%} CPU, {with_.wall_us / without.wall_us - 1:+.1%} wall, "
+                    f"{extra:+d} queries)"
+                )
+        stepup, otp = v["require_stepup"], v["otp_required"]
+        ratio, mean_ratio = stepup.cpu_us / otp.cpu_us, stepup.mean_wall_us / otp.mean_wall_us
+        extra = stepup.queries - otp.queries
+        ok = ratio <= TARGET_PROTECTED_RATIO and extra <= 1
         summary.append(
-            f"    minimal view, {label}: {case.overhead_cpu:.1%} CPU, {case.overhead_wall:.1%} wall "
-            f"(+{added:.1f} µs CPU)"
+            f"protected route ≤ {TARGET_PROTECTED_RATIO:g}x otp_required, ≤ 1 more query ({run.database}): "
+            f"{_verdict(ok)} ({ratio:.2f}x median CPU, {stepup.wall_us / otp.wall_us:.2f}x median wall, "
+            f"{mean_ratio:.2f}x mean wall; {stepup.queries} vs {otp.queries} queries)"
         )
-    page = cases[1]
-    summary.append(
-        f"    the demo's home page: {page.overhead_cpu:.1%} CPU, {page.overhead_wall:.1%} wall "
-        f"(+{page.with_us[1] - page.without_us[1]:.1f} µs CPU); "
-        f"{page.with_queries - page.without_queries} extra queries"
-    )
-    return stack.report(cases, database, redis_url)
+        decide_ratio = run.decide_us / run.engine_us
+        summary.append(
+            f"decide() ≤ {TARGET_DECIDE_RATIO:g}x the engine on a loaded context ({run.database}): "
+            f"{_verdict(decide_ratio <= TARGET_DECIDE_RATIO)} "
+            f"({run.decide_us:.2f} µs vs {run.engine_us:.2f} µs, {decide_ratio:.1f}x)"
+        )
+    if throughput is not None:
+        rps = throughput["rps"]
+        ratio = rps["require_stepup"] / rps["otp_required"]
+        summary.append(
+            f"gunicorn throughput ≥ {TARGET_THROUGHPUT:g}x otp_required ({throughput['database']}"
+            f"{', Redis' if throughput['redis'] else ''}): {_verdict(ratio >= TARGET_THROUGHPUT)} "
+            f"({rps['require_stepup']:.0f} vs {rps['otp_required']:.0f} requests/s, {ratio:.2f}x)"
+        )
+
+
+def _report_throughput(throughput: dict[str, Any] | None) -> list[str]:
+    if throughput is None:
+        return []
+    rps, errors = throughput["rps"], throughput["errors"]
+    return [
+        f"(b) gunicorn, 2 sync workers, {throughput['database']}"
+        f"{' and Redis notices' if throughput['redis'] else ''}, persistent database connections; "
+        f"{throughput['clients']} client threads on loopback in this process, "
+        f"{throughput['seconds']:.0f} s per route in alternating rounds",
+        *(
+            f"{name:>30} {rps[name]:>8.1f} requests/s ({errors[name]} not 200)"
+            for name in ("require_stepup", "otp_required")
+        ),
+        f"    allowed decisions in the log after the workers' graceful exit: {throughput['allowed_rows']}",
+    ]
 
 
 def _sync_rows(database_url: str, label: str, sizes: tuple[int, ...]) -> list[Any]:
@@ -187,6 +274,24 @@ def section_c(quick: bool, postgres_url: str | None, summary: list[str]) -> list
                 f"{_verdict(total < TARGET_SYNC_1000_S)} ({row.create_s:.2f} s sync + {yaml_1000:.2f} s "
                 "reading the YAML file)"
             )
+    yaml_s = {n: yaml for n, yaml, _ in loads}
+    for row in rows:
+        if row.size == 10_000 and row.database == "sqlite":
+            summary.append(
+                f"10,000 policies: validate < {TARGET_VALIDATE_10000_S:g} s (SQLite): "
+                f"{_verdict(row.validate_cli_s < TARGET_VALIDATE_10000_S)} ({row.validate_cli_s:.2f} s)"
+            )
+            total = row.create_s + yaml_s[10_000]
+            summary.append(
+                f"10,000 policies: sync < {TARGET_SYNC_10000_S:g} s (SQLite): "
+                f"{_verdict(total < TARGET_SYNC_10000_S)} ({row.create_s:.2f} s sync + "
+                f"{yaml_s[10_000]:.2f} s reading the YAML file)"
+            )
+        if row.size == max(sizes):
+            summary.append(
+                f"    {row.database}, {row.size:,} policies: a policy change costs a process "
+                f"{row.recompile_one_s * 1000:.0f} ms (compiling all: {row.recompile_full_s * 1000:.0f} ms)"
+            )
     out = syncing.report(rows, loads)
     if not postgres_url:
         out.append("    PostgreSQL: skipped (set STEPUP_BENCH_DATABASE_URL or STEPUP_TEST_DATABASE_URL)")
@@ -213,18 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if "c" in args.sections:
         lines += [*section_c(args.quick, postgres_url, summary), ""]
     if "b" in args.sections:
-        # On PostgreSQL when there is one (what several processes share), else a SQLite file.
-        with contextlib.ExitStack() as stack:
-            if postgres_url:
-                database_url, label = stack.enter_context(FreshPostgres(postgres_url)).url, "PostgreSQL"
-            else:
-                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stepup-bench-stack-")))
-                database_url, label = f"sqlite:///{folder / 'stack.sqlite3'}", "SQLite"
-            setup_django(database_url)
-            lines += [*section_b(args.quick, redis_url, label, summary), ""]
-            from django.db import connections
-
-            connections.close_all()
+        lines += [*section_b(args.quick, postgres_url, redis_url, summary), ""]
     print("\n".join(lines))
     print("targets on this machine:")
     for line in summary:

@@ -1,76 +1,65 @@
-"""(b) A request through the whole middleware stack, with stepup and without it.
+"""(b) A request through the whole middleware stack: stepup's cost on unmatched and protected routes.
 
-Both sides are Django test clients on the demo project's middleware (sessions,
-CSRF, authentication, django-otp, messages, simple-history), with a logged-in
-user whose session lives in the database; "without" drops
-``StepUpMiddleware`` and calls an undecorated twin of the protected view. The
-routes: a minimal view that reads nothing (the worst case for a relative
-overhead), the demo's home page (a real page: the user, a template) and a
-view protected by ``@require_stepup`` with a valid grant in the session.
-Requests alternate between the two sides one at a time (see
-:func:`bench.timing.interleaved_us`). Needs Django set up with
-:mod:`bench.settings`.
+The Django test client on the demo project's middleware (sessions, CSRF,
+authentication, django-otp, messages, simple-history), a logged-in user whose
+session lives in the database, signed in with django-otp too (``otp_device_id``)
+and holding a valid stepup grant. Measured:
+
+- **unmatched routes**: a minimal view that reads nothing (the worst case for
+  a relative overhead) and the demo's home page, each with stepup's
+  middleware and without it (a client whose handler was built without);
+- **the protected route**: one view body behind ``@require_stepup`` (a valid
+  grant), django-otp's ``otp_required`` and Django's ``login_required``, all
+  on the same stack, with stepup's middleware.
+
+All variants run in **mixed order** (:func:`bench.timing.mixed_us`): every
+round runs each once, in a new random order, as real traffic interleaves
+routes. Run as ``python -m bench.stack LABEL [--quick] [--redis URL]`` with
+``BENCH_DATABASE_URL`` set; prints the figures as JSON (run by ``bench/run.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import sys
+from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from django.conf import settings
-from django.db import connection
-from django.test import Client, override_settings
-from django.test.utils import CaptureQueriesContext
-
-from bench.timing import interleaved_us
 
 MIDDLEWARE = "stepup.middleware.StepUpMiddleware"
 
+UNMATCHED = {
+    "minimal view": ("/bench/open/", "/bench/open/"),
+    "demo home page": ("/", "/"),
+}
+"""Route: (path with stepup, path without)."""
+PROTECTED = {
+    "require_stepup": "/bench/protected/",
+    "otp_required": "/bench/protected-otp/",
+    "login_required": "/bench/protected-login/",
+}
+
 
 @dataclass
-class Case:
-    """One route: (wall, CPU) µs per request with and without stepup, and SQL queries per request."""
-
-    name: str
-    with_us: tuple[float, float]
-    without_us: tuple[float, float]
-    with_queries: int
-    without_queries: int
-    redis: Case | None = None  # the same route with Redis carrying the change notices
-
-    @staticmethod
-    def _ratio(a: float, b: float) -> float:
-        return a / b - 1
-
-    @property
-    def overhead_wall(self) -> float:
-        return self._ratio(self.with_us[0], self.without_us[0])
-
-    @property
-    def overhead_cpu(self) -> float:
-        return self._ratio(self.with_us[1], self.without_us[1])
+class Timing:
+    wall_us: float  # median
+    cpu_us: float  # median
+    mean_wall_us: float  # every request, the slow ones too
+    queries: int
 
 
-def _client(user: Any, *, stepup: bool) -> Client:
-    client = Client()
-    client.force_login(user)
-    if stepup:
-        client.get("/bench/open/")  # builds the handler with the current MIDDLEWARE
-    else:
-        with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != MIDDLEWARE]):
-            client.get("/bench/open/")
-    return client
-
-
-def _queries(client: Client, path: str) -> int:
-    client.get(path)
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(path)
-    assert response.status_code == 200, (path, response.status_code)
-    return len(captured.captured_queries)
+@dataclass
+class StackRun:
+    database: str
+    variants: dict[str, Timing]
+    redis: dict[str, Timing] = field(default_factory=dict)  # unmatched routes again, notices on Redis
+    decide_us: float = 0.0  # decide(request, action, attrs), the request's context loaded (CPU)
+    engine_us: float = 0.0  # PolicySet.decide on the same input (CPU)
+    redis_get_us: float | None = None
 
 
 def setup() -> Any:
+    """The demo's policies, one for the protected view, and a user with a TOTP device."""
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -83,10 +72,10 @@ def setup() -> Any:
     sync(load(demo), reason="bench")
     Policy.objects.create(
         policy_id="bench-protected",
-        description="bench: the protected view needs a TOTP code from the last 5 minutes",
+        description="bench: the protected view needs a TOTP code from the last hour",
         actions=["bench.protected"],
         decision="step_up",
-        max_age=300,
+        max_age=3600,  # outlasts the run
         factors=["totp"],
     )
     user = get_user_model().objects.create_user("bench", password="pw")
@@ -95,36 +84,109 @@ def setup() -> Any:
     return user
 
 
-def run(user: Any, *, quick: bool = False, redis_url: str | None = None) -> list[Case]:
+def signed_in(client: Any, user: Any) -> Any:
+    """``client`` logged in, signed in with the user's TOTP device (django-otp) and holding a stepup grant."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
     from stepup.testing import stepup_verified
 
-    requests = 1500 if quick else 8000
-    with_client = _client(user, stepup=True)
-    without_client = _client(user, stepup=False)
-    cases = []
-    with stepup_verified(with_client, user):
-        assert with_client.get("/bench/protected/").status_code == 200
-        for name, with_path, without_path in (
-            ("route no policy matches", "/bench/open/", "/bench/open/"),
-            ("demo page no policy matches", "/", "/"),
-            ("protected route, valid grant", "/bench/protected/", "/bench/protected-bare/"),
-        ):
-            calls = {
-                "with": lambda p=with_path: with_client.get(p),  # type: ignore[misc]
-                "without": lambda p=without_path: without_client.get(p),  # type: ignore[misc]
-            }
-            timings = interleaved_us(calls, requests=requests)
-            case = Case(
-                name,
-                timings["with"],
-                timings["without"],
-                _queries(with_client, with_path),
-                _queries(without_client, without_path),
-            )
-            if redis_url:
-                case.redis = _with_redis(redis_url, case, calls, with_client, with_path, requests)
-            cases.append(case)
-    return cases
+    client.force_login(user)
+    session = client.session
+    session["otp_device_id"] = TOTPDevice.objects.get(user=user).persistent_id  # what django_otp.login stores
+    session.save()
+    verified = stepup_verified(client, user)
+    verified.__enter__()  # never left: the grant lasts the run
+    client.stepup_verified = verified  # kept: a collected generator would run its cleanup and clear the grant
+    return client
+
+
+def _client(user: Any, *, stepup: bool) -> Any:
+    from django.conf import settings
+    from django.test import Client, override_settings
+
+    client = signed_in(Client(), user)
+    if stepup:
+        client.get("/bench/open/")  # builds the handler with the current MIDDLEWARE
+    else:
+        with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != MIDDLEWARE]):
+            client.get("/bench/open/")
+    return client
+
+
+def _queries(client: Any, path: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(path)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    return len(captured.captured_queries)
+
+
+def _calls(with_client: Any, without_client: Any, *, protected: bool) -> dict[str, tuple[Any, str]]:
+    calls: dict[str, tuple[Any, str]] = {}
+    for route, (with_path, without_path) in UNMATCHED.items():
+        calls[f"{route}, with stepup"] = (with_client, with_path)
+        calls[f"{route}, without"] = (without_client, without_path)
+    if protected:
+        for guard, path in PROTECTED.items():
+            calls[guard] = (with_client, path)
+    return calls
+
+
+def _measure(calls: dict[str, tuple[Any, str]], requests: int) -> dict[str, Timing]:
+    from bench.timing import mixed_us
+
+    timed = mixed_us({name: (lambda c=c, p=p: c.get(p)) for name, (c, p) in calls.items()}, requests=requests)
+    return {name: Timing(*timed[name], _queries(*calls[name])) for name in calls}
+
+
+def decide_cost(user: Any, *, quick: bool) -> tuple[float, float]:
+    """CPU µs of ``decide(request, "bench.protected", attrs)`` on a loaded context; of the engine alone."""
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.test import RequestFactory
+    from django.urls import resolve
+
+    from bench.timing import interleaved_cpu_us
+    from stepup import decide, grants, store
+    from stepup.context import get_context
+
+    request = RequestFactory().post("/bench/protected/")
+    SessionMiddleware(lambda r: None).process_request(request)  # type: ignore[arg-type,return-value]
+    request.user = user
+    request.resolver_match = resolve("/bench/protected/")
+    grants.record_login(request)
+    grants.record_verification(request, user, "totp")
+    attrs = {"amount": "120"}
+    assert decide(request, "bench.protected", attrs).outcome == "allow"  # loads the context's facts
+    policies = store.get_policy_set()
+    inp = get_context(request).input("bench.protected", "bench-protected", attrs, "")
+    assert policies.decide(inp).outcome == "allow"
+    timed = interleaved_cpu_us(
+        {
+            "decide": (lambda a: decide(request, "bench.protected", a), attrs),
+            "engine": (policies.decide, inp),
+        },
+        rounds=7 if quick else 21,
+    )
+    return timed["decide"], timed["engine"]
+
+
+def run(label: str, *, quick: bool = False, redis_url: str | None = None) -> StackRun:
+    user = setup()
+    requests = 1000 if quick else 5000
+    with_client, without_client = _client(user, stepup=True), _client(user, stepup=False)
+    assert with_client.get("/bench/protected/").status_code == 200
+    assert with_client.get("/bench/protected-otp/").status_code == 200
+    result = StackRun(label, _measure(_calls(with_client, without_client, protected=True), requests))
+    result.decide_us, result.engine_us = decide_cost(user, quick=quick)
+    if redis_url:
+        result.redis = _with_redis(redis_url, _calls(with_client, without_client, protected=False), requests)
+        result.redis_get_us = redis_round_trip_us(redis_url)
+    for client in (with_client, without_client):
+        client.stepup_verified.__exit__(None, None, None)  # now, not when the interpreter shuts down
+    return result
 
 
 def redis_round_trip_us(redis_url: str) -> float:
@@ -144,55 +206,82 @@ def redis_round_trip_us(redis_url: str) -> float:
     return statistics.median(samples)
 
 
-def _with_redis(
-    redis_url: str, case: Case, calls: dict[str, Any], with_client: Client, with_path: str, requests: int
-) -> Case:
-    """Both sides again, with Redis carrying the policy-change notices (a subscription per process)."""
+def _with_redis(redis_url: str, calls: dict[str, tuple[Any, str]], requests: int) -> dict[str, Timing]:
+    """The unmatched routes again, Redis carrying the policy-change notices (a subscription per process)."""
     import secrets
+
+    from django.test import override_settings
 
     from stepup import notices, store
 
-    prefix = f"stepup-bench-{secrets.token_hex(4)}"
     redis = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,
-        "KEY_PREFIX": prefix,
+        "KEY_PREFIX": f"stepup-bench-{secrets.token_hex(4)}",
     }
     with override_settings(CACHES={"default": redis}):
         store.invalidate()
-        with_client.get(with_path)
-        with_client.get(with_path)
+        for client, path in calls.values():
+            client.get(path)
         assert isinstance(store._config().notices, notices.RedisNotices)
-        timings = interleaved_us(calls, requests=requests)
+        timed = _measure(calls, requests)
     store.invalidate()
-    return Case(case.name, timings["with"], timings["without"], case.with_queries, case.without_queries)
+    return timed
 
 
-def report(cases: list[Case], database: str, redis_url: str | None) -> list[str]:
+def report(runs: list[StackRun]) -> list[str]:
     out = [
-        "(b) one request through the full middleware stack (Django test client, logged-in user, "
-        f"session in the database, {database}), median µs per request, wall clock / CPU",
-        f"{'route':>30} {'with stepup':>15} {'without':>15} {'overhead':>15} "
-        f"{'SQL with':>9} {'SQL without':>12}",
+        "(b) one request through the full middleware stack (Django test client; a user logged in, signed in "
+        "with django-otp and holding a stepup grant; session in the database), all variants in mixed order "
+        "(each round runs every variant once, in a new random order): median wall / median CPU / mean wall "
+        "µs, SQL queries per request",
     ]
-    for case in cases:
+    for run in runs:
+        out.append(f"  {run.database}:")
+        out.append(f"{'variant':>34} {'wall':>9} {'CPU':>9} {'mean':>9} {'SQL':>4}")
+        for name, t in run.variants.items():
+            out.append(f"{name:>34} {t.wall_us:>9.1f} {t.cpu_us:>9.1f} {t.mean_wall_us:>9.1f} {t.queries:>4}")
+        for name, t in run.redis.items():
+            name = f"{name} (Redis)"
+            out.append(f"{name:>34} {t.wall_us:>9.1f} {t.cpu_us:>9.1f} {t.mean_wall_us:>9.1f} {t.queries:>4}")
         out.append(
-            f"{case.name:>30} {case.with_us[0]:>7.1f}/{case.with_us[1]:<7.1f} "
-            f"{case.without_us[0]:>7.1f}/{case.without_us[1]:<7.1f} "
-            f"{case.overhead_wall:>7.1%}/{case.overhead_cpu:<7.1%} "
-            f"{case.with_queries:>9} {case.without_queries:>12}"
+            f"    decide(request, action, attrs) on a loaded context: {run.decide_us:.2f} µs CPU; the engine "
+            f"alone on the same input: {run.engine_us:.2f} µs"
         )
-        if case.redis is not None:
-            redis = case.redis
-            out.append(
-                f"{'with Redis notices':>30} {redis.with_us[0]:>7.1f}/{redis.with_us[1]:<7.1f} "
-                f"{redis.without_us[0]:>7.1f}/{redis.without_us[1]:<7.1f} "
-                f"{redis.overhead_wall:>7.1%}/{redis.overhead_cpu:<7.1%}"
-            )
+        if run.redis_get_us is not None:
+            out.append(f"    a bare redis-py GET takes {run.redis_get_us:.1f} µs here (wall clock)")
     out.append(
-        "    default cache is local memory (one process): no cache call; the version is read from the "
-        "database once per RELOAD_INTERVAL, not per request"
+        "    the mean counts every request, the one that writes a batch of 100 allowed-decision rows "
+        "after its response too; the medians leave it out"
     )
-    if redis_url:
-        out.append(f"    a bare redis-py GET takes {redis_round_trip_us(redis_url):.1f} µs here (wall clock)")
     return out
+
+
+def main(argv: list[str]) -> None:
+    import logging
+    import os
+
+    import django
+    from django.core.management import call_command
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    django.setup()
+    logging.getLogger("stepup").setLevel(logging.ERROR)
+    call_command("migrate", verbosity=0)
+    redis_url = argv[argv.index("--redis") + 1] if "--redis" in argv else None
+    result = run(argv[0], quick="--quick" in argv, redis_url=redis_url)
+    from django.db import connections
+
+    connections.close_all()
+    print(json.dumps(asdict(result)))
+
+
+def parse(text: str) -> StackRun:
+    data = json.loads(text.strip().splitlines()[-1])
+    data["variants"] = {k: Timing(**v) for k, v in data["variants"].items()}
+    data["redis"] = {k: Timing(**v) for k, v in data["redis"].items()}
+    return StackRun(**data)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -27,6 +27,10 @@ class SyncRow:
     unchanged_s: float
     update_s: float
     history_rows: int
+    validate_cli_s: float = 0.0  # `stepup validate FILE.yaml`, the whole command
+    sync_cli_s: float = 0.0  # unused: a sync's total is the file's reading plus create_s (run.py)
+    recompile_full_s: float = 0.0  # a process compiling every stored policy
+    recompile_one_s: float = 0.0  # the same process after one policy changed
 
 
 def _file(n: int, folder: Path, *, changed: bool = False) -> Path:
@@ -101,8 +105,47 @@ def _run(alias: str, label: str, sizes: tuple[int, ...], folder: Path) -> list[S
         assert (nothing, updated) == (0, len([i for i in range(0, n, 10) if i % 7 != 3])), (nothing, updated)
         assert created >= n
         history = Policy.history.using(alias).count()
-        rows.append(SyncRow(label, n, create, unchanged, update, history))
+        full, one = _recompile_times(alias)
+        validate_cli = _validate_time(n, folder)
+        rows.append(SyncRow(label, n, create, unchanged, update, history, validate_cli, 0.0, full, one))
     return rows
+
+
+def _recompile_times(alias: str) -> tuple[float, float]:
+    """Seconds to compile every stored policy, then to reload after a change to one (item 6 of issue 18)."""
+    from stepup import store
+    from stepup.models import Policy
+
+    state = store.current_state(alias)
+    started = time.perf_counter()
+    policy_set, stamps = store.reload_policy_set(state, using=alias)
+    full = time.perf_counter() - started
+    row = Policy.objects.using(alias).order_by("policy_id").first()
+    assert row is not None
+    row.description = "changed by the benchmark"
+    row.save(using=alias)
+    state = store.current_state(alias)
+    started = time.perf_counter()
+    changed, _ = store.reload_policy_set(state, using=alias, previous=policy_set, stamps=stamps)
+    one = time.perf_counter() - started
+    assert changed.specs[row.policy_id].description == "changed by the benchmark"
+    assert len(changed) == len(policy_set)
+    return full, one
+
+
+def _validate_time(n: int, folder: Path) -> float:
+    """Seconds for ``manage.py stepup validate FILE.yaml``: read, validate, check against the URLconf."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from stepup.policy.loader import dump_policies
+
+    path = folder / f"policies-{n}.yaml"
+    path.write_text(dump_policies(make_policies(n), fmt="yaml"))
+    started = time.perf_counter()
+    call_command("stepup", "validate", str(path), stdout=StringIO(), stderr=StringIO())
+    return time.perf_counter() - started
 
 
 def report(rows: list[SyncRow], loads: list[tuple[int, float, float]]) -> list[str]:
@@ -117,6 +160,16 @@ def report(rows: list[SyncRow], loads: list[tuple[int, float, float]]) -> list[s
             f"{row.database:>10} {row.size:>9} {row.create_s:>11.2f} {row.unchanged_s:>10.2f} "
             f"{row.update_s:>11.2f} {row.history_rows:>13}"
         )
+    out.append(f"{'':>10} {'policies':>9} {'validate CLI':>13} {'compile all':>12} {'reload, 1 changed':>18}")
+    for row in rows:
+        out.append(
+            f"{row.database:>10} {row.size:>9} {row.validate_cli_s:>13.2f} "
+            f"{row.recompile_full_s:>12.3f} {row.recompile_one_s:>18.3f}"
+        )
+    out.append(
+        "    validate CLI: the whole `manage.py stepup validate FILE.yaml` (read, validate, URLconf checks); "
+        "compile all / reload: a process compiling every stored policy, and again after one changed"
+    )
     out.append("    reading and validating the file first (stepup sync does both), seconds:")
     for n, yaml_s, json_s in loads:
         out.append(f"{'':>10} {n:>9}  YAML {yaml_s:.2f}  JSON {json_s:.2f}")

@@ -9,7 +9,8 @@ class StepUpConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from stepup import audit, checks, receivers  # noqa: F401  (importing checks registers them)
+        from stepup import allowed_log, audit, checks, receivers  # noqa: F401  (importing checks registers them)
 
         receivers.connect()
+        allowed_log.connect()
         audit.connect_history_receivers()

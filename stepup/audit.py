@@ -6,6 +6,10 @@ events; the verification flow records ``verified``, ``failed`` and
 like a secret (a password, token, OTP, CSRF token, key …) is redacted: the log
 never holds one.
 
+An ``allowed`` row is sampled, buffered and written in batches after the
+response (:mod:`stepup.allowed_log`); every other event is written as it
+happens.
+
 A decision row (``allowed``, ``challenged``, ``denied``) also stores the facts
 it was made on (:func:`decision_facts`): the roles, and in ``facts`` the URL
 name the decision covered, the session age, the verification age of each
@@ -25,7 +29,7 @@ import getpass
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
 
+from stepup import allowed_log
 from stepup.conf import conf
-from stepup.context import client_ip, http_request, request_user
+from stepup.context import client_ip, flag_roles, http_request, request_user
 from stepup.context import url_name as route_name
 from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision
@@ -158,7 +163,12 @@ _LOG_LEVELS = {"allowed": logging.DEBUG, "locked": logging.WARNING}
 
 
 def decision_facts(
-    context: RequestContext, url: str | None, digest: str, spent: Iterable[str] = ()
+    context: RequestContext,
+    url: str | None,
+    digest: str | Callable[[], str],
+    spent: Iterable[str] = (),
+    *,
+    groups_later: bool = False,
 ) -> dict[str, Any]:
     """``roles`` and ``facts`` for :func:`record_event`: what a decision was made on.
 
@@ -167,9 +177,14 @@ def decision_facts(
 
     :param url: the URL name the decision included (``None`` when its URL
         policies were enforced earlier in the request).
-    :param digest: the request digest single-request grants are bound to.
+    :param digest: the request digest single-request grants are bound to (or a
+        function giving it, called only when the subject holds such grants).
     :param spent: factor kinds of the single-request grants the decision used
         up (no longer readable from the grants).
+    :param groups_later: when the decision did not load the roles, give the
+        roles from the user's flags alone and leave the group names to be
+        added when the row is written (``groups_of``, an allowed row: see
+        :mod:`stepup.allowed_log`), instead of a query now.
     """
     facts: dict[str, Any] = {
         "url": url,
@@ -179,6 +194,8 @@ def decision_facts(
     }
     if context.method == ANY_METHOD:
         facts["method"] = ANY_METHOD  # matched as every method (see stepup.context.matching_method)
+    if groups_later and not context.roles.loaded:
+        return {"roles": sorted(flag_roles(context.user)), "facts": facts, "groups_of": context.user}
     return {"roles": sorted(context.roles()), "facts": facts}
 
 
@@ -207,6 +224,7 @@ def record_event(
     detail: str = "",
     roles: Iterable[str] | None = None,
     facts: Mapping[str, Any] | None = None,
+    groups_of: Any = None,
 ) -> None:
     """Store one event in :class:`~stepup.models.DecisionLog` and log it.
 
@@ -220,8 +238,12 @@ def record_event(
     :param attrs: transaction attributes; stored as strings with secrets redacted.
     :param roles: the user's roles; by default those the request already loaded (no query).
     :param facts: for decision events, see :func:`decision_facts`.
+    :param groups_of: a user whose group names ``roles`` still lacks; added
+        when the row is written (``allowed`` rows only).
 
-    A database error is logged and swallowed: the log must not turn a refused
+    An ``allowed`` row is buffered and written in a batch after the response
+    (:mod:`stepup.allowed_log`); every other event is written at once. A
+    database error is logged and swallowed: the log must not turn a refused
     request into a server error (the refusal itself stands).
     """
     from stepup.models import DecisionLog
@@ -234,7 +256,8 @@ def record_event(
     policy_ids = list(policies if policies is not None else (decision.policies if decision else ()))
     if decision is not None and event == "shadow":
         policy_ids = list(decision.shadow)
-    ip = client_ip(http)
+    context = state(http).context
+    ip = context.origin if context is not None and context.request is http else client_ip(http)
     row = DecisionLog(
         event=event,
         user=user if authenticated else None,
@@ -266,7 +289,10 @@ def record_event(
         ",".join(policy_ids) or "-",
         row.client_ip or "-",
     )
-    _save(row, http)
+    if event == "allowed":
+        allowed_log.add(row, groups_of=groups_of)
+    else:
+        _save(row, http)
 
 
 def _version_in_force() -> str:
@@ -296,10 +322,13 @@ def _save(row: Any, request: HttpRequest) -> None:
     from stepup.models import DecisionLog
 
     alias = router.db_for_write(DecisionLog)
-    deferred = state(request).deferred_rows
-    if deferred is None or not connections[alias].in_atomic_block:
+    if not connections[alias].in_atomic_block or not getattr(request, DEFER_ATTR, False):
         _write(row, alias)
         return
+    pending = state(request)
+    if pending.deferred_rows is None:
+        pending.deferred_rows = []
+    deferred = pending.deferred_rows
     deferred.append(row)
 
     def committed() -> None:
@@ -324,13 +353,21 @@ def _write(row: Any, alias: str) -> None:
         logger.exception("could not store the stepup %s event", row.event)
 
 
+DEFER_ATTR = "_stepup_defers_rows"
+"""Set on a request the middleware wraps: rows written in its transaction wait (see :func:`_save`)."""
+
+
 def defer_rows(request: HttpRequest) -> None:
-    """Keep this request's rows written inside a transaction until it is over (see :func:`_save`)."""
-    state(request).deferred_rows = []
+    """Keep this request's rows written inside a transaction until it is over (see :func:`_save`).
+
+    Only a flag: nothing is allocated for the many requests that write no row.
+    """
+    setattr(request, DEFER_ATTR, True)
 
 
 def write_deferred_rows(request: HttpRequest) -> None:
     """Write the rows whose transaction rolled back (the middleware calls this after the view)."""
+    setattr(request, DEFER_ATTR, False)  # a row after this point is written as it comes
     pending = state(request)
     deferred = pending.deferred_rows or []
     pending.deferred_rows = None

@@ -27,7 +27,7 @@ def attributes_digest(
     what: dict[str, Any] = {
         "action": action,
         "url": url_name,
-        "attrs": {str(k): _text(v) for k, v in attributes.items()},
+        "attrs": {str(k): text(v) for k, v in attributes.items()},
     }
     if request is not None:
         what["request"] = request
@@ -35,7 +35,8 @@ def attributes_digest(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """An attribute value as the digest counts it: its ``str``."""
     try:
         return str(value)
     except ValueError:  # an int past Python's int-to-decimal limit: its hex has none

@@ -128,6 +128,22 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
                 )
     errors.extend(_check_acr_values(raw.get("ACR_VALUES", {})))
     errors.extend(_check_secret_fields(raw.get("SECRET_FIELDS", [])))
+    errors.extend(_check_decision_log(raw))
+    return errors
+
+
+def _check_decision_log(raw: dict[str, Any]) -> list[CheckMessage]:
+    """How allowed decisions are logged (docs/operations.md, "The decision log")."""
+    errors: list[CheckMessage] = []
+    rules = {
+        "DECISION_LOG_ALLOWED": ("a number from 0 to 1", lambda v: 0 <= v <= 1),
+        "DECISION_LOG_BATCH_SIZE": ("a whole number >= 1", lambda v: isinstance(v, int) and v >= 1),
+        "DECISION_LOG_FLUSH_INTERVAL": ("a number of seconds >= 0", lambda v: v >= 0),
+    }
+    for key, (what, valid) in rules.items():
+        value = raw.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
+            errors.append(Error(f"STEPUP[{key!r}] must be {what}.", id="stepup.E013"))
     return errors
 
 

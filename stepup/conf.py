@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "ENROLL_URL": None,
     "ACR_VALUES": {},
     "DECISION_LOG_RETENTION": 90,
+    "DECISION_LOG_ALLOWED": 1.0,
+    "DECISION_LOG_BATCH_SIZE": 100,
+    "DECISION_LOG_FLUSH_INTERVAL": 1.0,
     "SECRET_FIELDS": [],
     "FACTOR_SOURCES": ["django_otp"],
 }
@@ -106,6 +109,21 @@ class StepUpSettings:
     @property
     def DECISION_LOG_RETENTION(self) -> int:
         return int(self._get("DECISION_LOG_RETENTION"))
+
+    @property
+    def DECISION_LOG_ALLOWED(self) -> float:
+        """The share of allowed decisions written to the decision log (1: all, 0: none)."""
+        return min(1.0, max(0.0, float(self._get("DECISION_LOG_ALLOWED"))))
+
+    @property
+    def DECISION_LOG_BATCH_SIZE(self) -> int:
+        """Allowed-decision rows a process buffers before writing them in one statement."""
+        return max(1, int(self._get("DECISION_LOG_BATCH_SIZE")))
+
+    @property
+    def DECISION_LOG_FLUSH_INTERVAL(self) -> float:
+        """Seconds an allowed-decision row may wait in the buffer (written after the next response)."""
+        return max(0.0, float(self._get("DECISION_LOG_FLUSH_INTERVAL")))
 
     @property
     def SECRET_FIELDS(self) -> tuple[str, ...]:

@@ -197,6 +197,10 @@ class LazyMapping(Mapping[str, float]):
     def loaded(self) -> bool:
         return self._load is None
 
+    def plain(self) -> Mapping[str, float]:
+        """The mapping itself once loaded (quicker to read), else this lazy one."""
+        return self._data if self._load is None else self
+
     def __getitem__(self, key: str) -> float:
         return self._get()[key]
 
@@ -211,14 +215,20 @@ def user_roles(user: AnyUser) -> frozenset[str]:
     """Group names plus ``authenticated``, ``staff`` and ``superuser`` from the user's flags."""
     if not user.is_authenticated:
         return frozenset()
+    groups = getattr(user, "groups", None)
+    names = groups.values_list("name", flat=True) if groups is not None else ()
+    return flag_roles(user) | frozenset(names)
+
+
+def flag_roles(user: AnyUser) -> frozenset[str]:
+    """The roles read from the user's flags alone (no query): ``authenticated``, ``staff``, ``superuser``."""
+    if not user.is_authenticated:
+        return frozenset()
     roles = {"authenticated"}
     if getattr(user, "is_staff", False):
         roles.add("staff")
     if getattr(user, "is_superuser", False):
         roles.add("superuser")
-    groups = getattr(user, "groups", None)
-    if groups is not None:
-        roles.update(groups.values_list("name", flat=True))
     return frozenset(roles)
 
 
@@ -250,8 +260,8 @@ class RequestContext:
 
     request: HttpRequest
     user: AnyUser
-    allowed: dict[str, Decision] = field(default_factory=dict)
-    """Decisions already allowed in this request, by the digest of action and attributes."""
+    allowed: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
+    """Decisions already allowed in this request, by action and attributes (``_Check.key``)."""
 
     @property
     def authenticated(self) -> bool:
@@ -285,14 +295,25 @@ class RequestContext:
     def verified(self) -> LazyMapping:
         return LazyMapping(lambda: _verification_ages(self.request, self.user))
 
-    def one_shot(self, digest: str) -> frozenset[str]:
-        """Factor kinds holding an unused single-request grant for ``digest``."""
+    def one_shot(self, digest: str | Callable[[], str]) -> frozenset[str]:
+        """Factor kinds holding an unused single-request grant for ``digest``.
+
+        ``digest`` may be a function, called only when the subject holds any
+        single-request grant at all (most requests: none, and no digest to work out).
+        """
         if not self.authenticated:
             return frozenset()
-        return grants.one_shot_kinds(self.request, cast(AbstractBaseUser, self.user), digest)
+        user = cast(AbstractBaseUser, self.user)
+        if callable(digest):
+            if not grants.holds_one_shot(self.request, user):
+                return frozenset()
+            digest = digest()
+        return grants.one_shot_kinds(self.request, user, digest)
 
-    def input(self, action: str | None, url: str | None, attrs: Mapping[str, Any], digest: str) -> Input:
-        """The engine input for one decision on this request."""
+    def input(
+        self, action: str | None, url: str | None, attrs: Mapping[str, Any], digest: str | Callable[[], str]
+    ) -> Input:
+        """The engine input for one decision on this request (``digest``: see :meth:`one_shot`)."""
         return Input(
             action=action,
             url=url,
@@ -300,9 +321,9 @@ class RequestContext:
             roles=self.roles,
             origin=self.origin,
             session_age=self.session_age,
-            verified=self.verified,
+            verified=self.verified.plain(),
             one_shot=self.one_shot(digest),
-            attrs=dict(attrs),
+            attrs=attrs,  # the caller's own copy (stepup.enforcement._Check); the engine only reads it
         )
 
 

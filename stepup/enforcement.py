@@ -35,7 +35,7 @@ from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.urls import NoReverseMatch
 
-from stepup import binding, grants, signals, store
+from stepup import allowed_log, binding, grants, signals, store
 from stepup.audit import decision_facts, record_event
 from stepup.conf import conf
 from stepup.context import SAFE_METHODS, RequestContext, get_context, match_name, resolver_match
@@ -188,6 +188,18 @@ def decide_input(inp: Input, policies: PolicySet | None = None, *, trace: bool =
 
 def is_stepup_view(func: Any) -> bool:
     """Whether a view is one of stepup's own (see :data:`EXEMPT_MODULES`)."""
+    try:
+        return _is_stepup_view(func)
+    except TypeError:  # an unhashable view
+        return _exempt(func)
+
+
+@lru_cache(maxsize=1024)
+def _is_stepup_view(func: Any) -> bool:
+    return _exempt(func)
+
+
+def _exempt(func: Any) -> bool:
     target = getattr(func, "view_class", None) or getattr(func, "cls", None) or func
     return getattr(target, "__module__", None) in EXEMPT_MODULES
 
@@ -233,7 +245,7 @@ def _policy_set(context: RequestContext, action: str | None) -> PolicySet:
 class _Check:
     """One call: the request as the caller gave it, what it is about, and what a grant is bound to."""
 
-    __slots__ = ("action", "attrs", "bind_request", "bound", "client", "url")
+    __slots__ = ("_digest", "action", "attrs", "bind_request", "bound", "client", "url")
 
     def __init__(
         self,
@@ -249,19 +261,30 @@ class _Check:
         self.attrs = dict(attrs)
         self.bind_request = bind_request
         self.bound: str | None = None  # the request's fingerprint, once a policy may apply
+        self._digest: str | None = None
 
-    @property
     def digest(self) -> str:
-        return binding.attributes_digest(self.action, self.url, self.attrs, self.bound)
+        """What a single-request grant for this call is bound to (:func:`stepup.binding.attributes_digest`).
+
+        Worked out once, and only when needed: for a challenge, a log row, or
+        a subject holding single-request grants. Call it after ``bound`` is set.
+        """
+        if self._digest is None:
+            self._digest = binding.attributes_digest(self.action, self.url, self.attrs, self.bound)
+        return self._digest
 
     @property
-    def key(self) -> str:
+    def key(self) -> tuple[Any, ...]:
         """Identifies the action and attributes, whether or not URL policies were included.
 
         A decision that included the URL policies covers the same call made
         later in the request, when they are left out as already enforced.
+        Attribute values count as their text, as in the digest.
         """
-        return binding.attributes_digest(self.action, None, self.attrs, self.bound)
+        attrs = [(str(k), binding.text(v)) for k, v in self.attrs.items()]
+        if len(attrs) > 1:
+            attrs.sort()
+        return (self.action, tuple(attrs), self.bound)
 
 
 _NOTHING = Decision(ALLOW, reasons=("no policy applies",))
@@ -291,7 +314,7 @@ def _decision(
         return decide_input(Input(action=check.action, url=check.url), policies)
     if check.bind_request and check.bound is None:
         check.bound = binding.request_fingerprint(check.client)
-    if method is None:
+    if method is None and context.allowed:
         earlier = context.allowed.get(check.key)
         if earlier is not None:
             return earlier
@@ -311,7 +334,7 @@ def _enforce(context: RequestContext, check: _Check) -> Decision:
     if not policies.may_match(check.action, check.url) or check.key in context.allowed:
         return decision  # no policy could match, or already allowed in this request
     # The single-request grants this decision uses, read before they are used up (for the log).
-    spent = context.one_shot(check.digest) if decision.one_shot else frozenset()
+    spent = context.one_shot(check.digest()) if decision.one_shot else frozenset()
     if decision.outcome == ALLOW and decision.one_shot and not _consume_one_shot(context, check):
         # A parallel request used the single-request grant first: decide without it.
         decision = _decision(context, check, policies, one_shot=False)
@@ -319,7 +342,7 @@ def _enforce(context: RequestContext, check: _Check) -> Decision:
     if decision.shadow:
         _record(context, check, "shadow", decision)
     if decision.outcome == ALLOW:
-        if context.authenticated:
+        if context.authenticated and allowed_log.sampled():
             _record(context, check, "allowed", decision, spent, facts=True)
         _allowed(context, check, decision)
         return decision
@@ -332,7 +355,7 @@ def _enforce(context: RequestContext, check: _Check) -> Decision:
     _restore_one_shot(context)
     if context.authenticated:
         _announce(context, check, "challenged", signals.stepup_challenged, decision)
-    raise StepUpRequired(decision, check.action, check.attrs, url_name=check.url, digest=check.digest)
+    raise StepUpRequired(decision, check.action, check.attrs, url_name=check.url, digest=check.digest())
 
 
 def _allowed(context: RequestContext, check: _Check, decision: Decision) -> None:
@@ -369,7 +392,7 @@ def _is_login_page(context: RequestContext) -> bool:
 
 def _consume_one_shot(context: RequestContext, check: _Check) -> bool:
     """Use up the grants for this decision; ``False`` when none was left (a parallel request won)."""
-    used = grants.consume_one_shot(context.request, check.digest, context.user)
+    used = grants.consume_one_shot(context.request, check.digest(), context.user)
     if not used:
         return False
     pending = state(context.request)
@@ -398,8 +421,15 @@ def _record(
     *,
     facts: bool = False,
 ) -> None:
-    """Log one event; with ``facts``, a decision row with the facts ``plan --replay`` needs."""
-    found = decision_facts(context, check.url, check.digest, spent) if facts else {}
+    """Log one event; with ``facts``, a decision row with the facts ``plan --replay`` needs.
+
+    An allowed row is written after the response, and its group names then
+    (:mod:`stepup.allowed_log`): no query is made for it while the request waits.
+    """
+    allowed = event == "allowed"
+    found = decision_facts(context, check.url, check.digest, spent, groups_later=allowed) if facts else {}
+    if allowed and conf.DECISION_LOG_ALLOWED < 1.0:
+        found["facts"]["sample_rate"] = conf.DECISION_LOG_ALLOWED
     record_event(
         check.client,
         event,

@@ -53,19 +53,21 @@ whose subject has no id yet costs none.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Subquery, Value
+from django.db import connections, router, transaction
+from django.db.models import QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils.crypto import salted_hmac
 
@@ -136,7 +138,9 @@ def _user_of(request: Any, user: Any) -> Any:
 
 
 def _session_subject(request: Any) -> str | None:
-    subject = _state(request).get("subject")
+    session = getattr(request, "session", None)
+    found = session.get(SESSION_KEY) if session is not None else None
+    subject = found.get("subject") if isinstance(found, dict) else None
     return subject if isinstance(subject, str) and subject.startswith(_SESSION_PREFIX) else None
 
 
@@ -222,13 +226,6 @@ def grant_epoch(user: AbstractBaseUser) -> int:
     return int(epoch or 0)
 
 
-def _epoch_expression(user: AbstractBaseUser) -> Coalesce:
-    from stepup.models import UserState
-
-    current = UserState.objects.filter(user_id=user.pk).values("grant_epoch")[:1]
-    return Coalesce(Subquery(current), Value(0))
-
-
 def _auth_digest(user: AbstractBaseUser) -> str:
     """A digest of the session auth hash: it changes when the password does."""
     return hashlib.sha256(user.get_session_auth_hash().encode()).hexdigest()
@@ -257,6 +254,8 @@ class _Loaded:
     user_id: Any
     auth: str
     rows: tuple[_Row, ...]
+    password: str | None  # the password hash ``auth`` was worked out from, when only it counts
+    one_shot: bool  # any single-request grant among the rows (expired since, perhaps)
 
 
 def _invalidate(request: Any) -> None:
@@ -270,27 +269,99 @@ def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
     found = subject(request, user)
     if found is None:
         return ()
-    auth = _auth_digest(user)
     cached = state(request).grants
-    if cached is not None and cached.subject == found and cached.user_id == user.pk and cached.auth == auth:
+    if (
+        cached is not None
+        and cached.subject == found
+        and cached.user_id == user.pk
+        and _same_auth(cached, user)
+    ):
         return cached.rows
+    auth = _auth_digest(user)
+    rows = tuple(_Row(*row) for row in valid_grants(found, user.pk, auth, now()))
+    password = user.password if _auth_is_the_password(user) else None
+    state(request).grants = _Loaded(found, user.pk, auth, rows, password, any(r.digest for r in rows))
+    return rows
+
+
+def _auth_is_the_password(user: AbstractBaseUser) -> bool:
+    """Whether the session auth hash depends on the password hash alone (Django's own)."""
+    own = user.__class__.get_session_auth_hash is AbstractBaseUser.get_session_auth_hash
+    return own and isinstance(getattr(user, "password", None), str)
+
+
+def _same_auth(cached: _Loaded, user: AbstractBaseUser) -> bool:
+    """Whether the grants were read under the user's current password (an HMAC only when it must)."""
+    if cached.password is not None and _auth_is_the_password(user):
+        return cached.password == user.password
+    return cached.auth == _auth_digest(user)
+
+
+def valid_grants(subject: str, user_id: Any, auth: str, at: float) -> list[tuple[Any, ...]]:
+    """``(pk, kind, digest, verified_at, expires_at)`` of the subject's unused grants valid at ``at``.
+
+    Valid: for this user, made under this ``auth`` digest and under the
+    user's current grant epoch, not used, not expired. One statement, the
+    same as :func:`valid_grants_queryset` but written once per database
+    (:func:`_grants_sql`) rather than compiled by the ORM on every request
+    (about 1.2 ms of a protected request, against 0.07 ms to run it).
+    """
     from stepup.models import Grant
 
-    values = (
+    alias = router.db_for_read(Grant)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_grants_sql(alias, connections[alias].vendor), [subject, user_id, auth, at, user_id])
+        rows = cursor.fetchall()
+    return [(pk, kind, digest, float(at), float(until)) for pk, kind, digest, at, until in rows]
+
+
+def valid_grants_queryset(subject: str, user_id: Any, auth: str, at: float) -> QuerySet[Any]:
+    """:func:`valid_grants` through the ORM: what the hand-written statement must equal (tests)."""
+    from stepup.models import Grant, UserState
+
+    epoch = UserState.objects.filter(user_id=user_id).values("grant_epoch")[:1]
+    return (
         Grant.objects.filter(
-            subject=found,
-            user_id=user.pk,
+            subject=subject,
+            user_id=user_id,
             auth=auth,
             used_at__isnull=True,
-            expires_at__gt=now(),
-            epoch=_epoch_expression(user),
+            expires_at__gt=at,
+            epoch=Coalesce(Subquery(epoch), Value(0)),
         )
         .order_by("pk")
         .values_list("pk", "kind", "digest", "verified_at", "expires_at")
     )
-    rows = tuple(_Row(*row) for row in values)
-    state(request).grants = _Loaded(found, user.pk, auth, rows)
-    return rows
+
+
+@lru_cache(maxsize=16)
+def _grants_sql(alias: str, vendor: str) -> str:
+    """The statement of :func:`valid_grants` for one database, with its own quoting of names.
+
+    Only table and column names from the models go into the text; every value is a parameter.
+    """
+    from stepup.models import Grant, UserState
+
+    quote = connections[alias].ops.quote_name
+
+    def name(model: Any, field: str | None = None) -> str:
+        table = quote(model._meta.db_table)
+        return table if field is None else f"{table}.{quote(model._meta.get_field(field).column)}"
+
+    g = functools.partial(name, Grant)
+    columns = ", ".join(g(field) for field in ("id", "kind", "digest", "verified_at", "expires_at"))
+    epoch = (
+        f"SELECT {name(UserState, 'grant_epoch')} FROM {name(UserState)} WHERE {name(UserState, 'user')} = %s"  # noqa: S608
+    )
+    conditions = [
+        f"{g('subject')} = %s",
+        f"{g('user')} = %s",
+        f"{g('auth')} = %s",
+        f"{g('used_at')} IS NULL",
+        f"{g('expires_at')} > %s",
+        f"{g('epoch')} = COALESCE(({epoch}), 0)",
+    ]
+    return f"SELECT {columns} FROM {g()} WHERE {' AND '.join(conditions)} ORDER BY {g('id')}"  # noqa: S608
 
 
 def _live(rows: Iterable[_Row]) -> list[_Row]:
@@ -307,6 +378,19 @@ def verification_ages(request: Any, user: AbstractBaseUser) -> dict[str, float]:
             age = max(0.0, t - row.verified_at)
             ages[row.kind] = min(age, ages.get(row.kind, age))
     return ages
+
+
+def holds_one_shot(request: Any, user: AbstractBaseUser) -> bool:
+    """Whether the subject may hold an unused single-request grant (``False``: surely not)."""
+    loaded = state(request).grants
+    if loaded is not None and loaded.user_id == user.pk and not loaded.one_shot:
+        # What was read for this user holds none. Answering "none" without checking that the
+        # subject is still the one read can only refuse more, never allow more.
+        return False
+    if not _load(request, user):
+        return False
+    loaded = state(request).grants
+    return loaded is None or loaded.one_shot
 
 
 def one_shot_kinds(request: Any, user: AbstractBaseUser, digest: str) -> frozenset[str]:

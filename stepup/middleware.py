@@ -17,7 +17,7 @@ from stepup.decorators import ENFORCED_ATTR
 from stepup.enforcement import enforce_url, url_policies_may_apply
 from stepup.exceptions import StepUpDenied, StepUpError, StepUpRequired
 from stepup.responses import is_drf_view, refusal_response, view_class
-from stepup.state import state
+from stepup.state import STATE_ATTR, state
 
 PERMISSION_PATH = "stepup.permissions.StepUpPermission"
 APIVIEW_PATH = "rest_framework.views.APIView"
@@ -70,8 +70,8 @@ def _drf_get_permissions(cls: type) -> bool:
 
 
 def _saved_anything(request: HttpRequest) -> bool:
-    pending = state(request)
-    return bool(pending.saved_challenges or pending.deferred_rows)
+    pending = getattr(request, STATE_ATTR, None)  # most requests never needed one: none is made here
+    return pending is not None and bool(pending.saved_challenges or pending.deferred_rows)
 
 
 def _after_the_view(request: HttpRequest) -> None:

@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -250,7 +251,8 @@ class DecisionLog(models.Model):
         ("allowed", _("allowed")),
     ]
 
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False, db_index=True)
+    """When the event happened: an allowed row written in a later batch keeps its decision's time."""
     event = models.CharField(_("event"), max_length=16, choices=EVENTS, db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -39,8 +39,8 @@ class RequestState:
     saved_challenges: tuple[dict[str, Any], ...] = ()
     """:mod:`stepup.grants`: the pending challenges saved, to save again after a rollback."""
     deferred_rows: list[Any] | None = None
-    """:mod:`stepup.audit`: decision-log rows waiting for the request's transaction; ``None``
-    when the middleware does not wrap the request."""
+    """:mod:`stepup.audit`: decision-log rows waiting for the request's transaction (only in a
+    request the middleware wraps); ``None`` until the first one."""
     policy_files: object = None
     """:mod:`stepup.sync`: the stored policies compared with the files, read once (the admin's drift)."""
     policy_admin_allowed: bool = False

@@ -170,16 +170,71 @@ def load_policy_set(
     :param previous: the set in force until now: a malformed row's stand-in
         also keeps the targets of that policy's last good version.
     """
+    return reload_policy_set(state, using=using, previous=previous)[0]
+
+
+Stamps = dict[str, tuple[Any, ...]]
+"""``policy_id`` -> the content columns of the row a set compiled (:data:`CONTENT_COLUMNS`)."""
+
+CONTENT_COLUMNS = (
+    "policy_id",
+    "description",
+    "actions",
+    "urls",
+    "methods",
+    "when",
+    "decision",
+    "max_age",
+    "factors",
+    "enabled",
+    "mode",
+)
+"""What a stored policy says: the columns :meth:`stepup.models.Policy.to_dict` reads."""
+
+
+def reload_policy_set(
+    state: SetState,
+    *,
+    using: str | None = None,
+    previous: PolicySet | None = None,
+    stamps: Stamps | None = None,
+) -> tuple[PolicySet, Stamps]:
+    """:func:`load_policy_set`, validating and compiling only the rows whose content changed.
+
+    Every row's content columns are read (plain values, no model instances)
+    and compared with those ``previous`` was compiled from (``stamps``): an
+    unchanged row keeps its spec and compiled form, a new or changed one is
+    validated and compiled, a deleted one is dropped. The content itself is
+    compared, not a timestamp, so a row changed behind the ORM's back (raw
+    SQL, a restored backup) is seen too. Without ``stamps`` every row is
+    validated and compiled.
+    """
     from stepup.models import Policy
 
     alias = using or store_alias()
-    specs = []
-    for row in Policy.objects.using(alias).all():
-        last_good = previous.specs.get(row.policy_id) if previous is not None else None
-        spec = spec_from_row(row.policy_id, row.to_dict(), last_good=last_good)
+    earlier = stamps if previous is not None and stamps is not None else {}
+    specs: list[PolicySpec] = []
+    now: Stamps = {}
+    for values in Policy.objects.using(alias).order_by().values_list(*CONTENT_COLUMNS):
+        policy_id = values[0]
+        now[policy_id] = values
+        kept = (
+            previous.specs.get(policy_id)
+            if previous is not None and earlier.get(policy_id) == values
+            else None
+        )
+        if kept is not None:
+            specs.append(kept)
+            continue
+        last_good = previous.specs.get(policy_id) if previous is not None else None
+        row = Policy(**dict(zip(CONTENT_COLUMNS, values, strict=True)))
+        spec = spec_from_row(policy_id, row.to_dict(), last_good=last_good)
         if spec is not None:
             specs.append(spec)
-    return compile_policies(specs, default_max_age=conf.DEFAULT_MAX_AGE, version=state.label)
+    policy_set = compile_policies(
+        specs, default_max_age=conf.DEFAULT_MAX_AGE, version=state.label, reuse=previous
+    )
+    return policy_set, now
 
 
 def spec_from_row(
@@ -289,6 +344,7 @@ class _Store:
         self._lock = threading.Lock()
         self._set: PolicySet | None = None
         self._state: SetState | None = None
+        self._stamps: tuple[str, Stamps] | None = None  # (alias, stamps) of the rows _set was compiled from
         self._notice: object = _NO_CACHE  # the notice seen before the last database read, if any
         self._checked_at = -float("inf")  # last successful database read (monotonic)
         self._trusted_until = -float("inf")  # with nothing to read notices from: no read before this
@@ -304,6 +360,7 @@ class _Store:
         """Forget the compiled set: the next request reads and compiles the database's."""
         with self._lock:
             self._state = None
+            self._stamps = None  # a full recompile
             self._checked_at = -float("inf")
             self._trusted_until = self._resync_at = -float("inf")
             self._db_retry_at = -float("inf")
@@ -428,8 +485,9 @@ class _Store:
                     # Inside a caller's transaction (a snapshot, under REPEATABLE READ):
                     # never go back to an older set than the one already in force.
                     return self._set
-            policy_set = load_policy_set(state, using=alias, previous=self._set)
-        self._set, self._state = policy_set, state
+            stamps = self._stamps[1] if self._stamps is not None and self._stamps[0] == alias else None
+            policy_set, new_stamps = reload_policy_set(state, using=alias, previous=self._set, stamps=stamps)
+        self._set, self._state, self._stamps = policy_set, state, (alias, new_stamps)
         logger.info("policy set v%s loaded: %d policies", policy_set.version, len(policy_set))
         return policy_set
 

@@ -15,6 +15,13 @@
 
 With pytest, the ``stepup_verified`` fixture (installed by the ``stepup``
 pytest plugin) returns the same context manager.
+
+Allowed decisions reach the decision log in batches after the response
+(:mod:`stepup.allowed_log`): call :func:`flush_decision_log` before reading
+``allowed`` rows::
+
+    flush_decision_log()
+    assert DecisionLog.objects.filter(event="allowed").count() == 1
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import reverse
 
-from stepup import binding, grants
+from stepup import allowed_log, binding, grants
 from stepup.state import state
 
 _RFC9470 = re.compile(r'^Bearer\s.*\berror="insufficient_user_authentication".*\bmax_age=\d+', re.S)
@@ -178,3 +185,13 @@ def _store(client: Client, request: HttpRequest) -> None:
         morsel["domain"] = settings.SESSION_COOKIE_DOMAIN
     if settings.SESSION_COOKIE_SECURE:
         morsel["secure"] = True
+
+
+def flush_decision_log() -> int:
+    """Write the buffered ``allowed`` decision-log rows now; return how many were written.
+
+    Every other event (challenges, denials, verifications, failures, shadow
+    decisions) is in the database as soon as it happens; an allowed decision
+    waits in a per-process buffer (:mod:`stepup.allowed_log`).
+    """
+    return allowed_log.flush()

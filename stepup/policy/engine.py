@@ -183,16 +183,28 @@ class PolicySet:
     Build it with :func:`compile_policies`; call :meth:`decide`.
     """
 
-    def __init__(self, specs: Iterable[PolicySpec], *, default_max_age: int, version: str) -> None:
+    def __init__(
+        self,
+        specs: Iterable[PolicySpec],
+        *,
+        default_max_age: int,
+        version: str,
+        reuse: PolicySet | None = None,
+    ) -> None:
         self.version = version
         self.default_max_age = default_max_age
         self.specs: dict[str, PolicySpec] = {s.id: s for s in sorted(specs, key=lambda s: s.id)}
         self._actions = _NameIndex()
         self._urls = _NameIndex()
+        self._compiled: dict[str, CompiledPolicy] = {}
+        earlier = reuse._compiled if reuse is not None else {}
         for spec in self.specs.values():
             if not spec.enabled:
                 continue
-            policy = _compile_policy(spec)
+            policy = earlier.get(spec.id)
+            if policy is None or policy.spec is not spec:  # the very same spec object: compiled alike
+                policy = _compile_policy(spec)
+            self._compiled[spec.id] = policy
             for pattern in spec.actions:
                 self._actions.add(pattern, policy)
             for pattern in spec.urls:
@@ -448,23 +460,34 @@ def _acceptable(unsatisfied: Sequence[CompiledPolicy]) -> tuple[str, ...]:
 
 
 def compile_policies(
-    specs: Iterable[PolicySpec], *, default_max_age: int = 300, version: str = "", builtins: bool = True
+    specs: Iterable[PolicySpec],
+    *,
+    default_max_age: int = 300,
+    version: str = "",
+    builtins: bool = True,
+    reuse: PolicySet | None = None,
 ) -> PolicySet:
     """Compile validated specs into a :class:`PolicySet`.
 
     Unless ``builtins=False``, the built-in policies and the default policies
     the specs don't replace (:mod:`stepup.policy.builtins`) are added; a spec
     that reuses one of their ids is dropped.
+
+    :param reuse: an earlier set whose compiled policies are taken over for
+        the very same spec objects (a reload after a change recompiles only
+        what changed).
     """
     from stepup.policy.builtins import BUILTIN_POLICIES, DEFAULT_POLICIES, replaced_defaults
 
     if not builtins:
-        return PolicySet(specs, default_max_age=default_max_age, version=version)
+        return PolicySet(specs, default_max_age=default_max_age, version=version, reuse=reuse)
     reserved = {b.id for b in (*BUILTIN_POLICIES, *DEFAULT_POLICIES)}
     kept = [s for s in specs if s.id not in reserved]
     replaced = replaced_defaults(kept)
     defaults = [d for d in DEFAULT_POLICIES if d.id not in replaced]
-    return PolicySet([*kept, *BUILTIN_POLICIES, *defaults], default_max_age=default_max_age, version=version)
+    return PolicySet(
+        [*kept, *BUILTIN_POLICIES, *defaults], default_max_age=default_max_age, version=version, reuse=reuse
+    )
 
 
 def input_from_dict(data: Mapping[str, Any]) -> Input:

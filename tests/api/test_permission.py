@@ -19,6 +19,7 @@ from stepup import grants, store
 from stepup.exceptions import PolicyStoreUnavailable
 from stepup.models import DecisionLog, PendingChallenge
 from stepup.permissions import StepUpPermission
+from stepup.testing import flush_decision_log
 from tests.api import urls
 from tests.api.conftest import parse_challenge, rfc9470_params
 
@@ -251,6 +252,7 @@ def test_a_bad_token_is_refused_before_any_decision(things: Any) -> None:
     api.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
     response = api.post(GUARDED, {}, format="json")
     assert response.status_code == 403  # AuthenticationFailed, made a 403 by SessionAuthentication first
+    flush_decision_log()
     assert DecisionLog.objects.count() == 0
 
 

@@ -9,6 +9,7 @@ import pytest
 from stepup import decide, grants
 from stepup.audit import display_attrs, is_secret_name, record_event
 from stepup.models import DecisionLog
+from stepup.testing import flush_decision_log
 from tests.enforcement import views
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.enforcement.urls")]
@@ -31,6 +32,7 @@ def test_shadow_policy_is_logged_but_not_enforced(logged_in, policy, recorder, c
     policy("trial-url", urls=["plain"], mode="shadow", decision="deny")
     with caplog.at_level(logging.INFO, logger="stepup"):
         assert logged_in.get("/plain/").status_code == 200
+    flush_decision_log()
     row = DecisionLog.objects.get(event="shadow")
     assert (row.event, row.url_name, row.outcome, row.policies) == (
         "shadow",
@@ -38,7 +40,10 @@ def test_shadow_policy_is_logged_but_not_enforced(logged_in, policy, recorder, c
         "allow",
         ["trial-url"],
     )
-    assert list(DecisionLog.objects.values_list("event", flat=True).order_by("pk")) == ["shadow", "allowed"]
+    assert list(DecisionLog.objects.values_list("event", flat=True).order_by("created_at", "pk")) == [
+        "shadow",
+        "allowed",
+    ]
     assert "stepup shadow" in caplog.text
     assert recorder.challenged == [] and recorder.denied == []
     assert views.CALLS == ["plain"]
@@ -48,6 +53,7 @@ def test_decide_has_no_side_effects(rf_request, totp, policy, recorder):
     policy("billing", actions=["billing.update"], max_age=0)
     request = rf_request("post", "/billing/")
     assert decide(request, "billing.update").outcome == "step_up"
+    flush_decision_log()
     assert DecisionLog.objects.count() == 0
     assert recorder.challenged == []
 

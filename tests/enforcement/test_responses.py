@@ -11,6 +11,7 @@ from stepup import binding
 from stepup.models import DecisionLog
 from stepup.policy.model import Decision
 from stepup.responses import build_challenge, is_api_request, www_authenticate
+from stepup.testing import flush_decision_log
 from tests.enforcement import views
 from tests.enforcement.conftest import VERIFY, challenge_of, resolved
 
@@ -190,6 +191,7 @@ def test_anonymous_gets_the_login_redirect(client, billing_policy, recorder):
     assert location.path == "/accounts/login/"
     assert parse_qs(location.query)["next"] == ["/billing/?x=1"]
     assert recorder.challenged == []
+    flush_decision_log()
     assert DecisionLog.objects.count() == 0
 
 

@@ -35,6 +35,8 @@ CHOSEN = [
     "tests/audit/test_history.py",
     # single-request grants, challenges and backup codes
     "tests/enforcement/test_grants.py",
+    "tests/enforcement/test_grants_query.py",
+    "tests/audit/test_allowed_log.py",
     "tests/security/test_bruteforce.py",
     "tests/api/test_grant_subjects.py",
     "tests/security/test_session.py::test_a_challenge_id_in_other_letter_case_is_not_that_challenge",

@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 from project.demo.models import BillingProfile, Transfer
 from stepup import grants
 from stepup.models import Grant, PendingChallenge, UserState
-from stepup.testing import stepup_verified
+from stepup.testing import flush_decision_log, stepup_verified
 from tests.security import views
 from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
@@ -664,6 +664,7 @@ def test_a_stolen_session_cannot_erase_the_decision_log_or_policy_history(
     client.force_login(root)
     with stepup_verified(client, root):
         client.post(BILLING_EDIT, BILLING)  # something to log
+        flush_decision_log()
         rows, history = DecisionLog.objects.count(), Policy.history.count()
         assert rows and history
         log_row = DecisionLog.objects.first()
