@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from stepup.context import user_roles
+from stepup.i18n import localized_description
 from stepup.policy.engine import PolicySet
 from stepup.policy.model import PolicySpec
 
@@ -41,7 +42,7 @@ def lost_actions(
         if not _roles_may_hold(spec.when, roles):
             continue
         if _satisfiable(spec, before | extra) and not _satisfiable(spec, after | extra):
-            lost.append(LostAction(spec.id, spec.description, (*spec.actions, *spec.urls)))
+            lost.append(LostAction(spec.id, localized_description(spec.description), (*spec.actions, *spec.urls)))
     return lost
 
 
