@@ -42,7 +42,9 @@ def lost_actions(
         if not _roles_may_hold(spec.when, roles):
             continue
         if _satisfiable(spec, before | extra) and not _satisfiable(spec, after | extra):
-            lost.append(LostAction(spec.id, localized_description(spec.description), (*spec.actions, *spec.urls)))
+            lost.append(
+                LostAction(spec.id, localized_description(spec.description), (*spec.actions, *spec.urls))
+            )
     return lost
 
 
