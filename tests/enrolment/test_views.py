@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.test import Client
+from django.urls import reverse
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from stepup.enrolment import views as enrolment_views
 from stepup.testing import assert_requires_stepup, stepup_verified
 from tests.enrolment.conftest import APP, CODES, DEVICES, EMAIL, code
 
@@ -56,10 +58,16 @@ def test_the_list_shows_the_users_own_confirmed_devices_only(
     assert "<form" not in page.split("Add a second factor")[0]  # removing is a link to a confirmation
 
 
-def test_the_list_links_to_passkeys_only_when_the_project_has_that_page(logged_in: Client) -> None:
+def test_the_list_links_to_passkeys_only_when_the_project_has_that_page(
+    logged_in: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = logged_in.get(DEVICES).content.decode()
+    assert "Passkey or security key" in page and f'href="{reverse("stepup:webauthn-register")}' in page
+    assert "Email codes" in page  # otp_email is installed in the test settings
+    monkeypatch.setattr(enrolment_views, "PASSKEY_URL_NAME", "stepup:no-such-page")
     page = logged_in.get(DEVICES).content.decode()
     assert "Passkey or security key" not in page
-    assert "Email codes" in page  # otp_email is installed in the test settings
+    assert "Email codes" in page
 
 
 # --- the first factor -------------------------------------------------------------------------
