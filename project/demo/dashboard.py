@@ -6,7 +6,10 @@ keep the two in step when either changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stepup.enforcement import decide_status
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,7 @@ class Card:
     guard: str | None  # the action or URL names the policies match; None when nothing is guarded
     policy: str
     staff_only: bool = False
+    denied: bool = False  # this user can only be denied the change: no step-up badge
 
 
 CARDS = (
@@ -71,5 +75,22 @@ CARDS = (
 )
 
 
-def cards_for(is_staff: bool) -> list[Card]:
-    return [card for card in CARDS if is_staff or not card.staff_only]
+def cards_for(request: Any) -> list[Card]:
+    """The cards this user sees, each marked ``denied`` when the user may never make the change.
+
+    The engine decides, as for a ``POST`` of the guarded action (a change), from
+    server-side state only, like ``api-status``: nothing is recorded, no grant used.
+    """
+    is_staff = request.user.is_staff
+    return [_marked(request, card) for card in CARDS if is_staff or not card.staff_only]
+
+
+def _marked(request: Any, card: Card) -> Card:
+    if card.guard is None or not card.guard.replace(".", "").isalnum():  # a URL name or a pattern
+        return card
+    return replace(card, denied=denied_change(request, card.guard))
+
+
+def denied_change(request: Any, action: str) -> bool:
+    """Whether a change under ``action`` (a ``POST``) is denied to this user outright."""
+    return decide_status(request, action, None, {}, "POST").outcome == "deny"

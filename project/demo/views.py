@@ -36,7 +36,7 @@ class AuthenticatedHttpRequest(HttpRequest):
 @require_GET
 def home(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
-        "cards": dashboard.cards_for(request.user.is_staff),
+        "cards": dashboard.cards_for(request),
         "has_second_factor": has_confirmed_device(request.user),
     }
     return render(request, "demo/home.html", context)
@@ -49,7 +49,8 @@ def home(request: AuthenticatedHttpRequest) -> HttpResponse:
 @require_GET
 def billing(request: AuthenticatedHttpRequest) -> HttpResponse:
     profile = BillingProfile.objects.filter(user=request.user).first()
-    return render(request, "demo/billing.html", {"profile": profile})
+    context = {"profile": profile, "denied": dashboard.denied_change(request, "billing.update")}
+    return render(request, "demo/billing.html", context)
 
 
 @login_required

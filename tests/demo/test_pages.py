@@ -66,6 +66,28 @@ def test_dashboard_explains_the_policies(logged_in):
         assert action in page
 
 
+def test_dashboard_offers_no_step_up_badge_where_the_user_can_only_be_denied(client, make_user):
+    """An auditor may never change billing, transfers or access: those cards say so, not "Step-up"."""
+    client.force_login(make_user("ivy", "auditor"))
+    cards = client.get(reverse("demo:home")).content.decode().split('class="card action-card"')[1:]
+    by_title = {card.split("</a></h2>")[0].rsplit(">", 1)[-1]: card for card in cards}
+    for title in ("Billing details", "Transfers", "Team access"):
+        assert "Not for your role" in by_title[title] and "badge-lock" not in by_title[title], title
+    assert "badge-lock" in by_title["Reports"] and "Not for your role" not in by_title["Reports"]
+    client.force_login(make_user("fred", "finance"))
+    page = client.get(reverse("demo:home")).content.decode()
+    assert "Not for your role" not in page.split("Team access")[0]  # finance may change billing and pay
+
+
+def test_billing_offers_auditors_no_edit_button(client, make_user):
+    client.force_login(make_user("ivy", "auditor"))
+    page = client.get(reverse("demo:billing")).content.decode()
+    assert "Not for your role" in page and reverse("demo:billing-update") not in page
+    client.force_login(make_user("fred", "finance"))
+    page = client.get(reverse("demo:billing")).content.decode()
+    assert "Not for your role" not in page and reverse("demo:billing-update") in page
+
+
 def test_dashboard_asks_a_user_without_a_device_to_set_one_up(logged_in, totp_device):
     assert "Set up a second factor" not in logged_in.get(reverse("demo:home")).content.decode()
     totp_device.delete()
