@@ -32,7 +32,19 @@ document.addEventListener('securitypolicyviolation', (e) => {
 });
 """
 
-DEMO_PAGES = ["/", "/billing/", "/billing/edit/", "/transfers/", "/reports/", "/team/", "/security/"]
+DEMO_PAGES = [
+    "/",
+    "/billing/",
+    "/billing/edit/",
+    "/transfers/",
+    "/reports/",
+    "/team/",
+    # stepup's own device pages, the demo's "Security" link
+    "/stepup/devices/",
+    "/stepup/devices/authenticator/",
+    "/stepup/devices/backup-codes/",
+    "/stepup/webauthn/register/",
+]
 ADMIN_PAGES = [
     "/admin/",
     "/admin/stepup/policy/",
