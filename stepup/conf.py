@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "ACR_VALUES": {},
     "DECISION_LOG_RETENTION": 90,
     "SECRET_FIELDS": [],
+    "FACTORS": None,
+    "FACTOR_SOURCES": ["django_otp"],
+    "FORMS": {},
 }
 """Every key ``settings.STEPUP`` may hold, with its default."""
 
@@ -101,6 +104,28 @@ class StepUpSettings:
         if isinstance(value, str):
             return (value,)
         return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
+
+    @property
+    def FACTORS(self) -> list[Any]:
+        """Dotted paths (or classes) of the registered factor kinds; ``None``: the built-in ones."""
+        value = self._get("FACTORS")
+        if value is None:
+            from stepup.factors.registry import DEFAULT_FACTORS
+
+            return list(DEFAULT_FACTORS)
+        return list(value) if isinstance(value, (list, tuple)) else []
+
+    @property
+    def FACTOR_SOURCES(self) -> list[str]:
+        """Where users' authenticators come from: ``"django_otp"`` (default), ``"allauth"``, dotted paths."""
+        value = self._get("FACTOR_SOURCES")
+        return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+    @property
+    def FORMS(self) -> dict[str, Any]:
+        """Factor kind -> dotted path (or class) of the form that replaces its default."""
+        value = self._get("FORMS")
+        return dict(value) if isinstance(value, dict) else {}
 
 
 conf = StepUpSettings()
