@@ -54,6 +54,7 @@ HTTP_STATUS = {
     flow.FAILED: 400,
     flow.THROTTLED: 429,
     flow.LOCKED: 429,
+    flow.STARTED: 202,
 }
 """The ``api-verify`` status code of each result."""
 
@@ -182,7 +183,21 @@ class VerifyAPIView(StepUpAPIView):
         data = cast(Mapping[str, Any], request.data)  # JSONObjectParser: always an object
         http = request._request
         target = flow.load_target(http, data.get("challenge"))
-        result = flow.verify(http, target, data.get("device"), data.get("token"))
+        if data.get("send") is True:
+            result = flow.begin(http, target, data)
+            if result.status == flow.STARTED:
+                return Response(
+                    {
+                        "verified": False,
+                        "sent": True,
+                        "code": result.code,
+                        "detail": result.message,
+                        **result.data,
+                    },
+                    status=202,
+                )
+        else:
+            result = flow.verify(http, target, data)
         if result.ok:
             verified: dict[str, Any] = {"verified": True, "factor": result.factor}
             if result.stepup_token is not None:

@@ -114,18 +114,18 @@ def _check_secret_fields(names: Any) -> list[CheckMessage]:
 
 def _check_acr_values(mapping: Any) -> list[CheckMessage]:
     """``ACR_VALUES`` maps factor kinds to values a quoted, space-separated ``acr_values`` can carry."""
-    from stepup.policy.model import FACTOR_KINDS
+    from stepup.policy.model import factor_kinds
     from stepup.responses import ACR_VALUE
 
     if not isinstance(mapping, dict):
         return [Error("STEPUP['ACR_VALUES'] must be a dict of factor kind -> ACR value.", id="stepup.E011")]
     errors: list[CheckMessage] = []
     for kind, value in mapping.items():
-        if kind not in FACTOR_KINDS:
+        if kind not in factor_kinds():
             errors.append(
                 Error(
                     f"STEPUP['ACR_VALUES']: {kind!r} is not a factor kind.",
-                    hint=f"Factor kinds: {', '.join(FACTOR_KINDS)}.",
+                    hint=f"Factor kinds: {', '.join(factor_kinds())}.",
                     id="stepup.E011",
                 )
             )

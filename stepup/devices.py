@@ -1,8 +1,9 @@
-"""Factor kinds of django-otp devices, and which of a user's devices can satisfy a decision.
+"""Which ways to step up a user has for a decision: a thin front to :mod:`stepup.factors.registry`.
 
-:func:`usable_devices` is the one definition of "a device the user can step up
+:func:`usable_devices` is the one definition of "a way the user can step up
 with": enforcement sends a user without one to enrol, and the verification
-form and API offer exactly these.
+page and API offer exactly these. Every factor kind, its choices and its
+label come from the registry (``STEPUP["FACTORS"]``).
 """
 
 from __future__ import annotations
@@ -10,46 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django_otp import devices_for_user
-from django_otp.models import Device
 
-# Model label (app_label.ModelName, lower-case) -> factor kind.
-DEVICE_KINDS: dict[str, str] = {
-    "otp_totp.totpdevice": "totp",
-    "otp_hotp.hotpdevice": "hotp",
-    "otp_static.staticdevice": "static",
-    "otp_email.emaildevice": "email",
-    "django_otp_webauthn.webauthncredential": "webauthn",
-}
+from stepup.factors.base import Choice
+from stepup.factors.registry import usable_choices
 
 
-def device_kind(device: Device) -> str | None:
-    """The factor kind of a django-otp device, or ``None`` for a kind stepup doesn't know."""
-    return DEVICE_KINDS.get(device._meta.label_lower)
-
-
-def acceptable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Device]:
-    """The user's confirmed devices whose kind is in ``factors`` (empty: any known kind)."""
-    wanted = set(factors)
-    found = []
-    for device in devices_for_user(user, confirmed=True):
-        kind = device_kind(device)
-        if kind is not None and (not wanted or kind in wanted):
-            found.append(device)
-    return found
-
-
-CODE_KINDS: frozenset[str] = frozenset({"totp", "hotp", "static"})
-"""Factor kinds whose devices verify a typed code without a prior challenge.
-
-``email`` (needs a code sent first) and ``webauthn`` (a browser ceremony) are
-known kinds, but stepup's verification form and API can't use them.
-"""
-
-
-def usable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Device]:
-    """The user's confirmed devices that ``factors`` accept (empty: any) and that stepup can verify.
+def usable_devices(user: AbstractBaseUser, factors: Sequence[str] | Iterable[str] = ()) -> list[Choice]:
+    """The user's choices that ``factors`` accept (empty: every implied kind, never ``password``).
 
     A user with none of these can't satisfy the decision here: they need to enrol one.
     """
-    return [d for d in acceptable_devices(user, factors) if device_kind(d) in CODE_KINDS]
+    return usable_choices(user, tuple(factors))

@@ -117,6 +117,7 @@ class FactorForm(forms.Form):
     device = forms.ChoiceField(label=_("Device"), widget=forms.RadioSelect, required=False)
 
     def __init__(self, data: Any = None, *, choices: Sequence[Choice] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
         super().__init__(data, **kwargs)
         self.choices = list(choices)
         field = cast(forms.ChoiceField, self.fields["device"])
@@ -166,10 +167,19 @@ def normalize_token(raw: object) -> str | None:
     return token if _TOKEN.fullmatch(token) else None
 
 
+class TextField(forms.CharField):
+    """A ``CharField`` that takes text only: a JSON number or list is refused, not turned into text."""
+
+    def to_python(self, value: Any) -> str | None:
+        if value not in self.empty_values and not isinstance(value, str):
+            raise ValidationError(_("Enter text."), code="invalid")
+        return super().to_python(value)
+
+
 class CodeForm(FactorForm):
     """A typed code (``totp``, ``hotp``, ``static``): ``device`` and ``token``."""
 
-    token = forms.CharField(
+    token = TextField(
         label=_("Code"),
         max_length=_MAX_RAW_TOKEN,
         strip=False,
@@ -247,7 +257,7 @@ class EmailCodeForm(CodeForm):
 class PasswordForm(FactorForm):
     """Password re-entry: ``password`` (the ``device`` field is the kind itself)."""
 
-    password = forms.CharField(
+    password = TextField(
         label=_("Password"),
         strip=False,
         max_length=4096,

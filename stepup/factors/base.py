@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
     from stepup.flows.verification import Target
+    from stepup.forms import FactorForm
     from stepup.throttling import Throttle
 
 
@@ -95,6 +96,8 @@ class Factor:
     """The base class of every factor kind. Subclass it and register the class (``STEPUP["FACTORS"]``).
 
     :cvar kind: the name policies use in ``factors:`` (``[a-z0-9_]+``).
+    :cvar step_name: the verify page's section this kind is offered in (default:
+        its kind); kinds that share a form share a step (the code kinds: ``code``).
     :cvar label: what the user sees, translatable (``gettext_lazy``).
     :cvar implied: whether a policy that omits ``factors`` accepts this kind.
         ``password`` is not.
@@ -104,12 +107,13 @@ class Factor:
         of the authenticators this kind verifies, as the sources
         (:mod:`stepup.factors.sources`) list them.
     :cvar form_class: dotted path or class of the default form for this kind's
-        step; ``STEPUP["FORMS"][kind]`` overrides it.
+        step; ``STEPUP["FORMS"][step]`` overrides it.
     :cvar secret_fields: form fields that must never reach a log.
     :cvar failure_message: the error for a refused attempt.
     """
 
     kind: ClassVar[str] = ""
+    step_name: ClassVar[str] = ""
     label: ClassVar[StrOrPromise] = ""
     implied: ClassVar[bool] = True
     begins: ClassVar[bool] = False
@@ -124,9 +128,14 @@ class Factor:
         return True
 
     @property
+    def step(self) -> str:
+        """The verify page's section (and ``STEPUP["FORMS"]`` key) of this kind."""
+        return self.step_name or self.kind
+
+    @property
     def template_name(self) -> str:
-        """The include that renders this kind on the verify page."""
-        return f"stepup/factors/{self.kind}.html"
+        """The include that renders this kind's step on the verify page."""
+        return f"stepup/factors/{self.step}.html"
 
     # --- what is offered -----------------------------------------------------------
 
@@ -149,8 +158,8 @@ class Factor:
         """Whether a request that names no ``device`` is meant for this kind (``password``: its field)."""
         return False
 
-    def get_form_class(self) -> type[forms.Form]:
-        """The form for this kind's step: ``STEPUP["FORMS"][kind]``, else :attr:`form_class`."""
+    def get_form_class(self) -> type[FactorForm]:
+        """The form for this kind's step: ``STEPUP["FORMS"][step]``, else :attr:`form_class`."""
         from stepup.factors.registry import form_class_for
 
         return form_class_for(self)

@@ -25,6 +25,7 @@ class CodeFactor(Factor):
     :cvar source_hint: where the user finds the code, for the hint under the field.
     """
 
+    step_name = "code"
     numeric: bool = False
     source_hint: Any = _("the code your device shows")
 

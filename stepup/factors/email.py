@@ -42,6 +42,7 @@ def device_address(device: Any) -> str:
 
 class EmailFactor(CodeFactor):
     kind = "email"
+    step_name = "email"
     label = _("Email code")
     device_models = ("otp_email.emaildevice",)
     begins = True

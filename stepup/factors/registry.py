@@ -17,7 +17,7 @@ import functools
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.utils.module_loading import import_string
 
@@ -25,8 +25,9 @@ from stepup.conf import conf
 from stepup.factors.base import Choice, Factor
 
 if TYPE_CHECKING:
-    from django import forms
     from django.contrib.auth.base_user import AbstractBaseUser
+
+    from stepup.forms import FactorForm
 
 logger = logging.getLogger("stepup.factors")
 
@@ -122,7 +123,7 @@ def usable_choices(user: AbstractBaseUser, wanted: Sequence[str] | tuple[str, ..
     return [choice for factor in accepted(wanted) for choice in factor.choices(user)]
 
 
-def form_class_for(factor: Factor) -> type[forms.Form]:
-    """``STEPUP["FORMS"][kind]`` when set, else the factor's :attr:`~Factor.form_class`."""
-    path = conf.FORMS.get(factor.kind, factor.form_class)
-    return import_string(path) if isinstance(path, str) else path
+def form_class_for(factor: Factor) -> type[FactorForm]:
+    """``STEPUP["FORMS"][step]`` when set, else the factor's :attr:`~Factor.form_class`."""
+    path = conf.FORMS.get(factor.step, factor.form_class)
+    return cast("type[FactorForm]", import_string(path) if isinstance(path, str) else path)

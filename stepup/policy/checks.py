@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stepup.policy.locate import FieldPath, Lines
-from stepup.policy.model import FACTOR_KINDS, HTTP_METHODS, NUMBER_MAX_LENGTH, PolicyError, as_number
+from stepup.policy.model import HTTP_METHODS, NUMBER_MAX_LENGTH, PolicyError, as_number, factor_kinds
 
 Check = Callable[["Context", FieldPath, object], Any]
 """Validates one value at a path, reports problems to the context, returns the normalised value."""
@@ -291,8 +291,8 @@ def check_method(ctx: Context, path: FieldPath, value: object) -> str | None:
 
 def _factor_item(ctx: Context, path: FieldPath, value: object) -> str | None:
     text = check_name(ctx, path, value)
-    if text is not None and text not in FACTOR_KINDS:
-        ctx.error(path, unknown("factor kind", text, FACTOR_KINDS))
+    if text is not None and text not in (known := factor_kinds()):
+        ctx.error(path, unknown("factor kind", text, known))
         return None
     return text
 
@@ -360,7 +360,7 @@ def check_methods(ctx: Context, path: FieldPath, value: object) -> list[str] | N
 
 
 def check_factors(ctx: Context, path: FieldPath, value: object) -> list[str] | None:
-    return check_list(ctx, path, value, _factor_item, f"[{', '.join(FACTOR_KINDS[:2])}]")
+    return check_list(ctx, path, value, _factor_item, f"[{', '.join(factor_kinds()[:2])}]")
 
 
 def _roles(ctx: Context, path: FieldPath, value: object) -> list[str] | None:

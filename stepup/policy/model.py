@@ -18,8 +18,38 @@ from typing import Any, Literal, get_args
 # The policy language's vocabulary: the loader, the engine, the models, the admin, the
 # OpenAPI description and the JSON Schema test all read these, so each is written once.
 
-FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn")
-"""Every factor kind a policy may name in ``factors:``."""
+FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn", "password")
+"""The built-in factor kinds (a project may register more: ``STEPUP["FACTORS"]``)."""
+EXPLICIT_FACTOR_KINDS: frozenset[str] = frozenset({"password"})
+"""Built-in kinds a policy must name to accept: never implied by an omitted ``factors``."""
+
+
+def _registry() -> Any:
+    """:mod:`stepup.factors.registry` once a Django project is loaded, else ``None`` (pure Python use)."""
+    try:
+        from django.apps import apps
+    except ImportError:  # pragma: no cover - Django is a dependency
+        return None
+    if not apps.ready:
+        return None
+    from stepup.factors import registry
+
+    return registry
+
+
+def factor_kinds() -> tuple[str, ...]:
+    """Every factor kind a policy may name in ``factors:``: the registered ones in a project."""
+    registry = _registry()
+    return registry.kinds() if registry is not None else FACTOR_KINDS
+
+
+def implied_factor_kinds() -> frozenset[str]:
+    """The kinds a policy that omits ``factors`` accepts: every registered kind but ``password``."""
+    registry = _registry()
+    if registry is not None:
+        return frozenset(registry.implied_kinds())
+    return frozenset(FACTOR_KINDS) - EXPLICIT_FACTOR_KINDS
+
 
 HTTP_METHODS: tuple[str, ...] = (
     "GET",
