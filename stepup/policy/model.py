@@ -24,17 +24,21 @@ EXPLICIT_FACTOR_KINDS: frozenset[str] = frozenset({"password"})
 """Built-in kinds a policy must name to accept: never implied by an omitted ``factors``."""
 
 
-def _registry() -> Any:
-    """:mod:`stepup.factors.registry` once a Django project is loaded, else ``None`` (pure Python use)."""
-    try:
-        from django.apps import apps
-    except ImportError:  # pragma: no cover - Django is a dependency
-        return None
-    if not apps.ready:
-        return None
-    from stepup.factors import registry
+_factor_provider: Any = None
 
-    return registry
+
+def set_factor_provider(provider: Any) -> None:
+    """Install where the registered kinds come from: an object with ``kinds()`` and ``implied_kinds()``.
+
+    The Django app installs :mod:`stepup.factors.registry` in ``ready()``;
+    without one (pure Python use) the built-in kinds apply.
+    """
+    global _factor_provider
+    _factor_provider = provider
+
+
+def _registry() -> Any:
+    return _factor_provider
 
 
 def factor_kinds() -> tuple[str, ...]:
