@@ -119,6 +119,11 @@ class AllauthFactor:
     def persistent_id(self) -> str:
         return persistent_id(self.pk)
 
+    @property
+    def stepup_kind(self) -> str:
+        """The factor kind, for :meth:`stepup.factors.Factor.owns`."""
+        return self.kind
+
 
 def persistent_id(pk: object) -> str:
     return f"{MODEL_LABEL}/{pk}"
@@ -181,6 +186,7 @@ class CodeAttempt:
         self.user_id = authenticator.user_id
         self.name = str(authenticator)
         self.digits = _totp_digits() if self.kind == "totp" else None
+        self.stepup_kind = self.kind
 
     def verify_is_allowed(self) -> tuple[bool, dict[str, Any] | None]:
         user = self.authenticator.user

@@ -56,6 +56,7 @@ HTTP_STATUS = {
     flow.FAILED: 400,
     flow.THROTTLED: 429,
     flow.LOCKED: 429,
+    flow.STARTED: 202,
 }
 """The ``api-verify`` status code of each result."""
 
@@ -184,7 +185,14 @@ class VerifyAPIView(StepUpAPIView):
         data = cast(Mapping[str, Any], request.data)  # JSONObjectParser: always an object
         http = request._request
         target = flow.load_target(http, data.get("challenge"))
-        return verification_answer(flow.verify(http, target, data.get("device"), data.get("token")))
+        if data.get("send") is True:
+            result = flow.begin(http, target, data)
+            if result.status == flow.STARTED:
+                body = {"verified": False, "sent": True, "code": result.code, "detail": result.message}
+                return Response({**body, **result.data}, status=202)
+        else:
+            result = flow.verify(http, target, data)
+        return verification_answer(result)
 
 
 def verification_answer(result: flow.Result) -> Response:

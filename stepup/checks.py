@@ -45,6 +45,31 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     errors.extend(_check_policy_files(raw.get("POLICY_FILES", [])))
     errors.extend(_check_reload(raw))
     errors.extend(_check_allauth(raw))
+    errors.extend(_check_factors(raw))
+    return errors
+
+
+def _check_factors(raw: dict[str, Any]) -> list[CheckMessage]:
+    """``STEPUP["FACTORS"]``: each entry a :class:`stepup.factors.Factor` subclass with a valid kind."""
+    from stepup.factors.registry import FactorConfigError, load_factor
+
+    value = raw.get("FACTORS")
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        return [Error(_("STEPUP['FACTORS'] must be a list of dotted paths."), id="stepup.E030")]
+    errors: list[CheckMessage] = []
+    seen: set[str] = set()
+    for entry in value:
+        try:
+            kind = load_factor(entry).kind
+        except FactorConfigError as exc:
+            errors.append(Error(f"STEPUP['FACTORS']: {exc}", id="stepup.E030"))
+            continue
+        if kind in seen:
+            message = _("STEPUP['FACTORS']: kind %(kind)r is registered twice.") % {"kind": kind}
+            errors.append(Error(message, id="stepup.E030"))
+        seen.add(kind)
     return errors
 
 
@@ -166,7 +191,7 @@ def _check_secret_fields(names: Any) -> list[CheckMessage]:
 
 def _check_acr_values(mapping: Any) -> list[CheckMessage]:
     """``ACR_VALUES`` maps factor kinds to values a quoted, space-separated ``acr_values`` can carry."""
-    from stepup.policy.model import FACTOR_KINDS
+    from stepup.policy.model import factor_kinds
     from stepup.responses import ACR_VALUE
 
     if not isinstance(mapping, dict):
@@ -174,11 +199,11 @@ def _check_acr_values(mapping: Any) -> list[CheckMessage]:
         return [Error(message, id="stepup.E011")]
     errors: list[CheckMessage] = []
     for kind, value in mapping.items():
-        if kind not in FACTOR_KINDS:
+        if kind not in factor_kinds():
             errors.append(
                 Error(
                     _("STEPUP['ACR_VALUES']: %(kind)r is not a factor kind.") % {"kind": kind},
-                    hint=_("Factor kinds: %(kinds)s.") % {"kinds": ", ".join(FACTOR_KINDS)},
+                    hint=_("Factor kinds: %(kinds)s.") % {"kinds": ", ".join(factor_kinds())},
                     id="stepup.E011",
                 )
             )

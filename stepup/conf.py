@@ -28,7 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "DECISION_LOG_BATCH_SIZE": 100,
     "DECISION_LOG_FLUSH_INTERVAL": 1.0,
     "SECRET_FIELDS": [],
+    "FACTORS": None,
     "FACTOR_SOURCES": ["django_otp"],
+    "FORMS": {},
 }
 """Every key ``settings.STEPUP`` may hold, with its default."""
 
@@ -134,12 +136,28 @@ class StepUpSettings:
         return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
 
     @property
+    def FACTORS(self) -> list[Any]:
+        """Dotted paths (or classes) of the registered factor kinds; ``None``: the built-in ones."""
+        value = self._get("FACTORS")
+        if value is None:
+            from stepup.factors.registry import DEFAULT_FACTORS
+
+            return list(DEFAULT_FACTORS)
+        return list(value) if isinstance(value, (list, tuple)) else []
+
+    @property
     def FACTOR_SOURCES(self) -> tuple[str, ...]:
-        """Where users' factors come from: ``django_otp`` devices, ``allauth`` (``allauth.mfa``), or both."""
+        """Where users' authenticators come from: ``"django_otp"`` (default), ``"allauth"``, dotted paths."""
         value = self._get("FACTOR_SOURCES")
         if isinstance(value, str):
             return (value,)
         return tuple(v for v in value if isinstance(v, str)) if isinstance(value, (list, tuple)) else ()
+
+    @property
+    def FORMS(self) -> dict[str, Any]:
+        """Factor kind -> dotted path (or class) of the form that replaces its default."""
+        value = self._get("FORMS")
+        return dict(value) if isinstance(value, dict) else {}
 
 
 conf = StepUpSettings()

@@ -1,4 +1,6 @@
-"""The admin's policy form: every value is checked exactly as a policy file would be.
+"""stepup's forms: the admin's policy form, and the verify page's form for each factor kind's step.
+
+The admin's policy form checks every value exactly as a policy file would be.
 
 :class:`PolicyForm` turns the form's values into a policy-file mapping,
 validates it with the policy-file loader and the URLconf check, and puts each
@@ -8,10 +10,15 @@ form ``sync`` would store.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Sequence
+from typing import Any, cast
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
+from stepup.factors.base import Choice
 from stepup.models import Policy, spec_fields
 from stepup.policy.loader import validate_policy
 from stepup.policy.model import MATCH_KEYS, SPEC_FIELDS, PolicyError, PolicyFile
@@ -91,3 +98,169 @@ class PolicyForm(forms.ModelForm):
         if spec is not None and not errors:
             cleaned.update(spec_fields(spec))  # the canonical form, as sync would store it
         return cleaned
+
+
+# --- the verify page's forms: one per factor kind's step ---------------------------------
+
+
+class FactorForm(forms.Form):
+    """The base of a factor's step on the verify page and ``api-verify``.
+
+    :param choices: the user's usable :class:`~stepup.factors.Choice` objects of
+        this form's kind; the ``device`` field offers exactly these (hidden when
+        there is one). ``cleaned_data["choice"]`` is the chosen one.
+
+    A project replaces a kind's form with ``STEPUP["FORMS"] = {"totp": "myapp.forms.MyCodeForm"}``;
+    a replacement should subclass the default so that its fields keep their names.
+    """
+
+    device = forms.ChoiceField(label=_("Device"), widget=forms.RadioSelect, required=False)
+
+    def __init__(self, data: Any = None, *, choices: Sequence[Choice] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(data, **kwargs)
+        self.choices = list(choices)
+        field = cast(forms.ChoiceField, self.fields["device"])
+        field.choices = [(c.id, c.label + (f" ({c.detail})" if c.detail else "")) for c in self.choices]
+        if len(self.choices) <= 1:
+            field.widget = forms.HiddenInput()
+            field.initial = self.choices[0].id if self.choices else ""
+        elif self.choices:
+            field.initial = self.choices[0].id
+
+    @property
+    def single_choice(self) -> Choice | None:
+        return self.choices[0] if len(self.choices) == 1 else None
+
+    def clean_device(self) -> str:
+        value = self.cleaned_data.get("device") or ""
+        if not value:
+            if len(self.choices) != 1:
+                raise ValidationError(_("Choose the device you want to use."), code="invalid_device")
+            return self.choices[0].id
+        return str(value)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        device_id = cleaned.get("device")
+        cleaned["choice"] = next((c for c in self.choices if c.id == device_id), None)
+        return cleaned
+
+
+MAX_TOKEN_LENGTH = 64
+_TOKEN = re.compile(rf"[!-~]{{1,{MAX_TOKEN_LENGTH}}}")  # printable ASCII, no spaces
+_DIGITS = re.compile(r"[0-9]+")
+_MAX_RAW_TOKEN = 1024
+
+
+def normalize_token(raw: object) -> str | None:
+    """The code as a device may see it, or ``None`` when it can't be one.
+
+    Surrounding whitespace and inner spaces (``"123 456"``) are removed;
+    anything else that is not printable ASCII (full-width digits, control
+    characters) or is longer than :data:`MAX_TOKEN_LENGTH` is refused before
+    it reaches a device.
+    """
+    if not isinstance(raw, str) or len(raw) > _MAX_RAW_TOKEN:
+        return None
+    token = raw.strip().replace(" ", "")
+    return token if _TOKEN.fullmatch(token) else None
+
+
+class TextField(forms.CharField):
+    """A ``CharField`` that takes text only: a JSON number or list is refused, not turned into text."""
+
+    def to_python(self, value: Any) -> str | None:
+        if value not in self.empty_values and not isinstance(value, str):
+            raise ValidationError(_("Enter text."), code="invalid")
+        return super().to_python(value)
+
+
+class CodeForm(FactorForm):
+    """A typed code (``totp``, ``hotp``, ``static``): ``device`` and ``token``."""
+
+    token = TextField(
+        label=_("Code"),
+        max_length=_MAX_RAW_TOKEN,
+        strip=False,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "autocapitalize": "off",
+                "spellcheck": "false",
+                "maxlength": MAX_TOKEN_LENGTH,
+                "autofocus": True,
+            }
+        ),
+    )
+
+    def __init__(self, data: Any = None, *, choices: Sequence[Choice] = (), **kwargs: Any) -> None:
+        super().__init__(data, choices=choices, **kwargs)
+        from stepup.factors.codes import CodeFactor, code_hint
+
+        numeric = all(
+            getattr(c.factor, "numeric", False) for c in self.choices if isinstance(c.factor, CodeFactor)
+        )
+        self.fields["token"].widget.attrs["inputmode"] = "numeric" if numeric and self.choices else "text"
+        self.fields["token"].help_text = code_hint(self.choices)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        choice = cleaned.get("choice")
+        if "token" in cleaned and choice is not None:
+            token = _exact_token(cleaned["token"], choice)
+            if token is None:
+                del cleaned["token"]
+                self.add_error(
+                    "token",
+                    ValidationError(
+                        _("Enter the code exactly as your device shows it."), code="invalid_token"
+                    ),
+                )
+            else:
+                cleaned["token"] = token
+        return cleaned
+
+
+def _exact_token(raw: object, choice: Choice) -> str | None:
+    """The code exactly as the chosen device shows it, else ``None`` (and no guess is spent).
+
+    An authenticator's code (TOTP, HOTP, email) is its digits, as many as the
+    device shows: django-otp compares ``int(token)``, which would also take
+    ``"123_456"``, ``"+123456"`` or ``"0123456"`` for ``123456``.
+    """
+    token = normalize_token(raw)
+    if token is not None and getattr(choice.factor, "numeric", False):
+        digits = getattr(choice.device, "digits", None)
+        if not _DIGITS.fullmatch(token) or (isinstance(digits, int) and len(token) != digits):
+            return None
+    return token
+
+
+class EmailCodeForm(CodeForm):
+    """An email code: ``send`` asks for a code (a ``POST`` only); then ``token`` as for any code."""
+
+    send = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, data: Any = None, *, choices: Sequence[Choice] = (), **kwargs: Any) -> None:
+        super().__init__(data, choices=choices, **kwargs)
+        if self.is_bound and self.sending:
+            self.fields["token"].required = False
+        self.fields["token"].widget.attrs.pop("autofocus", None)
+
+    @property
+    def sending(self) -> bool:
+        value = self.data.get("send") if self.data is not None else None
+        return value in (True, "1", "true", "on", 1)
+
+
+class PasswordForm(FactorForm):
+    """Password re-entry: ``password`` (the ``device`` field is the kind itself)."""
+
+    password = TextField(
+        label=_("Password"),
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text=_("The password you sign in with."),
+    )

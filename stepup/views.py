@@ -22,7 +22,6 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from stepup import outcome
-from stepup.devices import code_devices, device_kind, usable_devices
 from stepup.factors import webauthn
 from stepup.flows import verification as flow
 from stepup.responses import enroll_url
@@ -58,7 +57,9 @@ def verify(request: HttpRequest) -> HttpResponse:
     """Show the verification form (``GET``) or check a code (``POST``).
 
     Query string: ``challenge`` (a pending challenge's id) and ``next``.
-    ``POST`` fields: ``device``, ``token``, ``next``, ``challenge`` and the CSRF token.
+    ``POST`` fields: ``device`` and the chosen kind's fields (``token``,
+    ``password``; ``send=1`` to have an email code sent), ``next``,
+    ``challenge`` and the CSRF token.
     """
     challenge_id = request.POST.get("challenge") or request.GET.get("challenge")
     target = flow.load_target(request, challenge_id)
@@ -69,8 +70,10 @@ def verify(request: HttpRequest) -> HttpResponse:
         return _form(request, target, next_url)
     if request.POST.get("factor") == "webauthn":
         result = webauthn.verify_assertion(request, target, request.POST.get("credential"))
+    elif request.POST.get("send"):
+        result = flow.begin(request, target, request.POST)
     else:
-        result = flow.verify(request, target, request.POST.get("device"), request.POST.get("token"))
+        result = flow.verify(request, target, request.POST)
     if result.ok:
         return _verified(request, target, next_url)
     response = _form(request, target, next_url, result)
@@ -83,24 +86,28 @@ def _form(
     request: HttpRequest, target: flow.Target, next_url: str, result: flow.Result | None = None
 ) -> HttpResponse:
     user = flow.authenticated_user(request)
-    usable = usable_devices(user, target.challenge.factors)
-    choices = flow.device_choices(code_devices(user, target.challenge.factors))
-    error = result.message if result is not None else None
+    form = result.form if result is not None else None
+    if (
+        form is not None
+        and result is not None
+        and result.field is not None
+        and result.field not in form.errors
+    ):
+        form.add_error(result.field, result.message)  # a refusal after validation: shown on its field
+    steps = flow.step_forms(user, target, result)
+    error = result.message if result is not None and result.status != flow.STARTED else None
     if error is None and (lockout := current_lockout(user)) is not None:
         error = flow.retry_message(lockout)
     context = {
         "target": target,
         "challenge_id": target.id or "",
         "next": next_url,
-        "devices": choices,
-        "selected": request.POST.get("device", ""),
-        "inputmode": flow.input_mode(choices),
-        "code_hint": flow.code_hint(choices),
+        "steps": steps,
+        "notice": result.message if result is not None and result.status == flow.STARTED else "",
         "error": error,
         "error_field": result.field if result is not None else None,
         "enroll_url": enroll_url(),
         "cancel_url": outcome.cancel_url(request, target.challenge),
-        "webauthn": any(device_kind(d) == "webauthn" for d in usable),
     }
     return render(request, "stepup/verify.html", context)
 

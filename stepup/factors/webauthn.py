@@ -44,12 +44,19 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+
+from stepup.factors.base import Begun, Choice, Factor
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from stepup.flows.verification import Target
 
 CEREMONY_PREFIX = "webauthn."
 """The id prefix of a ceremony's row; ``.`` is never in a stepup challenge id."""
@@ -275,9 +282,9 @@ def usable_credentials(user: AbstractBaseUser) -> Any:
 
 def has_factors(user: AbstractBaseUser) -> bool:
     """Whether ``user`` already has a confirmed second factor (of any kind stepup knows)."""
-    from stepup.devices import acceptable_devices
+    from stepup.devices import has_second_factor
 
-    return bool(acceptable_devices(user))
+    return has_second_factor(user)
 
 
 def _helper(request: HttpRequest) -> Any:
@@ -522,7 +529,8 @@ def verify_assertion(request: HttpRequest, target: Any, credential: object) -> A
                 result = _failure(state, exc)
             else:
                 throttling.record_success(state)
-                result = flow.Result(flow.VERIFIED, "verified", device=device, checked=True)
+                choice = WebAuthnFactor().choice_for(device)
+                result = flow.Result(flow.VERIFIED, "verified", choice=choice, checked=True)
     if result.ok:
         return replace(result, stepup_token=flow._succeeded(request, user, target, result))
     flow._failed(request, user, target, result)
@@ -539,3 +547,55 @@ def _failure(state: Any, exc: CeremonyError) -> Any:
     if lockout is not None:
         return flow.Result(flow.LOCKED, "locked", flow.retry_message(lockout), throttle=lockout, checked=True)
     return flow.Result(flow.FAILED, exc.code, str(exc.message), field="credential", checked=True)
+
+
+# --- the factor kind ---------------------------------------------------------------------
+
+
+class WebAuthnFactor(Factor):
+    """``webauthn``: a passkey or security key, from django-otp-webauthn and/or ``allauth.mfa``.
+
+    Its choices are the user's passkeys from the configured sources. A
+    passkey is not proved by a form's fields: :meth:`begin` makes the
+    ceremony's options (``webauthn-begin`` does the same for the page's
+    script), and the signed assertion completes through
+    :func:`verify_assertion` (the verify page's ``credential`` field,
+    ``webauthn-complete``), which records success and failure exactly as the
+    flow does for every kind. :meth:`verify` therefore refuses (fail closed).
+    """
+
+    kind = "webauthn"
+    label = _("Passkey or security key")
+    begins = True
+    device_models = ("django_otp_webauthn.webauthncredential",)
+    secret_fields = ("credential",)
+    failure_field = "credential"
+    failure_message = _("Your passkey could not be used. Try again.")
+
+    def choices(self, user: AbstractBaseUser) -> list[Choice]:
+        if not (available() or allauth_available()):
+            return []
+        return super().choices(user)
+
+    def begin(self, request: HttpRequest, user: AbstractBaseUser, choice: Choice, target: Target) -> Begun:
+        try:
+            options = begin_authentication(
+                request,
+                user,
+                challenge_id=target.id,
+                factors=target.challenge.factors,
+                digest=target.one_shot_digest,
+            )
+        except CeremonyError as exc:
+            return Begun(False, exc.code, str(exc.message))
+        return Begun(True, "started", data=options)
+
+    def verify(
+        self,
+        request: HttpRequest,
+        user: AbstractBaseUser,
+        choice: Choice,
+        data: Mapping[str, Any],
+        target: Target,
+    ) -> bool:
+        return False

@@ -25,52 +25,46 @@ lockout is in force (including the failure that started it).
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import django_otp
+from django import forms
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.shortcuts import resolve_url
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django_otp.models import Device
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from stepup import audit, grants, pending, throttling
 from stepup.challenge import Challenge
-from stepup.devices import code_devices, device_kind, load_for_verify
+from stepup.factors import registry
+from stepup.factors.base import Choice, Factor
 from stepup.signals import stepup_failed, stepup_verified
 from stepup.throttling import Throttle
 
-KIND_LABELS: dict[str, str] = {
-    "totp": "Authenticator app",
-    "hotp": "Hardware token",
-    "static": "Backup code",
-    "email": "Email code",
-    "webauthn": "Security key",
-}
-
-MAX_TOKEN_LENGTH = 64
-_TOKEN = re.compile(rf"[!-~]{{1,{MAX_TOKEN_LENGTH}}}")  # printable ASCII, no spaces
-_DIGITS = re.compile(r"[0-9]+")
-NUMERIC_KINDS = frozenset({"totp", "hotp"})
-"""Factor kinds whose codes are digits only (see :func:`_require_token`)."""
 _CHALLENGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_DEVICE_ID = 200
-_MAX_RAW_TOKEN = 1024
-_UNUSABLE_DEVICE = "That device can't be used here. Choose another."
+_UNUSABLE_DEVICE = _("That device can't be used here. Choose another.")
+
+CODE_STEP = "code"
+"""The step the typed-code kinds (``totp``, ``hotp``, ``static``) share on the verify page."""
 
 VERIFIED = "verified"
 INVALID = "invalid"
 FAILED = "failed"
 THROTTLED = "throttled"
 LOCKED = "locked"
+STARTED = "started"
 
 
 # --- what is being authorized ---------------------------------------------------
@@ -86,7 +80,7 @@ class Target:
     """
 
     id: str | None = None
-    challenge: Challenge = field(default_factory=Challenge)
+    challenge: Challenge = dataclasses.field(default_factory=Challenge)
 
     @property
     def descriptions(self) -> tuple[str, ...]:
@@ -122,47 +116,48 @@ def load_target(request: HttpRequest, challenge_id: object) -> Target:
     return Target(challenge_id, Challenge.from_dict(found)) if found is not None else Target()
 
 
-# --- devices --------------------------------------------------------------------
+# --- what the user is offered ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DeviceChoice:
-    """One device as the form offers it."""
+class Step:
+    """One section of the verify page: a factor's step, its form and the choices it offers.
 
-    persistent_id: str
-    kind: str
+    Kinds that share a form (the code kinds: one device list, one code field)
+    share a step; its template is ``stepup/factors/<step>.html``.
+    """
+
     name: str
+    factor: Factor
+    choices: tuple[Choice, ...]
+    form: forms.Form
 
     @property
-    def label(self) -> str:
-        kind = KIND_LABELS.get(self.kind, self.kind)
-        return f"{kind}: {self.name}" if self.name else kind
+    def template_name(self) -> str:
+        return f"stepup/factors/{self.name}.html"
 
 
-def device_choices(devices: list[Any]) -> list[DeviceChoice]:
-    return [DeviceChoice(d.persistent_id, device_kind(d) or "", str(d.name or "")) for d in devices]
+def step_forms(user: AbstractBaseUser, target: Target, bound: Result | None = None) -> list[Step]:
+    """The verify page's sections for ``user`` and ``target``, in the registry's order.
+
+    :param bound: the result of a ``POST``; its step shows the bound form with its errors.
+    """
+    groups: dict[str, list[Choice]] = {}
+    for choice in registry.usable_choices(user, target.challenge.factors):
+        groups.setdefault(choice.factor.step, []).append(choice)
+    steps = []
+    for name, choices in groups.items():
+        factor = choices[0].factor
+        form = bound.form if bound is not None and bound.form is not None and bound.step == name else None
+        if form is None:
+            form = factor.get_form_class()(choices=choices, auto_id=auto_id(name))
+        steps.append(Step(name, factor, tuple(choices), form))
+    return steps
 
 
-def input_mode(choices: list[DeviceChoice]) -> str:
-    """``numeric`` for the code field unless a backup code (letters and digits) may be typed."""
-    return "numeric" if all(c.kind in NUMERIC_KINDS for c in choices) else "text"
-
-
-_CODE_SOURCES = {
-    "totp": "the code from your authenticator app",
-    "hotp": "the code from your authenticator app",
-    "static": "one of your backup codes",
-    "email": "the code we emailed you",
-}
-
-
-def code_hint(choices: list[DeviceChoice]) -> str:
-    """What to type, for the devices offered: backup codes only where the decision accepts them."""
-    sources = list(dict.fromkeys(_CODE_SOURCES.get(c.kind, "the code your device shows") for c in choices))
-    if not sources:
-        return ""
-    text = sources[0] if len(sources) == 1 else ", ".join(sources[:-1]) + ", or " + sources[-1]
-    return text[0].upper() + text[1:] + "."
+def auto_id(step: str) -> str:
+    """Element ids for a step's fields: ``stepup-token`` for the code step, ``stepup-<step>-…`` otherwise."""
+    return "stepup-%s" if step == CODE_STEP else f"stepup-{step}-%s"
 
 
 # --- the attempt ----------------------------------------------------------------
@@ -170,19 +165,22 @@ def code_hint(choices: list[DeviceChoice]) -> str:
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of one verification attempt.
+    """The outcome of one verification attempt, or of a step's start (:func:`begin`).
 
-    :ivar status: ``verified``, ``invalid`` (the input was unusable; no code
-        was checked), ``failed`` (a code was checked and rejected),
-        ``throttled`` (django-otp's throttle on the device) or ``locked``
-        (the per-user lockout).
-    :ivar code: a machine-readable code for the API: ``verified``,
-        ``no_device``, ``invalid_device``, ``invalid_token``, ``throttled``, ``locked``.
+    :ivar status: ``verified``, ``started`` (:func:`begin` did its step),
+        ``invalid`` (the input was unusable; nothing was checked), ``failed``
+        (a factor was checked and refused), ``throttled`` (the device's own
+        throttle or cooldown) or ``locked`` (the per-user lockout).
+    :ivar code: a machine-readable code for the API: ``verified``, ``sent``,
+        ``no_device``, ``invalid_device``, ``invalid_token``,
+        ``invalid_password``, ``invalid_input``, ``throttled``, ``cooldown``, ``locked``.
     :ivar message: a sentence for the user.
-    :ivar field: the form field the message belongs to (``device``, ``token``), if any.
-    :ivar device: the device the attempt used, once one was chosen.
+    :ivar field: the form field the message belongs to (``device``, ``token``, …), if any.
+    :ivar choice: the choice the attempt used, once one was chosen.
+    :ivar form: the bound form of the chosen step (to render its errors).
     :ivar throttle: for ``throttled`` and ``locked``, until when.
-    :ivar checked: ``True`` when a code was actually checked by the device.
+    :ivar checked: ``True`` when a factor was actually checked.
+    :ivar data: what :func:`begin` hands the client (e.g. ``sent_to``).
     :ivar stepup_token: after a verification by a client authenticated by a
         credential (not a session), the step-up token its grants now belong
         to (see :mod:`stepup.grants`).
@@ -192,9 +190,11 @@ class Result:
     code: str
     message: str = ""
     field: str | None = None
-    device: Any = None
+    choice: Choice | None = None
+    form: forms.Form | None = None
     throttle: Throttle | None = None
     checked: bool = False
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
     stepup_token: str | None = None
 
     @property
@@ -203,29 +203,25 @@ class Result:
 
     @property
     def factor(self) -> str | None:
-        return device_kind(self.device) if self.device is not None else None
+        return self.choice.kind if self.choice is not None else None
+
+    @property
+    def device(self) -> Any:
+        return self.choice.device if self.choice is not None else None
+
+    @property
+    def step(self) -> str | None:
+        return self.choice.factor.step if self.choice is not None else None
 
 
 class _Invalid(Exception):
-    def __init__(self, code: str, message: str, field: str | None) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, message: Any, field: str | None, form: forms.Form | None = None) -> None:
+        super().__init__(str(message))
         self.code = code
-        self.message = message
+        self.message = str(message)
         self.field = field
-
-
-def normalize_token(raw: object) -> str | None:
-    """The code as a device may see it, or ``None`` when it can't be one.
-
-    Surrounding whitespace and inner spaces (``"123 456"``) are removed;
-    anything else that is not printable ASCII (full-width digits, control
-    characters) or is longer than :data:`MAX_TOKEN_LENGTH` is refused before
-    it reaches a device.
-    """
-    if not isinstance(raw, str) or len(raw) > _MAX_RAW_TOKEN:
-        return None
-    token = raw.strip().replace(" ", "")
-    return token if _TOKEN.fullmatch(token) else None
+        self.form = form
+        self.choice: Choice | None = None
 
 
 def authenticated_user(request: HttpRequest) -> AbstractBaseUser:
@@ -236,26 +232,28 @@ def authenticated_user(request: HttpRequest) -> AbstractBaseUser:
     return user
 
 
-def verify(request: HttpRequest, target: Target, device_id: object, token: object) -> Result:
-    """Check ``token`` on the chosen device and, on success, record the verification.
+def verify(request: HttpRequest, target: Target, data: Mapping[str, Any]) -> Result:
+    """Check the factor ``data`` names and, on success, record the verification.
+
+    ``data`` is what the client posted: ``device`` (a choice's id; may be
+    left out when the user has one device, or for ``password`` when
+    ``password`` is given) and the chosen kind's fields (``token``,
+    ``password``, …), validated by that kind's form.
 
     The attempt runs in one transaction with the user's
     :class:`~stepup.models.UserState` row locked, so parallel attempts are
     serialised and counted exactly. On success: the verification is recorded
     (:func:`stepup.grants.record_verification`, which rotates the session
     key; with a single-request grant when the challenge needs one), the
-    device is logged in with django-otp, the per-user failure count is reset,
-    a ``verified`` event is logged, ``stepup_verified`` is sent and the
-    challenge is dropped. Otherwise a ``failed`` (and, on lockout, a
-    ``locked``) event is logged and ``stepup_failed`` is sent.
-
-    :param device_id: the chosen device's ``persistent_id``; may be empty when
-        the user has exactly one usable device.
-    :param token: the code as typed.
+    factor's :meth:`~stepup.factors.Factor.after_success` runs (a django-otp
+    device is logged in), the per-user failure count is reset, a ``verified``
+    event is logged, ``stepup_verified`` is sent and the challenge is
+    dropped. Otherwise a ``failed`` (and, on lockout, a ``locked``) event is
+    logged and ``stepup_failed`` is sent. Nothing typed reaches a log.
     """
     user = authenticated_user(request)
     with transaction.atomic():
-        result = _attempt(request, user, target, device_id, token)
+        result = _attempt(request, user, target, data)
     if result.ok:
         result = replace(result, stepup_token=_succeeded(request, user, target, result))
     else:
@@ -263,87 +261,120 @@ def verify(request: HttpRequest, target: Target, device_id: object, token: objec
     return result
 
 
-def _attempt(
-    request: HttpRequest, user: AbstractBaseUser, target: Target, device_id: object, raw_token: object
-) -> Result:
+def begin(request: HttpRequest, target: Target, data: Mapping[str, Any]) -> Result:
+    """Start the chosen factor's first step (send the email code, …); only ever for a ``POST``.
+
+    Refused during the per-user lockout, and for a kind without a first step.
+    ``status`` is ``started`` when it was done, ``throttled`` while the
+    device's cooldown runs.
+    """
+    user = authenticated_user(request)
+    with transaction.atomic():
+        state = throttling.lock_user(user)
+        lockout = throttling.user_lockout(state)
+        if lockout is not None:
+            return Result(LOCKED, "locked", retry_message(lockout), throttle=lockout)
+        try:
+            choice, form = _chosen(request, user, target, data, validate=False)
+        except _Invalid as exc:
+            return Result(INVALID, exc.code, exc.message, field=exc.field, form=exc.form, choice=exc.choice)
+        if not choice.factor.begins:
+            message = gettext("This factor needs no first step. Enter it directly.")
+            return Result(INVALID, "not_needed", message, field="device", choice=choice, form=form)
+        begun = choice.factor.begin(request, user, choice, target)
+    status = STARTED if begun.ok else (THROTTLED if begun.throttle is not None else INVALID)
+    return Result(status, begun.code, begun.message, choice=choice, throttle=begun.throttle, data=begun.data)
+
+
+def _attempt(request: HttpRequest, user: AbstractBaseUser, target: Target, data: Mapping[str, Any]) -> Result:
     state = throttling.lock_user(user)
     lockout = throttling.user_lockout(state)
     if lockout is not None:
         return Result(LOCKED, "locked", retry_message(lockout), throttle=lockout)
     try:
-        device = _select_device(request, user, target, device_id)
-        token = _require_token(raw_token, device)
+        choice, form = _chosen(request, user, target, data, validate=True)
     except _Invalid as exc:
-        return Result(INVALID, exc.code, exc.message, field=exc.field)
-    throttle = throttling.device_throttle(device)
+        return Result(INVALID, exc.code, exc.message, field=exc.field, form=exc.form, choice=exc.choice)
+    factor = choice.factor
+    throttle = factor.throttle(choice)
     if throttle is not None:
-        return Result(THROTTLED, "throttled", retry_message(throttle), device=device, throttle=throttle)
-    if _verify_token(device, token):
+        return Result(
+            THROTTLED, "throttled", retry_message(throttle), choice=choice, form=form, throttle=throttle
+        )
+    if factor.verify(request, user, choice, form.cleaned_data, target):
         throttling.record_success(state)
-        return Result(VERIFIED, "verified", device=device, checked=True)
+        return Result(VERIFIED, "verified", choice=choice, form=form, checked=True)
     lockout = throttling.record_failure(state)
     if lockout is not None:
-        return Result(LOCKED, "locked", retry_message(lockout), device=device, throttle=lockout, checked=True)
-    message = "That code is not valid. Check it and try again."
-    return Result(FAILED, "invalid_token", message, field="token", device=device, checked=True)
+        message = retry_message(lockout)
+        return Result(LOCKED, "locked", message, choice=choice, form=form, throttle=lockout, checked=True)
+    code = f"invalid_{factor.failure_field}" if factor.failure_field else "invalid_input"
+    message = str(factor.failure_message)
+    return Result(FAILED, code, message, field=factor.failure_field, choice=choice, form=form, checked=True)
 
 
-def _verify_token(device: Any, token: str) -> bool:
-    """``device.verify_token(token)``, with a backup code first read as it is now, and matched exactly.
+def _chosen(
+    request: HttpRequest, user: AbstractBaseUser, target: Target, data: Mapping[str, Any], *, validate: bool
+) -> tuple[Choice, forms.Form]:
+    """The choice ``data`` names among the user's usable ones, reloaded for update, and its bound form."""
+    choices = registry.usable_choices(user, target.challenge.factors)
+    if not choices:
+        raise _Invalid("no_device", gettext("You have no device that can confirm this."), None)
+    chosen = _select(choices, data)
+    siblings = [c for c in choices if c.factor.step == chosen.factor.step]
+    form = chosen.factor.get_form_class()(
+        _with_device(data, chosen.id), choices=siblings, auto_id=auto_id(chosen.factor.step)
+    )
+    if validate and not form.is_valid():
+        raise _form_error(form, chosen)
+    if not validate:
+        form.full_clean()  # only the device is needed; other errors don't stop a first step
+        if "device" in form.errors:
+            raise _form_error(form, chosen)
+    # Reloaded with SELECT ... FOR UPDATE so that two parallel uses of one code can't both succeed.
+    locked = chosen.factor.locked_choice(request, user, chosen)
+    if locked is None:
+        raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device", form)
+    return locked, form
 
-    django-otp finds a backup code with a plain ``token_set.filter(token=token)``.
-    On MySQL and MariaDB that read may be wrong twice over: under REPEATABLE READ
-    it sees the snapshot of the transaction's first read, taken before the wait
-    for the user's lock, where a code spent meanwhile is still there; and a
-    case-insensitive collation finds ``alpha111`` for ``ALPHA111``. A locking
-    read sees the latest rows, and the comparison is made here. A code that is
-    not one of the device's fails as django-otp fails it: one more throttle step.
-    """
-    if isinstance(device, Device) and device_kind(device) == "static":
-        codes = list(device.token_set.select_for_update().values_list("token", flat=True))
-        if token not in codes:
-            device.throttle_increment()
-            return False
-    return bool(device.verify_token(token))
 
-
-def _select_device(request: HttpRequest, user: AbstractBaseUser, target: Target, device_id: object) -> Any:
-    """The chosen device, loaded for update, if it is one of the user's usable devices."""
-    devices = code_devices(user, target.challenge.factors)
-    if not devices:
-        raise _Invalid("no_device", "You have no device that can confirm this.", None)
+def _select(choices: list[Choice], data: Mapping[str, Any]) -> Choice:
+    device_id = data.get("device")
     if device_id is None or device_id == "":
+        claimed = [c for c in choices if c.factor.selected_by(data)]
+        if claimed:
+            return claimed[0]
+        devices = [c for c in choices if c.device is not None] or choices
         if len(devices) != 1:
-            raise _Invalid("invalid_device", "Choose the device you want to use.", "device")
-        chosen = devices[0]
-    else:
-        wanted = device_id if isinstance(device_id, str) and len(device_id) <= _MAX_DEVICE_ID else None
-        chosen = next((d for d in devices if d.persistent_id == wanted), None)
-        if chosen is None:
-            raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
-    # Reload with SELECT ... FOR UPDATE so that two parallel uses of one code can't both succeed.
-    device = load_for_verify(request, user, chosen.persistent_id)
-    if device is None:
+            raise _Invalid("invalid_device", gettext("Choose the device you want to use."), "device")
+        return devices[0]
+    wanted = device_id if isinstance(device_id, str) and len(device_id) <= _MAX_DEVICE_ID else None
+    chosen = next((c for c in choices if c.id == wanted), None)
+    if chosen is None:
         raise _Invalid("invalid_device", _UNUSABLE_DEVICE, "device")
-    return device
+    return chosen
 
 
-def _require_token(raw: object, device: Any) -> str:
-    """The code exactly as ``device`` shows it, or :class:`_Invalid` (no guess is spent).
+def _with_device(data: Mapping[str, Any], device_id: str) -> Mapping[str, Any]:
+    """``data`` with ``device`` set to the chosen choice (which may have been implied)."""
+    if isinstance(data, QueryDict):
+        copy = data.copy()
+        copy["device"] = device_id
+        return copy
+    return {**data, "device": device_id}
 
-    An authenticator's code (TOTP, HOTP) is its digits, as many as the device
-    shows: django-otp compares ``int(token)``, which would also take
-    ``"123_456"``, ``"+123456"`` or ``"0123456"`` for ``123456``.
-    """
-    token = normalize_token(raw)
-    if token is not None and device_kind(device) in NUMERIC_KINDS:
-        digits = getattr(device, "digits", None)
-        if not _DIGITS.fullmatch(token) or (isinstance(digits, int) and len(token) != digits):
-            token = None
-    if token is None:
-        message = "Enter the code exactly as your device shows it."
-        raise _Invalid("invalid_token", message, "token")
-    return token
+
+_FIELD_CODES = {"device": "invalid_device", "token": "invalid_token", "password": "invalid_password"}
+
+
+def _form_error(form: forms.Form, choice: Choice) -> _Invalid:
+    """The first of a bound form's errors, as an :class:`_Invalid` that carries the form."""
+    name, errors = next(iter(form.errors.as_data().items()))
+    field = None if name == NON_FIELD_ERRORS else name
+    code = _FIELD_CODES.get(name, "invalid_input")
+    invalid = _Invalid(code, " ".join(str(m) for e in errors for m in e.messages), field, form)
+    invalid.choice = choice
+    return invalid
 
 
 def retry_message(throttle: Throttle) -> str:
@@ -372,8 +403,8 @@ def _duration(seconds: int) -> str:
 def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> str | None:
     factor = result.factor or ""
     token = grants.record_verification(request, user, factor, one_shot_digest=target.one_shot_digest)
-    if token is None and isinstance(result.device, Device):  # a session; an API credential has none to mark
-        django_otp.login(request, result.device)
+    if token is None and result.choice is not None:  # a session; an API credential has no session to mark
+        result.choice.factor.after_success(request, result.choice)
     audit.record_event(request, "verified", factor=factor, outcome="verified", **target.audit_fields())
     stepup_verified.send(sender=verify, request=request, user=user, factor=factor, device=result.device)
     if target.id is not None:
@@ -384,7 +415,7 @@ def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, res
 def _failed(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> None:
     fields = {"factor": result.factor or "", **target.audit_fields()}
     if result.checked or result.status != LOCKED:
-        outcome = "invalid_token" if result.checked else result.code
+        outcome = result.code if result.status != LOCKED else "invalid_token"
         audit.record_event(request, "failed", outcome=outcome, detail=result.message, **fields)
     if result.status == LOCKED:
         detail = "lockout started" if result.checked else "attempt during lockout"

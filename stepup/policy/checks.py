@@ -21,7 +21,6 @@ from typing import Any
 
 from stepup.policy.locate import FieldPath, Lines
 from stepup.policy.model import (
-    FACTOR_KINDS,
     FALLBACK_LANGUAGE,
     HTTP_METHODS,
     LANGUAGE_CODE,
@@ -29,6 +28,7 @@ from stepup.policy.model import (
     Description,
     PolicyError,
     as_number,
+    factor_kinds,
 )
 
 Check = Callable[["Context", FieldPath, object], Any]
@@ -335,8 +335,8 @@ def check_method(ctx: Context, path: FieldPath, value: object) -> str | None:
 
 def _factor_item(ctx: Context, path: FieldPath, value: object) -> str | None:
     text = check_name(ctx, path, value)
-    if text is not None and text not in FACTOR_KINDS:
-        ctx.error(path, unknown("factor kind", text, FACTOR_KINDS))
+    if text is not None and text not in (known := factor_kinds()):
+        ctx.error(path, unknown("factor kind", text, known))
         return None
     return text
 
@@ -404,7 +404,7 @@ def check_methods(ctx: Context, path: FieldPath, value: object) -> list[str] | N
 
 
 def check_factors(ctx: Context, path: FieldPath, value: object) -> list[str] | None:
-    return check_list(ctx, path, value, _factor_item, f"[{', '.join(FACTOR_KINDS[:2])}]")
+    return check_list(ctx, path, value, _factor_item, f"[{', '.join(factor_kinds()[:2])}]")
 
 
 def _roles(ctx: Context, path: FieldPath, value: object) -> list[str] | None:

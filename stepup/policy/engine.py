@@ -32,13 +32,14 @@ from stepup.policy.conditions import Condition, compile_conditions
 from stepup.policy.model import (
     ALLOW,
     DENY,
-    FACTOR_KINDS,
     STEP_UP,
     ConditionTrace,
     Decision,
     Input,
     PolicySpec,
     PolicyTrace,
+    factor_kinds,
+    implied_factor_kinds,
 )
 
 logger = logging.getLogger("stepup.policy")
@@ -54,7 +55,6 @@ function view runs the same body for ``OPTIONS`` or ``PROPFIND`` as for
 ``GET`` or ``POST`` (see :func:`stepup.context.matching_method`).
 """
 
-_ALL_FACTORS = frozenset(FACTOR_KINDS)
 _CACHE_LIMIT = 4096
 
 # How one applying policy evaluated (the decision cache key holds these).
@@ -95,7 +95,7 @@ class CompiledPolicy:
 
 
 def _compile_policy(spec: PolicySpec) -> CompiledPolicy:
-    factors = frozenset(spec.factors) if spec.factors else _ALL_FACTORS
+    factors = frozenset(spec.factors) if spec.factors else implied_factor_kinds()
     max_age = spec.max_age or 0
     return CompiledPolicy(
         spec=spec,
@@ -108,7 +108,7 @@ def _compile_policy(spec: PolicySpec) -> CompiledPolicy:
         factors=factors,
         satisfied_reason=f"{spec.id}: satisfied",
         denied_reason=f"{spec.id}: denied",
-        requirement=_requirement(spec.id, factors, max_age),
+        requirement=_requirement(spec.id, factors if spec.factors else None, max_age),
     )
 
 
@@ -434,8 +434,8 @@ def _matched_method(method: str) -> str:
     return "GET" if method == "HEAD" else method
 
 
-def _requirement(policy_id: str, factors: frozenset[str], max_age: int) -> str:
-    kinds = "any factor" if factors == _ALL_FACTORS else " or ".join(_ordered(factors))
+def _requirement(policy_id: str, factors: frozenset[str] | None, max_age: int) -> str:
+    kinds = "any factor" if factors is None else " or ".join(_ordered(factors))
     if max_age == 0:
         return f"{policy_id}: needs {kinds} verified for this request"
     return f"{policy_id}: needs {kinds} verified within {max_age}s"
@@ -443,7 +443,8 @@ def _requirement(policy_id: str, factors: frozenset[str], max_age: int) -> str:
 
 def _ordered(kinds: Iterable[str]) -> tuple[str, ...]:
     kinds = set(kinds)
-    return tuple(k for k in FACTOR_KINDS if k in kinds)
+    known = factor_kinds()
+    return tuple(k for k in known if k in kinds) + tuple(sorted(kinds - set(known)))
 
 
 def _acceptable(unsatisfied: Sequence[CompiledPolicy]) -> tuple[str, ...]:
@@ -452,7 +453,7 @@ def _acceptable(unsatisfied: Sequence[CompiledPolicy]) -> tuple[str, ...]:
     Empty means any kind; with no common kind the user verifies one factor at a
     time and is asked again for the rest.
     """
-    constrained = [p.factors for p in unsatisfied if p.factors != _ALL_FACTORS]
+    constrained = [p.factors for p in unsatisfied if p.spec.factors]
     if not constrained:
         return ()
     common = frozenset.intersection(*constrained)

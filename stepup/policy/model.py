@@ -18,8 +18,42 @@ from typing import Any, Literal, get_args
 # The policy language's vocabulary: the loader, the engine, the models, the admin, the
 # OpenAPI description and the JSON Schema test all read these, so each is written once.
 
-FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn")
-"""Every factor kind a policy may name in ``factors:``."""
+FACTOR_KINDS: tuple[str, ...] = ("totp", "hotp", "static", "email", "webauthn", "password")
+"""The built-in factor kinds (a project may register more: ``STEPUP["FACTORS"]``)."""
+EXPLICIT_FACTOR_KINDS: frozenset[str] = frozenset({"password"})
+"""Built-in kinds a policy must name to accept: never implied by an omitted ``factors``."""
+
+
+_factor_provider: Any = None
+
+
+def set_factor_provider(provider: Any) -> None:
+    """Install where the registered kinds come from: an object with ``kinds()`` and ``implied_kinds()``.
+
+    The Django app installs :mod:`stepup.factors.registry` in ``ready()``;
+    without one (pure Python use) the built-in kinds apply.
+    """
+    global _factor_provider
+    _factor_provider = provider
+
+
+def _registry() -> Any:
+    return _factor_provider
+
+
+def factor_kinds() -> tuple[str, ...]:
+    """Every factor kind a policy may name in ``factors:``: the registered ones in a project."""
+    registry = _registry()
+    return registry.kinds() if registry is not None else FACTOR_KINDS
+
+
+def implied_factor_kinds() -> frozenset[str]:
+    """The kinds a policy that omits ``factors`` accepts: every registered kind but ``password``."""
+    registry = _registry()
+    if registry is not None:
+        return frozenset(registry.implied_kinds())
+    return frozenset(FACTOR_KINDS) - EXPLICIT_FACTOR_KINDS
+
 
 HTTP_METHODS: tuple[str, ...] = (
     "GET",

@@ -43,7 +43,6 @@ from stepup.policy.locate import FieldPath, Format, Lines, ParseError, locate
 from stepup.policy.model import (
     DECISIONS,
     EXPECT_KEYS,
-    FACTOR_KINDS,
     MATCH_KEYS,
     MODES,
     OUTCOMES,
@@ -54,6 +53,7 @@ from stepup.policy.model import (
     PolicyFile,
     PolicySpec,
     PolicyTest,
+    factor_kinds,
 )
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -176,8 +176,8 @@ def _verified(ctx: Context, path: FieldPath, value: object) -> dict[str, Any] | 
         return None
     result: dict[str, Any] = {}
     for kind, seconds in data.items():
-        if kind not in FACTOR_KINDS:
-            ctx.error((*path, kind), unknown("factor kind", kind, FACTOR_KINDS))
+        if kind not in (known := factor_kinds()):
+            ctx.error((*path, kind), unknown("factor kind", kind, known))
         else:
             result[kind] = SECONDS(ctx, (*path, kind), seconds)
     return result

@@ -11,7 +11,7 @@ from django_otp.plugins.otp_email.models import EmailDevice
 from django_otp.plugins.otp_static.models import StaticDevice
 from rest_framework.test import APIClient
 
-from stepup.devices import CODE_KINDS, acceptable_devices, usable_devices
+from stepup.devices import usable_devices
 
 pytestmark = pytest.mark.django_db
 
@@ -26,15 +26,15 @@ def billing(policy: Any) -> Any:
     return policy("billing", actions=["billing.update"], methods=["POST", "PATCH"])
 
 
-def test_an_email_device_is_acceptable_but_not_usable(user: Any, email_device: Any) -> None:
-    assert acceptable_devices(user) == [email_device]
-    assert usable_devices(user) == []
-    assert "email" not in CODE_KINDS and "webauthn" not in CODE_KINDS
+def test_an_email_device_is_usable_and_password_is_not_implied(user: Any, email_device: Any) -> None:
+    assert [c.id for c in usable_devices(user)] == [email_device.persistent_id]
+    assert [c.kind for c in usable_devices(user, ["password"])] == ["password"]
 
 
-def test_only_an_email_device_means_enrol_not_verify(
-    client: Client, user: Any, email_device: Any, billing: Any, settings: Any
+def test_no_device_means_enrol_not_verify_even_with_a_password(
+    client: Client, user: Any, billing: Any, settings: Any
 ) -> None:
+    assert user.has_usable_password()  # a password doesn't count where the policy doesn't name it
     client.force_login(user)
     settings.STEPUP = {**settings.STEPUP, "ENROLL_URL": None}
     page = client.post("/billing/edit/", {})
@@ -55,6 +55,9 @@ def test_the_verify_form_offers_exactly_the_usable_devices(
     response = client.post("/billing/edit/", {})
     assert urlsplit(response["Location"]).path == "/stepup/verify/"
     form = client.get(response["Location"])
-    offered = [choice.persistent_id for choice in form.context["devices"]]
-    assert offered == [d.persistent_id for d in usable_devices(user)] == [backup.persistent_id]
-    assert email_device.persistent_id.encode() not in form.content
+    offered = [choice.id for step in form.context["steps"] for choice in step.choices]
+    assert sorted(offered) == sorted(c.id for c in usable_devices(user))
+    assert sorted(offered) == sorted([backup.persistent_id, email_device.persistent_id])
+    html = form.content.decode()
+    assert "Email me a code" in html and "e\u2022\u2022\u2022@example.com" in html
+    assert "erin@example.com" not in html  # masked
