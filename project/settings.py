@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp.plugins.otp_email",  # email codes (the "email" factor); mail goes to the console
     "django_otp_webauthn",  # passkeys and security keys (the "webauthn" factor)
     "simple_history",
     "rest_framework",
@@ -169,3 +170,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"stepup": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# The demo prints mail (email codes) to the console it runs in.
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = "stepup-demo@acme.example"

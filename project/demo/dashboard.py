@@ -57,6 +57,14 @@ CARDS = (
         "from the last 5 minutes.",
     ),
     Card(
+        "Display name",
+        "demo:profile",
+        "The name the demo greets you by.",
+        "profile.update",
+        "A low-risk change: re-entering your password is enough, as is any second factor, "
+        "from the last 10 minutes.",
+    ),
+    Card(
         "Security",
         "stepup:devices",
         "Authenticator app and backup codes.",

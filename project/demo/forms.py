@@ -49,3 +49,12 @@ class MembershipForm(forms.Form):
         queryset=Group.objects.filter(name__in=MANAGED_GROUPS), to_field_name="name"
     )
     op = forms.ChoiceField(choices=OPERATIONS)
+
+
+class DisplayNameForm(forms.ModelForm):
+    """The name the demo greets the user by (``User.first_name``)."""
+
+    class Meta:
+        model = get_user_model()
+        fields = ["first_name"]
+        labels = {"first_name": "Display name"}

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission, User
+from django_otp.plugins.otp_email.models import EmailDevice
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -21,6 +22,7 @@ from project.demo.teams import MANAGED_GROUPS
 from stepup.enrolment import backup_codes as backup_code_sets
 
 AUTHENTICATOR_NAME = "Phone"
+EMAIL_DEVICE_NAME = "Work email"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DemoUser:
     stepup_viewer: bool = False
     totp: bool = True
     backup_codes: bool = False
+    email_device: bool = False  # email codes to the user's address (printed to the demo's console)
     company: str = "Acme Corp"
     api_token: bool = False
     transfers: tuple[tuple[str, str], ...] = ()
@@ -54,7 +57,14 @@ DEMO_USERS = (
             ("4800.00", "FR1420041010050500013M02606"),
         ),
     ),
-    DemoUser("bob", "admin (superuser)", groups=("admins",), is_staff=True, is_superuser=True),
+    DemoUser(
+        "bob",
+        "admin (superuser)",
+        groups=("admins",),
+        is_staff=True,
+        is_superuser=True,
+        email_device=True,
+    ),
     DemoUser(
         "carol",
         "auditor (staff, view-only)",
@@ -147,6 +157,10 @@ def _seed_django_otp(user: User, spec: DemoUser, using: str) -> None:
         )
     if spec.backup_codes:
         _seed_backup_codes(user, backup_codes(spec.username), using)
+    if spec.email_device:
+        EmailDevice.objects.using(using).update_or_create(
+            user=user, name=EMAIL_DEVICE_NAME, defaults={"email": None, "confirmed": True}
+        )
 
 
 def _seed_allauth(user: User, spec: DemoUser, using: str) -> None:

@@ -14,4 +14,5 @@ urlpatterns = [
     path("reports/", views.reports_index, name="reports"),
     path("reports/invoices.csv", views.report, name="report"),
     path("team/", views.AccessView.as_view(), name="access"),
+    path("profile/", views.profile_update, name="profile"),
 ]

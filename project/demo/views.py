@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic import TemplateView
 
 from project.demo import dashboard, reports, teams, wording
-from project.demo.forms import BillingProfileForm, MembershipForm, TransferForm
+from project.demo.forms import BillingProfileForm, DisplayNameForm, MembershipForm, TransferForm
 from project.demo.models import BillingProfile, Transfer
 from stepup import StepUpRequiredMixin, require_stepup
 from stepup.enrolment.devices import has_confirmed_device
@@ -63,6 +63,19 @@ def billing_update(request: AuthenticatedHttpRequest) -> HttpResponse:
         messages.success(request, "Billing details updated.")
         return redirect("demo:billing")
     return render(request, "demo/billing_form.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@require_stepup("profile.update", labels={"first_name": "Display name"})
+def profile_update(request: AuthenticatedHttpRequest) -> HttpResponse:
+    """Change the display name: low risk, so the policy also accepts the account password."""
+    form = DisplayNameForm(request.POST or None, instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Display name updated.")
+        return redirect("demo:home")
+    return render(request, "demo/profile_form.html", {"form": form})
 
 
 def _save_for_user(request: AuthenticatedHttpRequest, form: ModelForm) -> bool:

@@ -214,3 +214,66 @@ def test_changing_access_after_stepup_grants_and_revokes(client, admin, make_use
 def test_the_access_list_needs_no_stepup(client, admin):
     client.force_login(admin)
     assert client.get(reverse("demo:access")).status_code == 200
+
+
+# The demo's other factor kinds, through the real verify page ------------------------------
+
+
+def _challenged(client, url: str, data: dict[str, str]) -> str:
+    """POST a protected form; return the verify URL it was sent to."""
+    response = client.post(url, data)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("stepup:verify"))
+    return response["Location"]
+
+
+def _challenge_id(verify_url: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    return parse_qs(urlsplit(verify_url).query)["challenge"][0]
+
+
+def test_the_display_name_changes_after_re_entering_the_password(logged_in, user, totp_device):
+    verify_url = _challenged(logged_in, reverse("demo:profile"), {"first_name": "Erin E."})
+    page = logged_in.get(verify_url).content.decode()
+    assert 'name="password"' in page  # the policy names password, so the page offers it
+    wrong = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": "nope"})
+    assert wrong.status_code == 200 and "password" in wrong.content.decode().lower()
+    ok = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": "pw"})
+    assert ok.status_code in (200, 303)
+    response = logged_in.post(reverse("demo:profile"), {"first_name": "Erin E."})
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.first_name == "Erin E."
+
+
+def test_a_password_never_approves_a_billing_update(logged_in, user, totp_device):
+    verify_url = _challenged(logged_in, reverse("demo:billing-update"), BILLING)
+    assert 'name="password"' not in logged_in.get(verify_url).content.decode()
+    refused = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": "pw"})
+    assert refused.status_code in (200, 400)
+    assert_requires_stepup(logged_in, "post", reverse("demo:billing-update"), BILLING)
+    assert not BillingProfile.objects.exists()
+
+
+def test_an_email_code_approves_a_small_transfer(logged_in, user):
+    """As bob does in the demo: the code is sent on an explicit POST, then typed."""
+    from django.core import mail
+    from django_otp.plugins.otp_email.models import EmailDevice
+
+    user.email = "erin@acme.example"
+    user.save()
+    device = EmailDevice.objects.create(user=user, name="Work email", confirmed=True)
+    verify_url = _challenged(logged_in, reverse("demo:transfer"), SMALL)
+    challenge = _challenge_id(verify_url)
+    logged_in.get(verify_url)
+    assert mail.outbox == []  # showing the page sends nothing
+    sent = logged_in.post(verify_url, {"challenge": challenge, "device": device.persistent_id, "send": "1"})
+    assert sent.status_code == 200 and "e•••@acme.example" in sent.content.decode()
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["erin@acme.example"]
+    device.refresh_from_db()
+    confirm = logged_in.post(
+        verify_url, {"challenge": challenge, "device": device.persistent_id, "token": device.token}
+    )
+    assert confirm.status_code == 200 and "DE89" in confirm.content.decode()  # the confirm page
+    assert logged_in.post(reverse("demo:transfer"), SMALL).status_code == 302
+    assert Transfer.objects.filter(user=user).count() == 1
