@@ -27,6 +27,7 @@ from typing import Any, cast
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext
 from django.views.decorators.csrf import ensure_csrf_cookie
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
@@ -84,9 +85,9 @@ class JSONObjectParser(JSONParser):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise exceptions.ParseError("The body is not valid JSON.") from None
+            raise exceptions.ParseError(gettext("The body is not valid JSON.")) from None
         if not isinstance(data, dict):
-            raise exceptions.ParseError("The body must be a JSON object.")
+            raise exceptions.ParseError(gettext("The body must be a JSON object."))
         return data
 
 
@@ -144,7 +145,7 @@ def _known_error(exc: Exception) -> Response | None:
     if isinstance(exc, exceptions.ParseError):
         return error(400, "invalid_json", str(exc.detail))
     if isinstance(exc, exceptions.UnsupportedMediaType):
-        return error(415, "unsupported_media_type", "Send the body as application/json.")
+        return error(415, "unsupported_media_type", gettext("Send the body as application/json."))
     if isinstance(exc, exceptions.MethodNotAllowed):
         return error(405, "method_not_allowed", str(exc.detail))
     if isinstance(exc, exceptions.PermissionDenied):
@@ -257,7 +258,7 @@ def status_query(items: Any) -> dict[str, Any]:
         if not is_attr and key not in ("action", "url", "method"):
             continue  # anything else, such as a claimed "verified", is ignored
         if len(values) != 1:
-            raise _BadRequest(error(400, "invalid_query", f"Give {key!r} once."))
+            raise _BadRequest(error(400, "invalid_query", gettext("Give %(key)r once.") % {"key": key}))
         if is_attr:
             attrs[key[len(ATTR_PREFIX) :]] = values[0]
         else:
@@ -278,7 +279,7 @@ def validated_input(data: Mapping[str, Any]) -> dict[str, Any]:
     )
     if test is None:
         details = [{"field": e.field, "message": e.message} for e in errors]
-        raise _BadRequest(error(400, "invalid_input", "The input is not valid.", errors=details))
+        raise _BadRequest(error(400, "invalid_input", gettext("The input is not valid."), errors=details))
     return dict(test.input)
 
 
@@ -297,7 +298,7 @@ class DecideAPIView(StepUpAPIView):
         nothing of the caller's own session or grants is used.
         """
         if not request.user.has_perm("stepup.query_decision"):
-            return error(403, "permission_denied", "You may not query step-up decisions.")
+            return error(403, "permission_denied", gettext("You may not query step-up decisions."))
         try:
             data = validated_input(cast(Mapping[str, Any], request.data))
         except _BadRequest as exc:

@@ -48,22 +48,22 @@ class PolicyForm(forms.ModelForm):
     """A policy as the admin edits it; every value is checked exactly as a policy file would be."""
 
     change_reason = forms.CharField(
-        label="Reason for this change",
+        label=_("Reason for this change"),
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Recorded in the policy's history with your user name.",
+        help_text=_("Recorded in the policy's history with your user name."),
     )
 
     class Meta:
         model = Policy
         fields = ["policy_id", *SPEC_FIELDS]
         help_texts = {
-            "actions": 'JSON list of declared action names; "*" globs allowed, e.g. ["billing.update"]',
-            "urls": 'JSON list of URL names, e.g. ["admin:auth_user_change"]',
-            "methods": 'JSON list; empty means every method, e.g. ["POST", "DELETE"]',
-            "when": 'JSON object of conditions, e.g. {"roles": {"any_of": ["finance"]}}',
-            "max_age": "step_up only: seconds since the last verification; 0 = for this one request",
-            "factors": 'step_up only: JSON list of factor kinds, e.g. ["totp", "webauthn"]; empty = any',
+            "actions": _('JSON list of declared action names; "*" globs allowed, e.g. ["billing.update"]'),
+            "urls": _('JSON list of URL names, e.g. ["admin:auth_user_change"]'),
+            "methods": _('JSON list; empty means every method, e.g. ["POST", "DELETE"]'),
+            "when": _('JSON object of conditions, e.g. {"roles": {"any_of": ["finance"]}}'),
+            "max_age": _("step_up only: seconds since the last verification; 0 = for this one request"),
+            "factors": _('step_up only: JSON list of factor kinds, e.g. ["totp", "webauthn"]; empty = any'),
         }
 
     def policy_data(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from django.http import HttpRequest, QueryDict
 from django.shortcuts import resolve_url
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from stepup import audit, grants, pending, throttling
@@ -378,26 +378,30 @@ def _form_error(form: forms.Form, choice: Choice) -> _Invalid:
 
 
 def retry_message(throttle: Throttle) -> str:
-    """When the user may try again, in words."""
+    """When the user may try again, in words (in the active language and time zone)."""
     what = (
-        "Too many failed attempts: verification is locked."
+        gettext("Too many failed attempts: verification is locked.")
         if throttle.locked
-        else "Too many failed attempts with this device."
+        else gettext("Too many failed attempts with this device.")
     )
     seconds = throttle.retry_after()
     if seconds is None or throttle.until is None:
-        return f"{what} Try again later."
+        return f"{what} " + gettext("Try again later.")
     if seconds < 120 or not timezone.is_aware(throttle.until):
-        return f"{what} Try again in {_duration(seconds)}."
+        return f"{what} " + gettext("Try again in %(duration)s.") % {"duration": _duration(seconds)}
     local = timezone.localtime(throttle.until)  # the active time zone: the user's, where the site sets it
-    return f"{what} Try again in {_duration(seconds)} (at {local:%H:%M})."
+    when = gettext("Try again in %(duration)s (at %(time)s).") % {
+        "duration": _duration(seconds),
+        "time": f"{local:%H:%M}",
+    }
+    return f"{what} {when}"
 
 
 def _duration(seconds: int) -> str:
     if seconds < 120:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(count)d second", "%(count)d seconds", seconds) % {"count": seconds}
     minutes = (seconds + 59) // 60
-    return f"{minutes} minutes"
+    return ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes}
 
 
 def _succeeded(request: HttpRequest, user: AbstractBaseUser, target: Target, result: Result) -> str | None:

@@ -186,11 +186,11 @@ PENDING_CATALOG_PASS = (
 
 PAGES = [
     Page(
-        "verify GET with a challenge", verify_page, 200, DESCRIPTION["de"], untranslated=PENDING_CATALOG_PASS
+        "verify GET with a challenge", verify_page, 200, DESCRIPTION["de"]
     ),
-    Page("verify POST: a wrong code", verify_error, 200, "Code", untranslated=PENDING_CATALOG_PASS),
-    Page("verify POST: throttled", throttled, 429, "Versuchen", untranslated=PENDING_CATALOG_PASS),
-    Page("confirm the interrupted POST", confirm_page, 200, "Bestätigen", untranslated=PENDING_CATALOG_PASS),
+    Page("verify POST: a wrong code", verify_error, 200, "Code"),
+    Page("verify POST: throttled", throttled, 429, "Versuchen"),
+    Page("confirm the interrupted POST", confirm_page, 200, "Bestätigen"),
     Page(
         "enroll_required page",
         without_device(lambda s: s.client.post("/pay/", {"amount": "5000"})),
@@ -209,6 +209,19 @@ PAGES = [
         without_device(lambda s: s.api("post", "/pay/")),
         403,
         "Sie haben kein Gerät",
+    ),
+    Page("second factors list", lambda s: s.client.get("/stepup/devices/"), 200, "Ihre zweiten Faktoren"),
+    Page(
+        "add an authenticator app",
+        without_device(lambda s: s.client.get("/stepup/devices/authenticator/")),
+        200,
+        "Authenticator-App hinzufügen",
+    ),
+    Page(
+        "expired request",
+        lambda s: s.client.get("/stepup/verify/?challenge=gone123"),
+        200,
+        "Diese Anfrage ist abgelaufen",
     ),
     Page("403 page: a denying policy's description", lambda s: s.client.post("/close/"), 403, "Konto"),
     Page("403 JSON: denied", lambda s: s.api("post", "/close/"), 403, "durch eine Richtlinie abgelehnt"),
@@ -241,7 +254,13 @@ def _languages(settings: Any) -> Any:
     settings.LANGUAGE_CODE = "en"
     settings.LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français")]
     settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [HERE / "templates"]}]
-    settings.STEPUP = {"DEFAULT_MAX_AGE": 300, "TRUSTED_PROXIES": [], "RELOAD_INTERVAL": 3600}
+    # ENROLL_URL None: the 403 "set up a second factor first" page, not the redirect to stepup:devices.
+    settings.STEPUP = {
+        "DEFAULT_MAX_AGE": 300,
+        "TRUSTED_PROXIES": [],
+        "RELOAD_INTERVAL": 3600,
+        "ENROLL_URL": None,
+    }
     store.invalidate()
     yield
     store.invalidate()
