@@ -17,12 +17,14 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from stepup import outcome
 from stepup.factors import webauthn
+from stepup.enforcement import enforce
 from stepup.flows import verification as flow
 from stepup.responses import enroll_url
 from stepup.throttling import current_lockout
@@ -137,5 +139,8 @@ def webauthn_register(request: HttpRequest) -> HttpResponse:
     """
     if not webauthn.available():
         raise Http404("django-otp-webauthn is not installed")
-    done_url = flow.success_url(request, request.GET.get("next"))
+    if webauthn.has_factors(request.user):  # type: ignore[arg-type]
+        # Asked here too, not only by the ceremony: the user verifies first, then lands on this page.
+        enforce(request, webauthn.DEVICES_ADD_ACTION)
+    done_url = flow.success_url(request, request.GET.get("next") or reverse("stepup:devices"))
     return render(request, "stepup/webauthn_register.html", {"done_url": done_url})

@@ -158,3 +158,59 @@ def test_enrol_keep_codes_and_remove_only_after_a_step_up(
     assert not StaticDevice.objects.filter(user=user).exists()
     assert TOTPDevice.objects.filter(user=user, confirmed=True).exists()
     shot(page, "removed")
+
+
+def test_register_a_passkey_after_a_step_up_and_step_up_with_it(
+    signed_in: Any, user: Any, live_server: Any, settings: Any, shot: Screenshots
+) -> None:
+    """The passkey page of a fresh project: adding one needs a step-up (the user has an app), then the
+    passkey (Chromium's virtual authenticator, user verification on) confirms a removal on its own."""
+    assert live_server.url.startswith("http://localhost:")  # a passkey needs a domain name, not an IP
+    settings.OTP_WEBAUTHN_RP_ID = "localhost"
+    settings.OTP_WEBAUTHN_ALLOWED_ORIGINS = [live_server.url]
+    app = TOTPDevice.objects.create(user=user, name="Work phone", confirmed=True)
+    page = signed_in()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+    }
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+
+    # Adding a passkey while the app is the user's factor: a step-up first, with the app's code.
+    page.goto("/stepup/devices/")
+    page.get_by_role("link", name=re.compile("Passkey or security key")).click()
+    expect(page).to_have_url(re.compile(r"/stepup/verify/"))
+    page.get_by_label("Code", exact=True).fill(f"{TOTP(app.bin_key).token():06d}")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", name="Add a passkey")).to_be_visible()
+    shot(page, "passkey page after the step-up")
+    page.get_by_label("Name").fill("Laptop")
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page).to_have_url(re.compile(r"/stepup/devices/$"))  # back on the list, the passkey on it
+    expect(page.get_by_role("table")).to_contain_text("Laptop")
+    held = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert len(held) == 1
+    from django_otp_webauthn.utils import get_credential_model
+
+    assert get_credential_model().objects.filter(user=user, confirmed=True).count() == 1
+
+    # In a new session (no recent verification), removing the app needs a step-up: the passkey alone
+    # confirms it (the same key, moved to the new tab's virtual authenticator).
+    page = signed_in()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+    cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator, "credential": held[0]})
+    page.goto(f"/stepup/devices/{app.persistent_id}/remove/")
+    expect(page).to_have_url(re.compile(r"/stepup/verify/"))
+    page.get_by_role("button", name="Use a passkey or security key").click()
+    expect(page.get_by_role("heading", name=re.compile("Remove “Work phone"))).to_be_visible()
+    shot(page, "removal confirmed with the passkey")
+    page.get_by_role("button", name="Remove").click()
+    expect(page).to_have_url(re.compile(r"/stepup/devices/$"))
+    assert not TOTPDevice.objects.filter(user=user).exists()
