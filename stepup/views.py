@@ -23,8 +23,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from stepup import outcome
-from stepup.factors import webauthn
 from stepup.enforcement import enforce
+from stepup.factors import webauthn
 from stepup.flows import verification as flow
 from stepup.responses import enroll_url
 from stepup.throttling import current_lockout
