@@ -1,4 +1,7 @@
-"""Minimal settings for stepup's own test suite."""
+"""The settings of stepup's own test project: the package, its dependencies and a small shop (``tests.shop``).
+
+Nothing here comes from the demo (``project/``); its tests run in ``tests/demo/`` on its own settings.
+"""
 
 from pathlib import Path
 
@@ -27,7 +30,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_email",  # a device kind the code form can't use (tests/api)
     "django_otp_webauthn",  # passkeys (tests/webauthn)
     "stepup",
-    "project.demo",
+    "tests.shop",
 ]
 
 MIDDLEWARE = [
@@ -46,7 +49,7 @@ ROOT_URLCONF = "tests.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

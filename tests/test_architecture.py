@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "stepup"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "stepup"
+TESTS = ROOT / "tests"
 DRF_MODULES = {"api.py", "openapi.py", "permissions.py"}
 """The only modules that may import Django REST framework (``import stepup`` never does)."""
 
 
 def imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, relative imports resolved against the package."""
-    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    """Every module ``path`` imports, relative imports resolved against its package."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
     return imported(path.read_text(), package)
 
 
@@ -73,6 +75,27 @@ def test_the_policy_core_imports_neither_django_nor_the_rest_of_stepup(path: Pat
 def test_nothing_in_stepup_imports_the_demo_or_the_tests(path: Path) -> None:
     wrong = sorted(m for m in imports(path) if top(m) in {"project", "tests"})
     assert not wrong, f"{path.relative_to(PACKAGE.parent)} imports {wrong}"
+
+
+LIBRARY_TESTS = [p for p in sources(TESTS) if "demo" not in p.relative_to(TESTS).parts[:1]]
+
+
+@pytest.mark.parametrize("path", LIBRARY_TESTS, ids=lambda p: str(p.relative_to(TESTS)))
+def test_only_the_demos_own_tests_import_the_demo(path: Path) -> None:
+    """The library is tested on its own test project (tests.settings, tests.shop); tests/demo/ alone
+    imports ``project`` (and runs on tests.demo.settings)."""
+    wrong = sorted(m for m in imports(path) if top(m) == "project")
+    assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}: move it to tests/demo/"
+
+
+def test_the_test_project_installs_nothing_of_the_demo() -> None:
+    from django.conf import settings
+
+    assert not [app for app in settings.INSTALLED_APPS if top(app) == "project"]
+    assert top(settings.ROOT_URLCONF) == "tests"
+    demo_folders = {ROOT / "templates", ROOT / "project"}
+    dirs = [Path(folder).resolve() for t in settings.TEMPLATES for folder in t["DIRS"]]
+    assert not [d for d in dirs if d in demo_folders or d.parent in demo_folders], dirs
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -1,3 +1,14 @@
-"""The demo project's URLs; tests add their own views through ``tests.views`` where needed."""
+"""The test project's URLs: stepup's, the admin, sign-in, and the shop (``tests.shop``) with its API."""
 
-from project.urls import urlpatterns  # noqa: F401
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("stepup/", include("stepup.urls")),
+    path("api/", include("tests.shop.api")),
+    path("", include("tests.shop.urls")),
+]

@@ -30,9 +30,9 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.test import APIClient
 
-from project.demo.models import BillingProfile
 from stepup import binding, grants
 from tests.api.conftest import API_DECIDE
+from tests.shop.models import BillingProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -171,7 +171,7 @@ _names = count()
 
 
 @pytest.fixture
-def service(django_user_model: Any, demo_policies: None) -> APIClient:
+def service(django_user_model: Any, synced_policies: None) -> APIClient:
     """A non-Python service: a token holding ``stepup.query_decision``."""
     account = django_user_model.objects.create_user("policy-service", password="pw")
     account.user_permissions.add(
@@ -209,9 +209,9 @@ def html_outcome(user: Any, row: Row) -> str:
     client = Client()
     client.force_login(user)
     if row.action == "payments.transfer":
-        url, data, route = "/transfers/", {"amount": row.amount, "account": ACCOUNT}, "demo:transfer"
+        url, data, route = "/transfers/", {"amount": row.amount, "account": ACCOUNT}, "shop:transfer"
     else:
-        url, data, route = "/billing/edit/", dict(BILLING), "demo:billing-update"
+        url, data, route = "/billing/edit/", dict(BILLING), "shop:billing-update"
     attrs = {"amount": row.amount, "account": ACCOUNT} if row.action == "payments.transfer" else {}
     request = HttpRequest()
     request.session, request.user = client.session, user

@@ -180,7 +180,7 @@ def test_status_ignores_accept_headers(token_api: APIClient) -> None:
 # --- api-decide -----------------------------------------------------------------------------
 
 
-def test_decide_with_a_token(token_api: APIClient, auditor: Any, demo_policies: None) -> None:
+def test_decide_with_a_token(token_api: APIClient, auditor: Any, synced_policies: None) -> None:
     response = hardened(token_api.post(API_DECIDE, INPUT, format="json"))
     assert response.status_code == 200
     body = response.json()
@@ -190,7 +190,7 @@ def test_decide_with_a_token(token_api: APIClient, auditor: Any, demo_policies: 
     assert {t["policy"] for t in body["trace"]} >= {"payments-transfer", "payments-transfer-large"}
 
 
-def test_decide_statuses(token_api: APIClient, user: Any, demo_policies: None) -> None:
+def test_decide_statuses(token_api: APIClient, user: Any, synced_policies: None) -> None:
     assert APIClient().post(API_DECIDE, INPUT, format="json").status_code == 401
     forbidden = hardened(token_api.post(API_DECIDE, INPUT, format="json"))
     assert (forbidden.status_code, forbidden.json()["code"]) == (403, "permission_denied")
@@ -207,7 +207,7 @@ def test_decide_statuses(token_api: APIClient, user: Any, demo_policies: None) -
 
 
 def test_decide_ignores_the_callers_own_grants(
-    token_api: APIClient, auditor: Any, totp: Any, demo_policies: None
+    token_api: APIClient, auditor: Any, totp: Any, synced_policies: None
 ) -> None:
     assert token_api.post(API_VERIFY, {"token": code(totp)}, format="json").status_code == 200
     unverified = {k: v for k, v in INPUT.items() if k != "verified"} | {"attrs": {"amount": 10}}

@@ -1,4 +1,4 @@
-"""The demo's URLs (pages, REST API, stepup) plus DRF views that record whether they ran."""
+"""The test project's URLs (the shop, its API, stepup) plus DRF views that record whether they ran."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from rest_framework.response import Response
 from rest_framework.urlpatterns import format_suffix_patterns
 from rest_framework.views import APIView
 
-from project.urls import urlpatterns as demo_urlpatterns
 from stepup.permissions import StepUpPermission
-
-CALLS: list[str] = []
+from tests.calls import CALLS
+from tests.urls import urlpatterns as shop_urlpatterns
 
 
 class Guarded(APIView):
@@ -90,7 +89,7 @@ class BadAttributes(APIView):
 
 
 urlpatterns = [
-    *demo_urlpatterns,
+    *shop_urlpatterns,
     *format_suffix_patterns(
         [
             path("t/guarded/", Guarded.as_view(), name="t-guarded"),

@@ -32,7 +32,9 @@ def test_history_names_the_sync_not_none(admin_client: Client) -> None:
     row = Policy.objects.get(policy_id="billing-update")
     html = admin_client.get(f"/admin/stepup/policy/{row.pk}/history/").content.decode()
     cells = changed_by(html)
-    assert cells and all(c.startswith("stepup sync of ") and c.endswith("(commit abc123)") for c in cells), cells
+    assert cells and all(c.startswith("stepup sync of ") and c.endswith("(commit abc123)") for c in cells), (
+        cells
+    )
     assert "None" not in cells
 
 

@@ -1,4 +1,5 @@
-"""The demo's auditor (carol) reviews everything and changes nothing; the decision log is read-only."""
+"""An auditor (carol: staff, stepup's view permissions only) reviews everything and changes nothing;
+the decision log is read-only. (The demo's seed gives its carol these: tests/demo/test_seed.py.)"""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
-from project.demo.seed import seed
 from stepup.models import DecisionLog, Policy
 from tests.audit.test_admin_stepup import form_data, paths, snapshot
 
@@ -17,8 +18,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def carol(db: Any) -> Any:
-    seed()
-    return get_user_model().objects.get(username="carol")
+    user = get_user_model().objects.create_user("carol", password="pw-carol-1", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name="auditor")[0])
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="stepup", codename__startswith="view_")
+    )
+    return user
 
 
 @pytest.fixture
@@ -48,7 +53,7 @@ def log_row(carol: Any) -> DecisionLog:
     )
 
 
-def test_seed_gives_carol_view_permissions_on_policies_history_and_the_log(carol: Any) -> None:
+def test_carol_holds_view_permissions_on_policies_history_and_the_log(carol: Any) -> None:
     assert carol.is_staff and not carol.is_superuser
     for perm in ("stepup.view_policy", "stepup.view_historicalpolicy", "stepup.view_decisionlog"):
         assert carol.has_perm(perm), perm

@@ -116,7 +116,7 @@ def test_every_outcome_is_recorded_once_with_its_facts_and_no_secret(
     for row in rows:
         assert (row.user, row.username, row.client_ip, row.user_agent) == (
             user,
-            "alice",
+            "erin",
             "127.0.0.1",
             USER_AGENT,
         )
@@ -302,7 +302,7 @@ def test_the_admin_lists_filters_and_never_shows_a_secret(
         "policy=refunds-denied": 1,
         "policy=refunds": 0,
         "action=payments.refund": 1,
-        "username=alice": 3,
+        "username=erin": 3,
         "q=refund": 1,
         "q=127.0": 3,
         "created_at__gte=2000-01-01T00:00:00%2B00:00": 3,

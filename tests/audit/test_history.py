@@ -128,7 +128,13 @@ def test_bulk_delete_records_each_row_and_bumps_the_version_once(
 def test_history_view_shows_field_diffs_reason_and_source(
     admin_client: Client, admin_user: Any, policy: Any, stepup_verified: Any
 ) -> None:
-    row = policy("billing-update", actions=["billing.update"], methods=["POST"], max_age=300)
+    row = policy(
+        "billing-update",
+        actions=["billing.update"],
+        methods=["POST"],
+        max_age=300,
+        source_file="fixtures/stepup/policies.yaml",
+    )
     with stepup_verified(admin_client, admin_user):
         admin_client.post(f"/admin/stepup/policy/{row.pk}/change/", form_data(max_age="60"))
     html = admin_client.get(f"/admin/stepup/policy/{row.pk}/history/").content.decode()

@@ -10,8 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from stepup import require_stepup
-
-CALLS: list[str] = []
+from tests.calls import CALLS
 
 
 def _transfer_attributes(request: HttpRequest, *args: Any, **kwargs: Any) -> dict[str, Any]:

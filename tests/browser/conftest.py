@@ -12,10 +12,10 @@ folder is named at the end of the pytest output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,25 +76,26 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="session")
 def demo(browser: Browser) -> Iterator[DemoServer]:
     """The demo on a free loopback port, with a database made for this run."""
-    workdir = Path(tempfile.mkdtemp(prefix="stepup-browser-"))
-    server = demo_server.start(workdir)
-    try:
+    with demo_server.serving() as server:
         yield server
+
+
+@contextlib.contextmanager
+def new_page(browser: Browser, base_url: str) -> Iterator[Page]:
+    """A tab in a new, empty browser context (no cookies) at desktop size; closed after."""
+    context = browser.new_context(base_url=base_url, viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield context.new_page()
     finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        context.close()
 
 
 @pytest.fixture
 def page(browser: Browser, demo: DemoServer) -> Iterator[Page]:
-    """A new, empty browser context (no cookies) at desktop size, for one test."""
-    context = browser.new_context(base_url=demo.url, viewport=DESKTOP)
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    try:
+    """A new, empty browser context at desktop size on the demo, for one test."""
+    with new_page(browser, demo.url) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 class Screenshots:

@@ -8,14 +8,18 @@ Runs the real commands of the README (``migrate``, ``stepup sync``,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -140,6 +144,18 @@ def wrong_code(key_hex: str, digits: int = 6) -> str:
     """A code of the right shape that is not valid in any nearby time step."""
     valid = {f"{TOTP(bytes.fromhex(key_hex), drift=d).token():0{digits}d}" for d in range(-3, 4)}
     return next(c for c in ("000000", "123456", "111111", "999999") if c not in valid)
+
+
+@contextlib.contextmanager
+def serving(settings: str = DEMO_SETTINGS) -> Iterator[DemoServer]:
+    """:func:`start` in a temporary folder; the server is stopped and the folder removed after."""
+    workdir = Path(tempfile.mkdtemp(prefix="stepup-browser-"))
+    server = start(workdir, settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def start(workdir: Path, settings: str = DEMO_SETTINGS) -> DemoServer:

@@ -34,9 +34,7 @@ def test_the_decision_log_shows_every_column_at_1280(page: Page, demo: DemoServe
     page.goto("/admin/stepup/decisionlog/")
     table = page.locator("#result_list")
     expect(table).to_be_visible()
-    widths = table.evaluate(
-        "t => ({table: t.scrollWidth, box: t.closest('.results').clientWidth})"
-    )
+    widths = table.evaluate("t => ({table: t.scrollWidth, box: t.closest('.results').clientWidth})")
     shot(page, "decision log at 1280")
     assert widths["table"] <= widths["box"], widths  # no column cut off behind a scroll bar
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.browser import demo_server
-from tests.browser.conftest import DESKTOP, TIMEOUT_MS, Screenshots
+from tests.browser.conftest import Screenshots, new_page
 from tests.browser.demo_server import DemoServer, manage
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips (in CI: fails)
@@ -43,26 +40,15 @@ VERIFY = re.compile(r"/stepup/verify/\?")
 @pytest.fixture(scope="module")
 def allauth_demo(browser: Browser) -> Iterator[DemoServer]:
     """The demo on allauth.mfa, on a free loopback port, with a database made for this module."""
-    workdir = Path(tempfile.mkdtemp(prefix="stepup-browser-allauth-"))
-    server = demo_server.start(workdir, settings=SETTINGS)
-    try:
+    with demo_server.serving(SETTINGS) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
 def page(browser: Browser, allauth_demo: DemoServer) -> Iterator[Page]:
-    context = browser.new_context(
-        base_url=allauth_demo.url.replace("127.0.0.1", "localhost"), viewport=DESKTOP
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    try:
+    """On localhost, not 127.0.0.1: the passkeys' relying party is a domain name."""
+    with new_page(browser, allauth_demo.url.replace("127.0.0.1", "localhost")) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 def run(demo: DemoServer, *args: str) -> str:

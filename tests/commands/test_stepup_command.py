@@ -111,10 +111,14 @@ def test_routes_counts_actions_enforced_in_a_views_code_as_coverage(run, write):
     assert "name=pay-in-code" in listing and "action=- (in code: payments.send)  policies=pay" in listing
     assert "name=export-in-code" in listing and "(in code: reports.export)" in listing
     assert "(in code: archive.purge)" in listing
-    assert "name=dynamic-in-code  view=tests.commands.urls.computes_its_action  methods=*  action=-  " in listing
+    assert (
+        "name=dynamic-in-code  view=tests.commands.urls.computes_its_action  methods=*  action=-  " in listing
+    )
     assert run("routes", path, "--require-coverage", "pay-in-code").code == 0
     assert run("routes", path, "--require-coverage", "export-in-code").code == 1  # no policy for it
-    (row,) = [r for r in json.loads(run("routes", path, "--format", "json").out) if r["name"] == "pay-in-code"]
+    (row,) = [
+        r for r in json.loads(run("routes", path, "--format", "json").out) if r["name"] == "pay-in-code"
+    ]
     assert (row["action"], row["actions_in_code"], row["policies"]) == (None, ["payments.send"], ["pay"])
 
 
@@ -370,9 +374,7 @@ policies:
 
 
 @pytest.mark.parametrize("subcommand", ["validate", "routes"])
-def test_a_method_restricted_url_policy_on_a_view_taking_other_writes_is_warned_about(
-    run, write, subcommand
-):
+def test_a_method_restricted_url_policy_on_a_view_taking_other_writes_is_warned_about(run, write, subcommand):
     path = write(METHODS.format(urls="plain, thing-delete, post-and-delete", methods="POST"))
     result = run(subcommand, path)
     assert result.code == 0, result.err

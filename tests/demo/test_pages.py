@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from project.demo.models import BillingProfile
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def test_login_page_renders(client):
 
 
 def test_signing_in_lands_on_the_dashboard(client, user):
-    response = client.post(reverse("login"), {"username": "erin", "password": "pw"}, follow=True)
+    response = client.post(reverse("login"), {"username": "erin", "password": PASSWORD}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("demo:home")
     assert "Welcome, erin" in response.content.decode()
 
@@ -88,9 +89,9 @@ def test_billing_offers_auditors_no_edit_button(client, make_user):
     assert "Not for your role" not in page and reverse("demo:billing-update") in page
 
 
-def test_dashboard_asks_a_user_without_a_device_to_set_one_up(logged_in, totp_device):
+def test_dashboard_asks_a_user_without_a_device_to_set_one_up(logged_in, totp):
     assert "Set up a second factor" not in logged_in.get(reverse("demo:home")).content.decode()
-    totp_device.delete()
+    totp.delete()
     assert "Set up a second factor" in logged_in.get(reverse("demo:home")).content.decode()
 
 

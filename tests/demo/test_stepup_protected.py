@@ -12,6 +12,8 @@ from django.urls import reverse
 
 from project.demo.models import BillingProfile, Transfer
 from stepup.testing import assert_requires_stepup, stepup_verified
+from tests.conftest import PASSWORD
+from tests.otp import code
 
 pytestmark = pytest.mark.django_db
 
@@ -50,19 +52,19 @@ def admin(make_user):
 # billing.update ------------------------------------------------------------------------
 
 
-def test_updating_billing_requires_stepup(logged_in, totp_device):
+def test_updating_billing_requires_stepup(logged_in, totp):
     assert_requires_stepup(logged_in, "post", reverse("demo:billing-update"), BILLING)
     assert not BillingProfile.objects.exists()
 
 
-def test_updating_billing_after_stepup_saves(logged_in, user, totp_device):
+def test_updating_billing_after_stepup_saves(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         response = logged_in.post(reverse("demo:billing-update"), BILLING)
     assert response.status_code == 302
     assert BillingProfile.objects.get(user=user).company_name == "Initech"
 
 
-def test_the_billing_form_itself_needs_no_stepup(logged_in, totp_device):
+def test_the_billing_form_itself_needs_no_stepup(logged_in, totp):
     assert logged_in.get(reverse("demo:billing-update")).status_code == 200
 
 
@@ -87,13 +89,13 @@ def test_a_denial_says_why_in_the_policys_words_and_logs_no_traceback(client, ma
     assert not [r for r in caplog.records if r.exc_info], "a denial is an answer, not a server error"
 
 
-def test_end_to_end_a_code_lets_the_update_through(logged_in, user, totp_device, code):
+def test_end_to_end_a_code_lets_the_update_through(logged_in, user, totp):
     response = logged_in.post(reverse("demo:billing-update"), BILLING)
     verify_url = response["Location"]
     assert verify_url.startswith(reverse("stepup:verify"))
     assert "Changing billing details" in logged_in.get(verify_url).content.decode()
 
-    response = logged_in.post(verify_url, {"token": code(totp_device)})
+    response = logged_in.post(verify_url, {"token": code(totp)})
     assert response.status_code in (200, 303)  # a page to confirm the interrupted POST, or next
     assert not BillingProfile.objects.exists()  # nothing is submitted behind the user's back
 
@@ -112,12 +114,12 @@ def test_a_user_without_a_device_is_sent_to_enroll(client, make_user, settings):
 # payments.transfer ---------------------------------------------------------------------
 
 
-def test_transfers_require_stepup(logged_in, totp_device):
+def test_transfers_require_stepup(logged_in, totp):
     assert_requires_stepup(logged_in, "post", reverse("demo:transfer"), SMALL)
     assert not Transfer.objects.exists()
 
 
-def test_a_small_transfer_after_stepup_is_made(logged_in, user, totp_device):
+def test_a_small_transfer_after_stepup_is_made(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         response = logged_in.post(reverse("demo:transfer"), SMALL)
     assert response.status_code == 302
@@ -126,13 +128,13 @@ def test_a_small_transfer_after_stepup_is_made(logged_in, user, totp_device):
     assert "DE89 3704 0044" in logged_in.get(reverse("demo:transfer")).content.decode()
 
 
-def test_a_large_transfer_needs_a_fresh_code_even_right_after_a_verification(logged_in, user, totp_device):
+def test_a_large_transfer_needs_a_fresh_code_even_right_after_a_verification(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         assert_requires_stepup(logged_in, "post", reverse("demo:transfer"), LARGE)
     assert not Transfer.objects.exists()
 
 
-def test_a_large_transfer_goes_through_with_a_grant_for_exactly_that_transfer(logged_in, user, totp_device):
+def test_a_large_transfer_goes_through_with_a_grant_for_exactly_that_transfer(logged_in, user, totp):
     with verified_for(logged_in, user, LARGE):
         assert logged_in.post(reverse("demo:transfer"), LARGE).status_code == 302
         # The grant was for that one request: the same transfer again is challenged.
@@ -140,14 +142,14 @@ def test_a_large_transfer_goes_through_with_a_grant_for_exactly_that_transfer(lo
     assert Transfer.objects.count() == 1
 
 
-def test_a_grant_for_one_large_transfer_does_not_cover_another(logged_in, user, totp_device):
+def test_a_grant_for_one_large_transfer_does_not_cover_another(logged_in, user, totp):
     other = {**LARGE, "amount": "9000.00"}
     with verified_for(logged_in, user, LARGE):
         assert_requires_stepup(logged_in, "post", reverse("demo:transfer"), other)
     assert not Transfer.objects.exists()
 
 
-def test_an_invalid_transfer_after_stepup_shows_the_form_again(logged_in, user, totp_device):
+def test_an_invalid_transfer_after_stepup_shows_the_form_again(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         response = logged_in.post(reverse("demo:transfer"), {"amount": "5", "account": "nope"})
     assert response.status_code == 200
@@ -158,11 +160,11 @@ def test_an_invalid_transfer_after_stepup_shows_the_form_again(logged_in, user, 
 # reports.download ----------------------------------------------------------------------
 
 
-def test_large_reports_require_stepup(logged_in, totp_device):
+def test_large_reports_require_stepup(logged_in, totp):
     assert_requires_stepup(logged_in, "get", reverse("demo:report") + "?rows=5000")
 
 
-def test_a_report_after_stepup_is_a_csv_of_the_rows_asked_for(logged_in, user, totp_device):
+def test_a_report_after_stepup_is_a_csv_of_the_rows_asked_for(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         response = logged_in.get(reverse("demo:report"), {"rows": "5000"})
     assert response.status_code == 200
@@ -177,14 +179,14 @@ def test_a_small_report_from_the_office_needs_no_stepup(logged_in):
     assert len(b"".join(response.streaming_content).decode().splitlines()) == 21
 
 
-def test_report_rows_are_capped(logged_in, user, totp_device):
+def test_report_rows_are_capped(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         response = logged_in.get(reverse("demo:report"), {"rows": "9999999"})
     assert response.status_code == 200
     assert "acme-invoices-200000.csv" in response["Content-Disposition"]
 
 
-def test_a_bad_row_count_after_stepup_is_explained(logged_in, user, totp_device):
+def test_a_bad_row_count_after_stepup_is_explained(logged_in, user, totp):
     with stepup_verified(logged_in, user):
         response = logged_in.get(reverse("demo:report"), {"rows": "lots"}, follow=True)
     assert "whole number" in response.content.decode()
@@ -232,13 +234,13 @@ def _challenge_id(verify_url: str) -> str:
     return parse_qs(urlsplit(verify_url).query)["challenge"][0]
 
 
-def test_the_display_name_changes_after_re_entering_the_password(logged_in, user, totp_device):
+def test_the_display_name_changes_after_re_entering_the_password(logged_in, user, totp):
     verify_url = _challenged(logged_in, reverse("demo:profile"), {"first_name": "Erin E."})
     page = logged_in.get(verify_url).content.decode()
     assert 'name="password"' in page  # the policy names password, so the page offers it
     wrong = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": "nope"})
     assert wrong.status_code == 200 and "password" in wrong.content.decode().lower()
-    ok = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": "pw"})
+    ok = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": PASSWORD})
     assert ok.status_code in (200, 303)
     response = logged_in.post(reverse("demo:profile"), {"first_name": "Erin E."})
     assert response.status_code == 302
@@ -246,10 +248,10 @@ def test_the_display_name_changes_after_re_entering_the_password(logged_in, user
     assert user.first_name == "Erin E."
 
 
-def test_a_password_never_approves_a_billing_update(logged_in, user, totp_device):
+def test_a_password_never_approves_a_billing_update(logged_in, user, totp):
     verify_url = _challenged(logged_in, reverse("demo:billing-update"), BILLING)
     assert 'name="password"' not in logged_in.get(verify_url).content.decode()
-    refused = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": "pw"})
+    refused = logged_in.post(verify_url, {"challenge": _challenge_id(verify_url), "password": PASSWORD})
     assert refused.status_code in (200, 400)
     assert_requires_stepup(logged_in, "post", reverse("demo:billing-update"), BILLING)
     assert not BillingProfile.objects.exists()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-pytestmark = pytest.mark.django_db
+from tests.otp import code
+from tests.paths import VERIFY
 
-VERIFY = "/stepup/verify/"
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
@@ -25,8 +26,10 @@ def verify_page(client, response) -> str:
     return client.get(response["Location"]).content.decode()
 
 
-def test_a_transfer_shows_the_amount_and_a_grouped_iban(logged_in, totp_device):
-    refused = logged_in.post(reverse("demo:transfer"), {"amount": "5000", "account": "DE89370400440532013000"})
+def test_a_transfer_shows_the_amount_and_a_grouped_iban(logged_in, totp):
+    refused = logged_in.post(
+        reverse("demo:transfer"), {"amount": "5000", "account": "DE89370400440532013000"}
+    )
     html = verify_page(logged_in, refused)
     assert "<dt>Amount</dt><dd>€5,000.00</dd>" in html
     assert "<dt>To account</dt><dd>DE89 3704 0044 0532 0130 00</dd>" in html
@@ -44,12 +47,12 @@ def test_team_access_says_grant_or_revoke(client, admin, user, op, words):
     assert "<dt>User</dt><dd>erin</dd>" in html and "target_user" not in html
 
 
-def test_a_report_names_its_rows(logged_in, totp_device):
+def test_a_report_names_its_rows(logged_in, totp):
     html = verify_page(logged_in, logged_in.get(reverse("demo:report"), {"rows": "50000"}))
     assert "<dt>Rows to download</dt><dd>50,000</dd>" in html
 
 
-def test_billing_confirm_page_labels_the_fields_and_keeps_the_address_lines(logged_in, user, totp_device, code):
+def test_billing_confirm_page_labels_the_fields_and_keeps_the_address_lines(logged_in, user, totp):
     billing = {
         "company_name": "Initech",
         "billing_email": "ap@initech.example",
@@ -59,7 +62,7 @@ def test_billing_confirm_page_labels_the_fields_and_keeps_the_address_lines(logg
     refused = logged_in.post(reverse("demo:billing-update"), billing)
     assert refused.status_code == 302
     challenge = refused["Location"].split("challenge=")[1].split("&")[0]
-    page = logged_in.post(VERIFY, {"challenge": challenge, "token": code(totp_device)})
+    page = logged_in.post(VERIFY, {"challenge": challenge, "token": code(totp)})
     html = page.content.decode()
     assert page.templates[0].name == "stepup/confirm.html"
     assert "<dt>Company name</dt><dd>Initech</dd>" in html

@@ -11,46 +11,23 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest
 from django.test import Client, RequestFactory
 from django.urls import resolve
-from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from stepup import grants, pending, signals, store
+from stepup import grants, pending, signals
 from stepup.pytest_plugin import stepup_verified  # noqa: F401  (the plugin's fixture)
-from tests.enforcement import views
-
-VERIFY = "/stepup/verify/"
+from tests.paths import VERIFY  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(autouse=True)
-def _fresh(settings: Any) -> Iterator[None]:
-    """A clean policy cache and call log for every test, and the demo's STEPUP defaults."""
+def _no_policy_file(settings: Any) -> None:
+    """No policy file: each test stores the policies it needs (the ``policy`` fixture)."""
     settings.STEPUP = {"DEFAULT_MAX_AGE": 300, "TRUSTED_PROXIES": [], "RELOAD_INTERVAL": 3600}
-    store.invalidate()
-    views.CALLS.clear()
-    yield
-    store.invalidate()
-    views.CALLS.clear()
 
 
 @pytest.fixture
-def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice", password="old-password-1")
-
-
-@pytest.fixture
-def other_user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("bob", password="pw")
-
-
-@pytest.fixture
-def backup(user: Any) -> StaticDevice:
-    return StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
-
-
-@pytest.fixture
-def logged_in(client: Client, user: Any, totp: TOTPDevice) -> Client:
-    client.force_login(user)
-    return client
+def logged_in(logged_in: Client, totp: TOTPDevice) -> Client:
+    """Signed in as ``user``, who has an authenticator app (never verified)."""
+    return logged_in
 
 
 @pytest.fixture

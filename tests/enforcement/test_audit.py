@@ -68,7 +68,7 @@ def test_record_event_for_the_verification_views(rf_request, user):
         attrs={"amount": 5, "token": "123456"},
     )
     row = DecisionLog.objects.get()
-    assert (row.event, row.user, row.username, row.factor) == ("verified", user, "alice", "totp")
+    assert (row.event, row.user, row.username, row.factor) == ("verified", user, "erin", "totp")
     assert row.url_name == "stepup:verify"
     assert row.client_ip == "198.51.100.4"
     assert row.attrs == {"amount": "5", "token": "[redacted]"}

@@ -11,6 +11,7 @@ from django.contrib.auth import update_session_auth_hash
 from stepup import binding, decide, enforce, grants
 from stepup.exceptions import StepUpRequired
 from stepup.models import DecisionLog
+from tests.conftest import PASSWORD
 from tests.enforcement import views
 from tests.enforcement.conftest import VERIFY, challenge_of, complete
 
@@ -203,7 +204,7 @@ def test_logout_clears_grants(logged_in, user, billing, stepup_verified):
 
 def test_login_starts_fresh_even_in_the_same_session(logged_in, user, billing, stepup_verified):
     with stepup_verified(logged_in, user):
-        logged_in.post("/accounts/login/", {"username": "alice", "password": "old-password-1"})
+        logged_in.post("/accounts/login/", {"username": "erin", "password": PASSWORD})
         assert logged_in.post("/billing/").status_code == 302
 
 
@@ -213,7 +214,7 @@ def test_password_change_voids_grants(logged_in, user, billing, stepup_verified)
         response = logged_in.post(
             "/accounts/password/",
             {
-                "old_password": "old-password-1",
+                "old_password": PASSWORD,
                 "new_password1": "N3w-pass-phrase",
                 "new_password2": "N3w-pass-phrase",
             },
@@ -252,7 +253,7 @@ def test_deleting_a_user_with_devices_still_works(user, totp, django_capture_on_
 
     with django_capture_on_commit_callbacks(execute=True):
         user.delete()
-    assert not get_user_model().objects.filter(username="alice").exists()
+    assert not get_user_model().objects.filter(username="erin").exists()
 
 
 def test_deleting_other_models_is_ignored(user, django_capture_on_commit_callbacks):

@@ -224,7 +224,7 @@ def test_deny_is_403(logged_in, policy, recorder):
     assert len(recorder.denied) == 1
     row = DecisionLog.objects.get(event="denied")
     assert (row.username, row.url_name, row.method, row.outcome) == (
-        "alice",
+        "erin",
         "plain",
         "DELETE",
         "deny",

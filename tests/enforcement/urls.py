@@ -16,7 +16,6 @@ urlpatterns = [
         name="password_change",
     ),
     path("stepup/", include("stepup.urls")),
-    path("demo/", include("project.demo.urls")),  # the demo's templates link to it
     path("plain/", views.plain, name="plain"),
     path("unmatched/", views.unmatched, name="unmatched"),
     path("unnamed/", views.plain),

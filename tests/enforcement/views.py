@@ -10,8 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from stepup import StepUpRequiredMixin, enforce, require_stepup
-
-CALLS: list[str] = []
+from tests.calls import CALLS
 
 
 def _ran(name: str) -> HttpResponse:

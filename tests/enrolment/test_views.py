@@ -52,7 +52,7 @@ def test_the_list_shows_the_users_own_confirmed_devices_only(
     TOTPDevice.objects.create(user=user, name="Half set up", confirmed=False)
     page = logged_in.get(DEVICES).content.decode()
     assert "Phone" in page and "Authenticator app" in page and "Backup codes" in page
-    assert "(2 unused)" in page and "never" in page
+    assert "(4 unused)" in page and "never" in page
     assert "Mallory" not in page and "Half set up" not in page
     assert f'href="{remove_url(totp)}"' in page and f'href="{rename_url(totp)}"' in page
     assert "<form" not in page.split("Add a second factor")[0]  # removing is a link to a confirmation

@@ -28,11 +28,11 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from stepup import store
+from tests.paths import VERIFY
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.i18n.urls")]
 
 HERE = Path(__file__).resolve().parent
-VERIFY = "/stepup/verify/"
 
 ENGLISH = re.compile(
     r"\b(the|you|your|this|that|and|with|needs?|required|device|second factor|verify|verified|confirm"
@@ -185,9 +185,7 @@ PENDING_CATALOG_PASS = (
 )
 
 PAGES = [
-    Page(
-        "verify GET with a challenge", verify_page, 200, DESCRIPTION["de"]
-    ),
+    Page("verify GET with a challenge", verify_page, 200, DESCRIPTION["de"]),
     Page("verify POST: a wrong code", verify_error, 200, "Code"),
     Page("verify POST: throttled", throttled, 429, "Versuchen"),
     Page("confirm the interrupted POST", confirm_page, 200, "Bestätigen"),

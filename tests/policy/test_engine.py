@@ -172,7 +172,7 @@ def test_disabled_and_shadow_policies_do_not_cover_an_action():
 
 
 def test_url_only_requests_have_no_fallback():
-    d = compile_policies([]).decide(Input(url="demo:home"))
+    d = compile_policies([]).decide(Input(url="shop:home"))
     assert d.outcome == "allow"
 
 
@@ -189,9 +189,9 @@ def test_glob_actions_and_urls():
 
 
 def test_action_and_url_policies_combine():
-    specs = [policy("a"), policy("u", actions=(), urls=("demo:billing-update",), max_age=60)]
+    specs = [policy("a"), policy("u", actions=(), urls=("shop:billing-update",), max_age=60)]
     d = compile_policies(specs).decide(
-        Input(action="billing.update", url="demo:billing-update", verified={"totp": 100})
+        Input(action="billing.update", url="shop:billing-update", verified={"totp": 100})
     )
     assert (d.outcome, d.policies, d.max_age) == ("step_up", ("a", "u"), 60)
 

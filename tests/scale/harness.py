@@ -358,7 +358,9 @@ CSRF = secrets.token_hex(16)  # 32 characters: a CSRF secret Django accepts as c
 
 @dataclass
 class Server:
-    """A gunicorn server of the demo project (``project/gunicorn.conf.py``) on a loopback port."""
+    """A gunicorn server of the test project, with the demo's deployment settings
+    (``project/gunicorn.conf.py``: workers, threads, timeouts) and the test project's WSGI
+    application, on a loopback port."""
 
     name: str
     env: dict[str, str]
@@ -386,6 +388,7 @@ class Server:
                 str(self.threads),
                 "--access-logfile",
                 "-",
+                "django.core.wsgi:get_wsgi_application()",
             ],
             cwd=ROOT,
             env=self.env,

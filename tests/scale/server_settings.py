@@ -1,4 +1,4 @@
-"""Settings of the processes the scale tests start: the demo project's, from the environment.
+"""Settings of the processes the scale tests start: the test project's, on the environment's services.
 
 ``DATABASE_URL`` and ``REDIS_URL`` come from the test (a fresh PostgreSQL
 database, and Redis under a key prefix of its own); the ``SCALE_*`` variables
@@ -7,8 +7,23 @@ set what one scenario needs. Only the scale tests use this module.
 
 import os
 
-from project.settings import *  # noqa: F403
-from project.settings import STEPUP
+import dj_database_url
+
+from tests.settings import *  # noqa: F403
+from tests.settings import STEPUP
+
+DATABASES = {
+    "default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60, conn_health_checks=True)
+}
+# A cache that hangs must not hang requests: stepup falls back to the database.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["REDIS_URL"],
+        "KEY_PREFIX": os.environ["CACHE_KEY_PREFIX"],
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]

@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django_otp.oath import TOTP
 
+from tests.paths import API_VERIFY
 from tests.scale.harness import totp_code
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-API_VERIFY = "/stepup/api/verify/"
 GUESSES = 20
 
 

@@ -53,8 +53,7 @@ from stepup import sync as sync_module  # noqa: E402
 from stepup.conf import conf  # noqa: E402
 from stepup.models import DecisionLog, Policy, PolicySetState, UserState  # noqa: E402
 from stepup.policy.loader import load_files  # noqa: E402
-
-API_VERIFY = "/stepup/api/verify/"
+from tests.paths import API_VERIFY  # noqa: E402
 
 
 def totp_code(device: TOTPDevice) -> str:

@@ -13,66 +13,29 @@ Each test fails if its attack succeeds, and checks the side effect the attack wa
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test import Client
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from stepup import store
-from stepup.sync import load, sync
-from tests.security import views
+from tests.otp import BACKUP_CODES, code, wrong_code  # noqa: F401  (re-exported)
+from tests.paths import API_VERIFY, VERIFY  # noqa: F401  (re-exported)
 from tests.settings import FIXTURES
-from tests.verification.conftest import code, wrong_code  # noqa: F401  (re-exported)
 
 DEMO_POLICIES = FIXTURES / "policies.yaml"
-VERIFY = "/stepup/verify/"
-API_VERIFY = "/stepup/api/verify/"
-BACKUP_CODES = ("alpha111", "bravo222", "charlie3")
 
 
 @pytest.fixture(autouse=True)
-def _fresh(settings: Any) -> Iterator[None]:
-    """The demo's STEPUP settings, a clean policy cache and an empty call log for every test."""
+def _fresh(settings: Any) -> None:
+    """The policy file the attacks target (the demo's, which the shop serves too), no proxies."""
     settings.STEPUP = {
         "POLICY_FILES": [DEMO_POLICIES],
         "DEFAULT_MAX_AGE": 300,
         "TRUSTED_PROXIES": [],
         "RELOAD_INTERVAL": 3600,
     }
-    store.invalidate()
-    views.CALLS.clear()
-    yield
-    store.invalidate()
-    views.CALLS.clear()
-
-
-@pytest.fixture
-def demo_policies(db: Any) -> None:
-    """The demo's policy file, synced into the test database as ``manage.py stepup sync`` would."""
-    sync(load([DEMO_POLICIES]), reason="tests/security")
-    store.invalidate()
-
-
-@pytest.fixture
-def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("erin", password="pw-erin-1")
-
-
-@pytest.fixture
-def other_user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("mallory", password="pw-mallory-1")
-
-
-@pytest.fixture
-def backup(user: Any) -> StaticDevice:
-    device = StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
-    for token in BACKUP_CODES:
-        StaticToken.objects.create(device=device, token=token)
-    return device
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from stepup.models import Grant
+from tests.conftest import PASSWORD
 from tests.security import views
 from tests.security.conftest import API_VERIFY, code
 from tests.security.test_routing import challenged
@@ -46,7 +47,7 @@ def _basic_auth_on(settings: Any) -> None:
 
 
 def basic(user: Any) -> str:
-    return "Basic " + base64.b64encode(f"{user.username}:pw-erin-1".encode()).decode()
+    return "Basic " + base64.b64encode(f"{user.username}:{PASSWORD}".encode()).decode()
 
 
 def client(authorization: str, ip: str, step_up_token: str | None = None) -> APIClient:
@@ -104,7 +105,7 @@ def test_no_grant_is_keyed_on_the_credential(user: Any, totp: TOTPDevice, policy
 
     keyed_credential = salted_hmac("stepup.grants.subject", authorization, algorithm="sha256").hexdigest()
     (grant,) = Grant.objects.all()
-    assert keyed_credential not in grant.subject and "pw-erin-1" not in grant.subject
+    assert keyed_credential not in grant.subject and PASSWORD not in grant.subject
 
 
 def test_a_step_up_token_is_worth_nothing_with_another_users_credential(

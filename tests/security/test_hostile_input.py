@@ -23,14 +23,12 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from project.demo.models import Transfer
 from stepup.policy.engine import compile_policies, glob_matches
 from stepup.policy.model import Decision, Input, PolicySpec, as_number
+from tests.paths import API_DECIDE, API_STATUS
 from tests.security import views
 from tests.security.test_routing import challenged
-
-API_STATUS = "/stepup/api/status/"
-API_DECIDE = "/stepup/api/decide/"
+from tests.shop.models import Transfer
 
 # --- globs: matching is linear, whatever the name -------------------------------------------
 
@@ -200,7 +198,7 @@ def test_a_huge_amount_to_a_decorated_view_is_a_step_up(attacker: Client, policy
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 def test_a_huge_amount_to_the_demo_transfer_page_is_a_step_up(attacker: Client) -> None:
     response = attacker.post("/transfers/", {"amount": "9" * 5000, "account": "DE89370400440532013000"})
     assert challenged(response)
@@ -228,7 +226,7 @@ def test_a_huge_amount_to_a_drf_view_is_a_step_up_or_a_400(attacker: Client, pol
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("amount", HUGE)
 def test_api_status_answers_a_huge_amount_with_the_strict_reading(logged_in: Client, amount: str) -> None:
     query = {"action": "payments.transfer", "method": "POST", "attrs.amount": amount}
@@ -239,7 +237,7 @@ def test_api_status_answers_a_huge_amount_with_the_strict_reading(logged_in: Cli
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("amount", [*HUGE, 1e300, [1], {"a": "b"}, True])
 def test_api_decide_answers_a_huge_amount_with_the_strict_reading(
     logged_in: Client, auditor: Any, amount: Any
@@ -300,4 +298,6 @@ def test_a_deeply_nested_body_to_a_request_bound_view_is_no_server_error() -> No
         nested = [nested]
     parsed = SimpleNamespace(_request=request, data={"amount": nested})  # as a DRF Request, already parsed
     first, second = binding.request_fingerprint(parsed), binding.request_fingerprint(parsed)
-    assert first != second  # too deep to write out: bound to nothing, so no grant can ever match (fail closed)
+    assert (
+        first != second
+    )  # too deep to write out: bound to nothing, so no grant can ever match (fail closed)

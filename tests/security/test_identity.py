@@ -18,7 +18,6 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, Grant, UserState
 from stepup.policy.conditions import origin_readings
 from stepup.policy.loader import load_files
@@ -27,8 +26,9 @@ from stepup.testing import stepup_verified
 from tests.security import views
 from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
+from tests.shop.models import BillingProfile, Transfer
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced_policies")]
 
 OFFICE_IP = "198.51.100.20"  # inside the demo's office range (reports-download-remote)
 HOME_IP = "203.0.113.9"
@@ -151,7 +151,7 @@ def from_address(address: str, via: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def home_range_denied(demo_policies: None, policy: Any, settings: Any) -> None:
+def home_range_denied(synced_policies: None, policy: Any, settings: Any) -> None:
     """An ``origin: {in: ...}`` policy, on top of the demo's: nobody may edit from the home range."""
     settings.STEPUP = {**settings.STEPUP, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
     policy("home-range-denied", urls=["edit"], when={"origin": {"in": ["203.0.113.0/24"]}}, decision="deny")

@@ -24,7 +24,6 @@ from django.db import connection, connections, transaction
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from project.demo.models import BillingProfile
 from stepup import store
 from stepup.models import PendingChallenge, Policy, PolicySetState
 from stepup.policy.model import SPEC_FIELDS, Input
@@ -33,6 +32,7 @@ from stepup.testing import stepup_verified
 from tests.security import views
 from tests.security.conftest import DEMO_POLICIES, LOCK_WAITS, wait_for_a_lock_wait
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged, run_stepup
+from tests.shop.models import BillingProfile
 
 pytestmark = pytest.mark.django_db
 

@@ -18,10 +18,10 @@ from django.core.handlers.wsgi import get_script_name
 from django.test import Client
 from django.urls import set_script_prefix
 
-from project.demo.models import BillingProfile
 from stepup.testing import stepup_verified
 from tests.security import views
 from tests.security.conftest import VERIFY
+from tests.shop.models import BillingProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,7 @@ def challenged(response: Any) -> bool:
 # --- the control: the attack target really is reachable with a second factor ------------
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 def test_control_a_verified_user_does_update_billing(attacker: Client, user: Any) -> None:
     """Shows the billing rows below would exist had any attack gone through."""
     with stepup_verified(attacker, user):
@@ -77,7 +77,7 @@ RAW_PATHS = [
 ]
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("raw_path", RAW_PATHS)
 def test_raw_path_spellings_never_reach_the_view_unchallenged(attacker: Client, raw_path: str) -> None:
     """Django resolves ``PATH_INFO`` exactly: a spelling either resolves (and is enforced) or 404s."""
@@ -89,7 +89,7 @@ def test_raw_path_spellings_never_reach_the_view_unchallenged(attacker: Client, 
     assert not BillingProfile.objects.exists()
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("url", ["/billing%2Fedit/", "/billing/%65dit/", "/%62illing/edit/"])
 def test_percent_encoded_urls_decode_to_the_protected_view_and_are_challenged(
     attacker: Client, url: str
@@ -99,7 +99,7 @@ def test_percent_encoded_urls_decode_to_the_protected_view_and_are_challenged(
     assert not BillingProfile.objects.exists()
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
 def test_append_slash_redirect_does_not_carry_the_write(attacker: Client, method: str) -> None:
     """``/billing/edit`` (no slash): ``CommonMiddleware`` redirects; the write never happens."""
@@ -120,7 +120,7 @@ def served_under(environ_script_name: str = "") -> Iterator[dict[str, str]]:
         set_script_prefix("/")
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("prefix", ["/app", "/app/sub", "/billing"])
 def test_script_name_prefixes_do_not_change_what_is_enforced(attacker: Client, prefix: str) -> None:
     with served_under(prefix) as environ:
@@ -131,7 +131,7 @@ def test_script_name_prefixes_do_not_change_what_is_enforced(attacker: Client, p
     assert not BillingProfile.objects.exists()
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 def test_force_script_name_does_not_change_what_is_enforced(attacker: Client, settings: Any) -> None:
     settings.FORCE_SCRIPT_NAME = "/mounted"
     with served_under():
@@ -159,7 +159,7 @@ def test_a_protect_everything_policy_leaves_the_login_page_reachable_under_a_pre
 # --- methods ----------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize(
     "extra",
     [
@@ -175,7 +175,7 @@ def test_method_override_headers_cannot_turn_a_post_into_a_get(attacker: Client,
     assert not BillingProfile.objects.exists()
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 def test_method_override_on_the_api_cannot_turn_a_put_into_a_get(user: Any, totp: Any) -> None:
     from rest_framework.test import APIClient
 
@@ -267,7 +267,7 @@ def test_a_declared_action_is_enforced_on_every_route(attacker: Client, policy: 
 # --- DRF format suffixes -------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("demo_policies")
+@pytest.mark.usefixtures("synced_policies")
 @pytest.mark.parametrize("url", ["/api/billing.json", "/api/billing/?format=json", "/api/billing.api"])
 def test_drf_format_suffixes_reach_the_same_decision(user: Any, totp: Any, url: str) -> None:
     from rest_framework.test import APIClient

@@ -21,16 +21,17 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from project.demo.models import BillingProfile, Transfer
 from stepup import grants
 from stepup.models import Grant, PendingChallenge, UserState
 from stepup.testing import flush_decision_log, stepup_verified
+from tests.conftest import PASSWORD
 from tests.security import views
 from tests.security.conftest import API_VERIFY, VERIFY, code, fresh_client, wrong_code
 from tests.security.test_routing import BILLING, BILLING_EDIT, challenged
+from tests.shop.models import BillingProfile, Transfer
 from tests.verification.test_confirm import form_of, retyped_of
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced_policies")]
 
 COOKIE = django_settings.SESSION_COOKIE_NAME
 
@@ -60,7 +61,7 @@ def test_a_session_fixed_before_login_is_worth_nothing_after_login_and_verificat
     fixed[grants.SESSION_KEY] = {"subject": "s:chosen-by-the-attacker"}
     fixed.create()
     victim = with_cookie(fixed.session_key)
-    assert victim.post("/accounts/login/", {"username": "erin", "password": "pw-erin-1"}).status_code == 302
+    assert victim.post("/accounts/login/", {"username": "erin", "password": PASSWORD}).status_code == 302
     refused = victim.post(BILLING_EDIT, BILLING)
     assert victim.post(refused["Location"], {"token": code(totp)}).status_code in (200, 303)
     assert session_key(victim) != fixed.session_key
@@ -320,7 +321,7 @@ def test_the_login_redirect_carries_no_off_site_next(
     assert login.path == "/accounts/login/"
     user_next = parse_qs(login.query).get("next", [""])[0]
     logged_in = client.post(
-        response["Location"], {"username": "erin", "password": "pw-erin-1", "next": user_next}
+        response["Location"], {"username": "erin", "password": PASSWORD, "next": user_next}
     )
     assert is_local(logged_in["Location"])
     assert views.CALLS == []

@@ -1,15 +1,15 @@
-"""A URLconf for routing attacks: the demo's URLs plus views mounted in the ways attackers look for."""
+"""A URLconf for routing attacks: the test project's URLs plus views mounted in the ways attackers look for."""
 
 from __future__ import annotations
 
 from django.urls import include, path, re_path
 from rest_framework.urlpatterns import format_suffix_patterns
 
-from project.urls import urlpatterns as demo_urlpatterns
 from tests.security import views
+from tests.urls import urlpatterns as shop_urlpatterns
 
 urlpatterns = [
-    *demo_urlpatterns,
+    *shop_urlpatterns,
     path("t/edit/", views.edit, name="edit"),
     path("t/twice/", views.twice, name="twice"),
     path("t/twice-again/", views.twice, name="twice-again"),  # the same view under a second name

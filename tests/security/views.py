@@ -14,8 +14,7 @@ from rest_framework.views import APIView
 
 from stepup import StepUpRequiredMixin, enforce, require_stepup
 from stepup.permissions import StepUpPermission
-
-CALLS: list[str] = []
+from tests.calls import CALLS
 
 
 def ran(name: str, request: HttpRequest) -> HttpResponse:

@@ -41,7 +41,9 @@ class WordFactor(Factor):
 class PinBackend(BaseBackend):
     """A careless custom backend: the password ``"pin-<name>"`` returns user ``<name>``, whoever asks."""
 
-    def authenticate(self, request: Any, username: str | None = None, password: str | None = None, **kw: Any) -> Any:
+    def authenticate(
+        self, request: Any, username: str | None = None, password: str | None = None, **kw: Any
+    ) -> Any:
         if password and password.startswith("pin-"):
             return get_user_model().objects.filter(username=password[4:]).first()
         return None

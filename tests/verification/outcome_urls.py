@@ -18,8 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.generic import View
 
 from stepup import StepUpRequiredMixin, enforce, require_stepup
-
-CALLS: list[str] = []
+from tests.calls import CALLS
 
 _FORM_PAGE = engines["django"].from_string(
     """<!doctype html><title>Upload</title>

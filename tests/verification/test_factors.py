@@ -16,6 +16,7 @@ from stepup import grants
 from stepup.factors import registry
 from stepup.models import DecisionLog
 from stepup.policy.loader import validate_policy
+from tests.conftest import PASSWORD
 from tests.verification.conftest import API_VERIFY, VERIFY, save_challenge, session_request
 from tests.verification.factor_kinds import SECRET_WORD
 
@@ -48,18 +49,26 @@ def test_a_get_never_sends_an_email_code(logged_in: Client, email_device: Any) -
     assert "b\u2022\u2022\u2022@example.com" in page.content.decode()
 
 
-def test_an_email_code_is_sent_on_post_then_verifies_once(logged_in: Client, email_device: Any, user: Any) -> None:
+def test_an_email_code_is_sent_on_post_then_verifies_once(
+    logged_in: Client, email_device: Any, user: Any
+) -> None:
     challenge_id = save_challenge(logged_in)
-    sent = logged_in.post(VERIFY, {"challenge": challenge_id, "device": email_device.persistent_id, "send": "1"})
+    sent = logged_in.post(
+        VERIFY, {"challenge": challenge_id, "device": email_device.persistent_id, "send": "1"}
+    )
     assert sent.status_code == 200 and len(mail.outbox) == 1
     assert mail.outbox[0].to == ["bob@example.com"]
     assert "A code was sent to b\u2022\u2022\u2022@example.com" in sent.content.decode()
     code = sent_code()
-    ok = logged_in.post(VERIFY, {"challenge": challenge_id, "device": email_device.persistent_id, "token": code})
+    ok = logged_in.post(
+        VERIFY, {"challenge": challenge_id, "device": email_device.persistent_id, "token": code}
+    )
     assert ok.status_code == 303
     assert "email" in grants.verification_ages(session_request(logged_in, user), user)
     challenge_id = save_challenge(logged_in)
-    again = logged_in.post(VERIFY, {"challenge": challenge_id, "device": email_device.persistent_id, "token": code})
+    again = logged_in.post(
+        VERIFY, {"challenge": challenge_id, "device": email_device.persistent_id, "token": code}
+    )
     assert again.status_code == 200 and "not valid" in again.content.decode()  # no replay
 
 
@@ -97,7 +106,7 @@ def test_another_users_email_device_is_refused(logged_in: Client, other_user: An
 
 def test_password_is_not_implied(logged_in: Client) -> None:
     save_challenge(logged_in)  # factors: [] -- any implied kind
-    response = api(logged_in, {"password": "pw"})
+    response = api(logged_in, {"password": PASSWORD})
     assert response.status_code == 400 and response.json()["code"] == "no_device"
 
 
@@ -107,7 +116,7 @@ def test_password_satisfies_a_policy_that_names_it(logged_in: Client, user: Any)
     assert 'type="password"' in page.content.decode()
     bad = logged_in.post(VERIFY, {"challenge": challenge_id, "password": "nope"})
     assert bad.status_code == 200 and "That password is not correct." in bad.content.decode()
-    ok = logged_in.post(VERIFY, {"challenge": challenge_id, "password": "pw"})
+    ok = logged_in.post(VERIFY, {"challenge": challenge_id, "password": PASSWORD})
     assert ok.status_code == 303
     assert "password" in grants.verification_ages(session_request(logged_in, user), user)
     logged = list(DecisionLog.objects.values_list("detail", "attrs", "factor"))
@@ -129,7 +138,7 @@ def test_password_over_the_api_with_user_login_failed(logged_in: Client) -> None
         user_login_failed.disconnect(receiver)
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_password"
     assert seen and "nope" not in str(seen)  # Django cleanses the password
-    assert api(logged_in, {"challenge": challenge_id, "password": "pw"}).status_code == 200
+    assert api(logged_in, {"challenge": challenge_id, "password": PASSWORD}).status_code == 200
 
 
 def test_password_of_another_user_is_refused(logged_in: Client, other_user: Any, settings: Any) -> None:
@@ -139,7 +148,7 @@ def test_password_of_another_user_is_refused(logged_in: Client, other_user: Any,
     ]
     challenge_id = save_challenge(logged_in, **PASSWORD_ONLY)
     assert api(logged_in, {"challenge": challenge_id, "password": "pin-mallory"}).status_code == 400
-    assert api(logged_in, {"challenge": challenge_id, "password": "pin-alice"}).status_code == 200
+    assert api(logged_in, {"challenge": challenge_id, "password": "pin-erin"}).status_code == 200
 
 
 def test_password_failures_count_towards_the_lockout(logged_in: Client, stepup_settings: Any) -> None:
@@ -147,20 +156,26 @@ def test_password_failures_count_towards_the_lockout(logged_in: Client, stepup_s
     challenge_id = save_challenge(logged_in, **PASSWORD_ONLY)
     codes = [api(logged_in, {"challenge": challenge_id, "password": "x"}).status_code for _ in range(3)]
     assert codes == [400, 400, 429]
-    assert api(logged_in, {"challenge": challenge_id, "password": "pw"}).status_code == 429
+    assert api(logged_in, {"challenge": challenge_id, "password": PASSWORD}).status_code == 429
 
 
 def test_a_user_without_devices_can_use_password_when_named(client: Client, user: Any) -> None:
     client.force_login(user)
     challenge_id = save_challenge(client, **PASSWORD_ONLY)
-    assert client.post(VERIFY, {"challenge": challenge_id, "password": "pw"}).status_code == 303
+    assert client.post(VERIFY, {"challenge": challenge_id, "password": PASSWORD}).status_code == 303
 
 
 # --- the registry -------------------------------------------------------------------------
 
 
 def test_validate_rejects_an_unknown_kind_listing_the_registered_ones() -> None:
-    policy = {"id": "p", "match": {"actions": ["a"]}, "decision": "step_up", "max_age": 60, "factors": ["sms"]}
+    policy = {
+        "id": "p",
+        "match": {"actions": ["a"]},
+        "decision": "step_up",
+        "max_age": 60,
+        "factors": ["sms"],
+    }
     spec, errors = validate_policy(policy, source="<t>")
     assert spec is None
     message = " ".join(e.message for e in errors)
@@ -172,7 +187,13 @@ def test_validate_rejects_an_unknown_kind_listing_the_registered_ones() -> None:
 def test_a_project_registered_kind_works(logged_in: Client, stepup_settings: Any, user: Any) -> None:
     stepup_settings(FACTORS=[*registry.DEFAULT_FACTORS, "tests.verification.factor_kinds.WordFactor"])
     assert "word" in registry.kinds()
-    policy = {"id": "p", "match": {"actions": ["a"]}, "decision": "step_up", "max_age": 60, "factors": ["word"]}
+    policy = {
+        "id": "p",
+        "match": {"actions": ["a"]},
+        "decision": "step_up",
+        "max_age": 60,
+        "factors": ["word"],
+    }
     assert validate_policy(policy, source="<t>")[0] is not None
     challenge_id = save_challenge(logged_in, factors=["word"], max_age=300, one_shot=False)
     assert api(logged_in, {"challenge": challenge_id, "word": "wrong"}).status_code == 400
@@ -182,7 +203,13 @@ def test_a_project_registered_kind_works(logged_in: Client, stepup_settings: Any
 
 def test_an_unregistered_kind_is_refused_by_validate(stepup_settings: Any) -> None:
     stepup_settings(FACTORS=["stepup.factors.codes.TOTPFactor"])
-    policy = {"id": "p", "match": {"actions": ["a"]}, "decision": "step_up", "max_age": 60, "factors": ["email"]}
+    policy = {
+        "id": "p",
+        "match": {"actions": ["a"]},
+        "decision": "step_up",
+        "max_age": 60,
+        "factors": ["email"],
+    }
     assert validate_policy(policy, source="<t>")[0] is None
 
 

@@ -65,7 +65,9 @@ def upload(client: Client, url: str = "/upload/", referer: str | None = "http://
     return client.post(url, data, **headers)
 
 
-def test_a_refused_upload_goes_back_to_its_form_page_told_to_submit_again(logged_in: Client, totp: Any) -> None:
+def test_a_refused_upload_goes_back_to_its_form_page_told_to_submit_again(
+    logged_in: Client, totp: Any
+) -> None:
     _, challenge_id, query = challenged(upload(logged_in))
     assert query["back"] == ["/files/"]
     done = verify(logged_in, challenge_id, code(totp))
@@ -75,18 +77,24 @@ def test_a_refused_upload_goes_back_to_its_form_page_told_to_submit_again(logged
     assert page.status_code == 200
     assert "Fill it in and submit it again." in page.content.decode()
     assert outcome_urls.CALLS == []
-    assert logged_in.post("/upload/", {"title": "Q3", "file": SimpleUploadedFile("q3.pdf", b"x")}).status_code == 200
+    assert (
+        logged_in.post("/upload/", {"title": "Q3", "file": SimpleUploadedFile("q3.pdf", b"x")}).status_code
+        == 200
+    )
     assert outcome_urls.CALLS == ["upload"]
 
 
 def test_a_view_may_name_its_form_page(logged_in: Client, totp: Any) -> None:
-    _, challenge_id, _ = challenged(upload(logged_in, "/upload/named/", referer="http://testserver/elsewhere/"))
+    _, challenge_id, _ = challenged(
+        upload(logged_in, "/upload/named/", referer="http://testserver/elsewhere/")
+    )
     done = verify(logged_in, challenge_id, code(totp))
     assert done["Location"] == "/files/"
 
 
 @pytest.mark.parametrize(
-    "referer", [None, "https://evil.example/files/", "http://testserver//evil.example/", "javascript:alert(1)"]
+    "referer",
+    [None, "https://evil.example/files/", "http://testserver//evil.example/", "javascript:alert(1)"],
 )
 def test_without_a_usable_referer_the_user_goes_home_not_to_the_post_only_view(
     logged_in: Client, totp: Any, referer: str | None
@@ -190,7 +198,9 @@ def test_the_verify_page_shows_labels_and_display_values(logged_in: Client, totp
     verify_url, _, _ = challenged(logged_in.post(url, TRANSFER))
     html = logged_in.get(verify_url).content.decode()
     assert "<dt>Destination account</dt><dd>DE89 3704 0044 0532 0130 00</dd>" in html
-    assert "<dt>Billing address</dt><dd>Acme &lt;b&gt;GmbH&lt;/b&gt;<br>Hauptstr. 1<br>10115 Berlin</dd>" in html
+    assert (
+        "<dt>Billing address</dt><dd>Acme &lt;b&gt;GmbH&lt;/b&gt;<br>Hauptstr. 1<br>10115 Berlin</dd>" in html
+    )
     assert "<dt>Change</dt><dd>Grant access</dd>" in html
     assert "hunter2" not in html and "shown?" not in html
     assert "not an attribute" not in html
@@ -244,7 +254,9 @@ def test_cancel_goes_back_to_where_the_user_came_from(logged_in: Client, totp: A
     assert '<a href="/files/">Cancel</a>' in logged_in.get(url).content.decode()
 
 
-def test_cancel_without_a_referer_is_the_home_page_not_a_404(logged_in: Client, totp: Any, settings: Any) -> None:
+def test_cancel_without_a_referer_is_the_home_page_not_a_404(
+    logged_in: Client, totp: Any, settings: Any
+) -> None:
     settings.LOGIN_REDIRECT_URL = "/accounts/profile/"  # Django's default: a 404 in most projects
     url, _, _ = challenged(logged_in.get("/download/"))
     assert '<a href="/">Cancel</a>' in logged_in.get(url).content.decode()

@@ -9,8 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from stepup import require_stepup
-
-CALLS: list[dict[str, list[str]]] = []
+from tests.calls import CALLS
 
 
 def transfer(request: HttpRequest) -> HttpResponse:

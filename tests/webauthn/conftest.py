@@ -3,39 +3,33 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from django.test import Client
 
-from stepup import binding, pending
+from tests import challenges
+from tests.challenges import ATTRS, session_request  # noqa: F401  (the folder's tests import them from here)
+from tests.paths import VERIFY  # noqa: F401  (re-exported)
+from tests.paths import WEBAUTHN_BEGIN as BEGIN
+from tests.paths import WEBAUTHN_COMPLETE as COMPLETE
 from tests.webauthn.authenticator import SoftAuthenticator
 
-BEGIN = "/stepup/webauthn/begin/"
-COMPLETE = "/stepup/webauthn/complete/"
+PASSKEY_CHALLENGE = {"method": "POST", "factors": ["totp", "webauthn"]}
+"""A transfer's one-shot challenge that a passkey may answer."""
+
+
+def challenge_dict(**overrides: Any) -> dict[str, Any]:
+    return challenges.challenge_dict(**{**PASSKEY_CHALLENGE, **overrides})
+
+
+def save_challenge(client: Client, **overrides: Any) -> str:
+    return challenges.save_challenge(client, **{**PASSKEY_CHALLENGE, **overrides})
+
+
 REGISTER_PAGE = "/stepup/webauthn/register/"
 REGISTER_BEGIN = "/stepup/webauthn/register/begin/"
 REGISTER_COMPLETE = "/stepup/webauthn/register/complete/"
-VERIFY = "/stepup/verify/"
-
-ATTRS = {"amount": "5000", "account": "DE89370400440532013000"}
-
-
-@pytest.fixture
-def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("alice", password="pw")
-
-
-@pytest.fixture
-def other_user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("mallory", password="pw")
-
-
-@pytest.fixture
-def logged_in(client: Client, user: Any) -> Client:
-    client.force_login(user)
-    return client
 
 
 def post_json(client: Client, url: str, data: Any, **extra: Any) -> Any:
@@ -62,43 +56,6 @@ def enrol(
 def passkey(logged_in: Client) -> SoftAuthenticator:
     """alice's passkey, enrolled in the browser way."""
     return enrol(logged_in)
-
-
-def challenge_dict(**overrides: Any) -> dict[str, Any]:
-    """A one-shot challenge as enforcement saves it for a transfer."""
-    action = overrides.pop("action", "payments.transfer")
-    attrs = overrides.pop("attrs", dict(ATTRS))
-    data: dict[str, Any] = {
-        "action": action,
-        "url_name": None,
-        "method": "POST",
-        "path": "/pay/",
-        "attrs": attrs,
-        "digest": binding.attributes_digest(action, None, attrs),
-        "policies": ["payments-large"],
-        "descriptions": ["Transfers over 1000 need a fresh second factor."],
-        "max_age": 0,
-        "factors": ["totp", "webauthn"],
-        "one_shot": True,
-        "post": None,
-        "next": "/pay/",
-    }
-    data.update(overrides)
-    return data
-
-
-def save_challenge(client: Client, **overrides: Any) -> str:
-    """Store a pending challenge for ``client``'s session; return its id."""
-    session = client.session
-    request = cast(Any, SimpleNamespace(session=session, user=None))
-    challenge_id = pending.save_challenge(request, challenge_dict(**overrides))
-    session.save()
-    return challenge_id
-
-
-def session_request(client: Client, user: Any) -> Any:
-    """A stand-in request on ``client``'s current session (for reading grants)."""
-    return SimpleNamespace(session=client.session, user=user, META={})
 
 
 def begin(client: Client, challenge_id: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -14,18 +14,18 @@ import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from project.demo.models import Transfer
+from tests.shop.models import Transfer
 from tests.webauthn.authenticator import SoftAuthenticator, unb64url
 from tests.webauthn.conftest import BEGIN, COMPLETE, post_json
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced_policies")]
 
 TRANSFERS = "/api/transfers/"
 TRANSFER = {"amount": "5000.00", "account": "DE89370400440532013000"}
 
 
 @pytest.fixture
-def demo_policies(db: Any) -> None:
+def synced_policies(db: Any) -> None:
     """The demo's policy file, synced as ``manage.py stepup sync`` would."""
     from stepup.conf import conf
     from stepup.sync import load, sync

@@ -16,22 +16,16 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.test import Client
 
-from stepup import allauth_mfa, store
-from stepup.conf import conf
-from stepup.sync import load, sync
-
-VERIFY = "/stepup/verify/"
-API_VERIFY = "/stepup/api/verify/"
+from stepup import allauth_mfa
+from tests.paths import API_VERIFY, VERIFY
 
 
 @pytest.fixture(autouse=True)
-def demo_policies(db: Any) -> Iterator[None]:
-    """The demo's policy file, synced as ``manage.py stepup sync`` would: the same policies as with django-otp."""
-    sync(load(conf.POLICY_FILES), reason="tests/allauth")
-    store.invalidate()
-    cache.clear()  # allauth's used-code marks and rate limits live in the cache
+def _policies_and_cache(synced_policies: None) -> Iterator[None]:
+    """The policy file synced (the same policies as with django-otp), and an empty cache:
+    allauth's used-code marks and rate limits live there."""
+    cache.clear()
     yield
-    store.invalidate()
     cache.clear()
 
 
@@ -48,12 +42,6 @@ def make_user(django_user_model: Any) -> Callable[..., Any]:
 @pytest.fixture
 def user(make_user: Callable[..., Any]) -> Any:
     return make_user("erin", "finance")
-
-
-@pytest.fixture
-def logged_in(client: Client, user: Any) -> Client:
-    client.force_login(user)
-    return client
 
 
 def add_totp(user: Any) -> Authenticator:

@@ -9,7 +9,6 @@ from django.test import Client
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, UserState
 from stepup.testing import assert_requires_stepup
 from tests.allauth.suite.conftest import (
@@ -22,6 +21,7 @@ from tests.allauth.suite.conftest import (
     unused_codes,
     wrong_totp_code,
 )
+from tests.shop.models import BillingProfile, Transfer
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def step_up(client: Client, url: str, data: dict[str, str], device: str, token: 
 
 
 def test_an_allauth_totp_code_satisfies_the_billing_policy(logged_in: Client, user: Any, totp: Any) -> None:
-    url = reverse("demo:billing-update")
+    url = reverse("shop:billing-update")
     assert_requires_stepup(logged_in, "post", url, BILLING)
     challenged = logged_in.post(url, BILLING)
     page = logged_in.get(challenged["Location"]).content.decode()
@@ -99,7 +99,7 @@ def test_a_code_not_in_the_authenticators_shape_spends_no_guess(
 
 
 def test_a_large_transfer_with_allauth_totp_is_made_once(logged_in: Client, user: Any, totp: Any) -> None:
-    url = reverse("demo:transfer")
+    url = reverse("shop:transfer")
     done = step_up(logged_in, url, LARGE, pid(totp), totp_code(totp))
     assert done.status_code in (200, 303)
     assert logged_in.post(url, LARGE).status_code == 302
@@ -114,9 +114,9 @@ def test_a_recovery_code_satisfies_the_billing_policy_on_the_form(
     logged_in: Client, user: Any, totp: Any, recovery: Any
 ) -> None:
     code = unused_codes(recovery)[0]
-    done = step_up(logged_in, reverse("demo:billing-update"), BILLING, pid(recovery), code)
+    done = step_up(logged_in, reverse("shop:billing-update"), BILLING, pid(recovery), code)
     assert done.status_code in (200, 303)
-    assert logged_in.post(reverse("demo:billing-update"), BILLING).status_code == 302
+    assert logged_in.post(reverse("shop:billing-update"), BILLING).status_code == 302
     assert BillingProfile.objects.filter(user=user).exists()
     assert code not in unused_codes(recovery)  # allauth marked it used
     assert DecisionLog.objects.get(event="verified").factor == "static"
@@ -138,7 +138,7 @@ def test_a_policy_for_authenticators_only_refuses_recovery_codes(client: Client,
     totp, recovery = add_totp(admin), add_recovery_codes(admin)
     client.force_login(admin)
     data = {"user": "fred", "group": "finance", "op": "grant"}
-    challenged = client.post(reverse("demo:access"), data)  # access-modify: factors [totp, webauthn]
+    challenged = client.post(reverse("shop:access"), data)  # access-modify: factors [totp, webauthn]
     challenge = challenge_of(challenged)
     page = client.get(challenged["Location"]).content.decode()
     assert pid(totp) in page and pid(recovery) not in page
@@ -148,13 +148,13 @@ def test_a_policy_for_authenticators_only_refuses_recovery_codes(client: Client,
     )
     assert refused.status_code == 200 and "be used here" in refused.content.decode()
     assert code in unused_codes(recovery)  # no code was spent on a device the policy doesn't accept
-    assert_requires_stepup(client, "post", reverse("demo:access"), data)
+    assert_requires_stepup(client, "post", reverse("shop:access"), data)
 
 
 def test_used_up_recovery_codes_are_not_offered(logged_in: Client, totp: Any, recovery: Any) -> None:
     recovery.data["used_mask"] = (1 << 10) - 1
     recovery.save()
-    challenged = logged_in.post(reverse("demo:billing-update"), BILLING)
+    challenged = logged_in.post(reverse("shop:billing-update"), BILLING)
     assert pid(recovery) not in logged_in.get(challenged["Location"]).content.decode()
 
 
@@ -189,7 +189,7 @@ def test_django_otp_devices_are_not_factors_when_only_allauth_is_named(logged_in
 def test_both_sources_offer_both(logged_in: Client, user: Any, totp: Any, settings: Any) -> None:
     settings.STEPUP = {**settings.STEPUP, "FACTOR_SOURCES": ["django_otp", "allauth"]}
     device = TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
-    challenged = logged_in.post(reverse("demo:billing-update"), BILLING)
+    challenged = logged_in.post(reverse("shop:billing-update"), BILLING)
     page = logged_in.get(challenged["Location"]).content.decode()
     assert pid(totp) in page and device.persistent_id in page
 
@@ -218,12 +218,12 @@ def test_removing_the_authenticator_voids_the_step_up(
     logged_in: Client, user: Any, totp: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     assert api_verify(logged_in, {"device": pid(totp), "token": totp_code(totp)}).status_code == 200
-    assert logged_in.post(reverse("demo:billing-update"), BILLING).status_code == 302
+    assert logged_in.post(reverse("shop:billing-update"), BILLING).status_code == 302
     recovery = add_recovery_codes(user)  # a factor stays: the user is asked for it, not sent to enrol
     with django_capture_on_commit_callbacks(execute=True):
         totp.delete()
     assert recovery.pk
-    assert_requires_stepup(logged_in, "post", reverse("demo:billing-update"), BILLING)
+    assert_requires_stepup(logged_in, "post", reverse("shop:billing-update"), BILLING)
 
 
 def test_regenerating_recovery_codes_voids_the_step_up(
@@ -234,4 +234,4 @@ def test_regenerating_recovery_codes_voids_the_step_up(
     assert api_verify(logged_in, {"device": pid(totp), "token": totp_code(totp)}).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         authenticator_reset.send(sender=type(recovery), request=None, user=user, authenticator=recovery)
-    assert_requires_stepup(logged_in, "post", reverse("demo:billing-update"), BILLING)
+    assert_requires_stepup(logged_in, "post", reverse("shop:billing-update"), BILLING)

@@ -15,16 +15,16 @@ from django.test import Client
 from django.urls import reverse
 from fido2.utils import websafe_decode
 
-from project.demo.models import BillingProfile, Transfer
 from stepup.models import DecisionLog, UserState
 from stepup.testing import assert_requires_stepup
 from tests.allauth.suite.conftest import challenge_of
 from tests.allauth.suite.softkey import SoftKey
+from tests.paths import WEBAUTHN_BEGIN as BEGIN
+from tests.paths import WEBAUTHN_COMPLETE as COMPLETE
+from tests.shop.models import BillingProfile, Transfer
 
 pytestmark = pytest.mark.django_db
 
-BEGIN = "/stepup/webauthn/begin/"
-COMPLETE = "/stepup/webauthn/complete/"
 BILLING = {
     "company_name": "Initech",
     "billing_email": "ap@initech.example",
@@ -56,7 +56,7 @@ def on_the_page(client: Client, verify_url: str, challenge: str, credential: dic
 def test_a_passkey_satisfies_the_billing_policy_on_the_verify_page(
     logged_in: Client, user: Any, passkey: SoftKey
 ) -> None:
-    url = reverse("demo:billing-update")
+    url = reverse("shop:billing-update")
     challenged = logged_in.post(url, BILLING)
     challenge = challenge_of(challenged)
     page = logged_in.get(challenged["Location"]).content.decode()
@@ -75,7 +75,7 @@ def test_a_passkey_satisfies_the_billing_policy_on_the_verify_page(
 def test_a_large_transfer_is_approved_by_a_signature_over_the_transaction(
     logged_in: Client, user: Any, passkey: SoftKey
 ) -> None:
-    url = reverse("demo:transfer")
+    url = reverse("shop:transfer")
     for _ in range(3):  # a recent factor, then the one-shot approval of this transfer
         response = logged_in.post(url, LARGE)
         if response.status_code != 302 or "/stepup/verify/" not in response["Location"]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import pytest
 import time_machine
 from django.contrib.auth.models import Group
+from django.contrib.staticfiles import finders
 from rest_framework.test import APIClient
 
 from project.demo.models import BillingProfile, Transfer
 from stepup.models import PendingChallenge
-from tests.api.conftest import API_VERIFY, code, rfc9470_params
+from tests.otp import code
+from tests.paths import API_VERIFY
+from tests.rfc9470 import rfc9470_params
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_policies")]
+pytestmark = pytest.mark.django_db
 
 ACCOUNT = "DE89 3704 0044 0532 0130 00"
 PROFILE = {
@@ -120,3 +124,20 @@ def test_alices_seeded_token(db: Any) -> None:
     assert len(alice.get("/api/transfers/").json()) == 2
     refused = alice.post("/api/transfers/", {"amount": "10", "account": ACCOUNT}, format="json")
     assert refused.status_code == 401
+
+
+def test_swagger_ui_works_offline(client: Any) -> None:
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    # The start-up script comes from the page's own URL (no inline <script>: strict CSP).
+    script = [a for a in assets if a.startswith("/api/docs/?")]
+    assert len(script) == 1, assets
+    start_up = client.get(script[0].replace("&amp;", "&"))
+    assert start_up.status_code == 200 and "javascript" in start_up["Content-Type"]
+    assets.remove(script[0])
+    assert assets and all(a.startswith("/static/") for a in assets), assets
+    assert "//cdn" not in html and "https://" not in html and "<script>" not in html and "<style" not in html
+    for asset in assets:
+        assert finders.find(asset.removeprefix("/static/")), asset
