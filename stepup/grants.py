@@ -49,6 +49,10 @@ grants and challenges; logging in starts a new subject.
 Nothing here is read from the client: a request can't claim verification.
 Reads cost at most one query per request (cached on the request); a request
 whose subject has no id yet costs none.
+
+Why one module of about 550 lines: recording, reading and voiding grants must
+agree on the subject, the epoch and the password digest; they stay together
+so that a change to one is reviewed beside the others.
 """
 
 from __future__ import annotations

@@ -42,6 +42,10 @@ per interval.
 Uncommitted changes are private: a thread that changed policies inside a
 transaction decides with its own view until the transaction ends, and the
 set shared by the other threads is only rebuilt from committed rows.
+
+Why one module of about 560 lines: the cache, the change notices it listens
+to and the fallbacks when either is unreachable share one lock and one state
+machine; split, the fail-closed transitions would be spread over modules.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ device)`` after each success; ``stepup_failed(request, user, factor, device,
 locked)`` after every refused attempt — ``factor`` and ``device`` are
 ``None`` when no device was chosen yet, ``locked`` is true while the per-user
 lockout is in force (including the failure that started it).
+
+Why one module of a little over 500 lines: the form, the API and the passkey
+flow share this one path from a submitted answer to a grant (lock, throttle,
+verify, record, signal), which is the part to audit.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Order never matters: candidates are evaluated as a set and every reduction
 is commutative. Cost does not grow with policies that cannot match: the
 candidates for an (action, URL name) pair are found through exact-name
 dictionaries plus the glob patterns, once, and then cached.
+
+Why one module of a little over 500 lines: compiling and deciding share the
+index and the reduction rules above; they are read together.
 """
 
 from __future__ import annotations
