@@ -58,7 +58,7 @@ logger = logging.getLogger("stepup")
 
 @dataclass(slots=True)
 class _Waiting:
-    row: Any  # an unsaved DecisionLog
+    row: dict[str, Any]  # the DecisionLog's fields: the model instance is made as the batch is written
     alias: str
     groups_of: Any  # the user whose group names the row's roles still lack, or None
 
@@ -102,8 +102,9 @@ _draw = random.SystemRandom().random
 """Unpredictable, so nobody can time requests to fall outside the sample."""
 
 
-def add(row: Any, *, groups_of: Any = None) -> None:
-    """Buffer an unsaved ``allowed`` row; ``groups_of``: the user whose group names it still needs."""
+def add(row: dict[str, Any], *, groups_of: Any = None) -> None:
+    """Buffer an ``allowed`` row (the fields of a ``DecisionLog``, its ``created_at`` set);
+    ``groups_of``: the user whose group names it still needs."""
     from stepup.models import DecisionLog
 
     _buffer.add(_Waiting(row, router.db_for_write(DecisionLog), groups_of))
@@ -136,7 +137,7 @@ def _write(alias: str, batch: list[_Waiting]) -> int:
 
     try:
         _add_groups(batch)
-        rows = [item.row for item in batch]
+        rows = [DecisionLog(**item.row) for item in batch]
         if connections[alias].in_atomic_block:
             # A savepoint: a failure can't break the caller's transaction.
             with transaction.atomic(using=alias):
@@ -156,7 +157,7 @@ def _add_groups(batch: list[_Waiting]) -> None:
     names = group_names(list(users.values()))
     for item in batch:
         if item.groups_of is not None:
-            item.row.roles = sorted({*item.row.roles, *names.get(item.groups_of.pk, ())})
+            item.row["roles"] = sorted({*item.row["roles"], *names.get(item.groups_of.pk, ())})
 
 
 def group_names(users: list[Any]) -> dict[Any, set[str]]:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, router, transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
 from stepup import allowed_log
 from stepup.conf import conf
@@ -258,41 +259,42 @@ def record_event(
         policy_ids = list(decision.shadow)
     context = state(http).context
     ip = context.origin if context is not None and context.request is http else client_ip(http)
-    row = DecisionLog(
-        event=event,
-        user=user if authenticated else None,
-        username=_field(user.get_username() if authenticated else "", 150),
-        action=_field(action, 200),
-        url_name=_field(url_name, 200),
-        path=_field(http.path, 500),
-        method=_field(http.method, 10),
-        outcome=_field(outcome if outcome is not None else (decision.outcome if decision else ""), 16),
-        policies=policy_ids,
-        policy_version=_field(decision.version if decision else _version_in_force(), 64),
-        factor=_field(factor, 16),
-        client_ip=str(ip) if ip is not None else None,
-        user_agent=_field(http.META.get("HTTP_USER_AGENT"), USER_AGENT_LENGTH),
-        roles=sorted(roles) if roles is not None else _known_roles(http),
-        attrs=display_attrs(attrs),
-        detail=detail,
-        facts=dict(facts) if facts is not None else None,
-    )
+    fields: dict[str, Any] = {
+        "created_at": timezone.now(),
+        "event": event,
+        "user": user if authenticated else None,
+        "username": _field(user.get_username() if authenticated else "", 150),
+        "action": _field(action, 200),
+        "url_name": _field(url_name, 200),
+        "path": _field(http.path, 500),
+        "method": _field(http.method, 10),
+        "outcome": _field(outcome if outcome is not None else (decision.outcome if decision else ""), 16),
+        "policies": policy_ids,
+        "policy_version": _field(decision.version if decision else _version_in_force(), 64),
+        "factor": _field(factor, 16),
+        "client_ip": str(ip) if ip is not None else None,
+        "user_agent": _field(http.META.get("HTTP_USER_AGENT"), USER_AGENT_LENGTH),
+        "roles": sorted(roles) if roles is not None else _known_roles(http),
+        "attrs": display_attrs(attrs),
+        "detail": detail,
+        "facts": dict(facts) if facts is not None else None,
+    }
     logger.log(
         _LOG_LEVELS.get(event, logging.INFO),
         "stepup %s: user=%s action=%s url=%s method=%s outcome=%s policies=%s ip=%s",
         event,
-        row.username or "-",
-        row.action or "-",
-        row.url_name or "-",
-        row.method,
-        row.outcome or "-",
+        fields["username"] or "-",
+        fields["action"] or "-",
+        fields["url_name"] or "-",
+        fields["method"],
+        fields["outcome"] or "-",
         ",".join(policy_ids) or "-",
-        row.client_ip or "-",
+        fields["client_ip"] or "-",
     )
     if event == "allowed":
-        allowed_log.add(row, groups_of=groups_of)
+        allowed_log.add(fields, groups_of=groups_of)  # the row is made and written after the response
     else:
-        _save(row, http)
+        _save(DecisionLog(**fields), http)
 
 
 def _version_in_force() -> str:

@@ -98,7 +98,7 @@ def test_roles_a_policy_loaded_are_kept_without_another_query(
     with stepup_verified(logged_in, user, factor="static"):
         assert logged_in.post("/transfer/", {"amount": "1"}).status_code == 200
     waiting = allowed_log._buffer.rows
-    assert [w.groups_of for w in waiting] == [None] and waiting[0].row.roles == ["authenticated", "finance"]
+    assert [w.groups_of for w in waiting] == [None] and waiting[0].row["roles"] == ["authenticated", "finance"]
     with CaptureQueriesContext(connection) as queries:
         flush_decision_log()
     assert not [q for q in queries.captured_queries if "auth_group" in q["sql"]]
