@@ -117,7 +117,7 @@ def test_twenty_parallel_uses_of_one_grant_let_one_through(servers: Any) -> None
     for thread in threads:
         thread.join(60)
     assert sorted(results) == [201] + [401] * (RACERS - 1), server.log()[-3000:]
-    assert database.scalar("SELECT count(*) FROM demo_transfer WHERE amount = 5000") == 1
+    assert database.scalar("SELECT count(*) FROM shop_transfer WHERE amount = 5000") == 1
     assert (
         database.scalar("SELECT count(*) FROM stepup_grant WHERE digest <> '' AND used_at IS NOT NULL") == 1
     )
