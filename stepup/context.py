@@ -253,6 +253,8 @@ class _Once:
 
 # --- the per-request context ---------------------------------------------------
 
+_NONE: frozenset[str] = frozenset()
+
 
 @dataclass(eq=False)
 class RequestContext:
@@ -262,10 +264,12 @@ class RequestContext:
     user: AnyUser
     allowed: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
     """Decisions already allowed in this request, by action and attributes (``_Check.key``)."""
+    own_view: bool | None = None
+    """Whether the route is one of stepup's own views (``is_stepup_view``), once known."""
 
-    @property
+    @cached_property
     def authenticated(self) -> bool:
-        return bool(self.user.is_authenticated)
+        return bool(self.user.is_authenticated)  # a user object's for good: a new user, a new context
 
     @cached_property
     def match(self) -> ResolverMatch | None:
@@ -306,7 +310,7 @@ class RequestContext:
         user = cast(AbstractBaseUser, self.user)
         if callable(digest):
             if not grants.holds_one_shot(self.request, user):
-                return frozenset()
+                return _NONE
             digest = digest()
         return grants.one_shot_kinds(self.request, user, digest)
 
@@ -314,16 +318,19 @@ class RequestContext:
         self, action: str | None, url: str | None, attrs: Mapping[str, Any], digest: str | Callable[[], str]
     ) -> Input:
         """The engine input for one decision on this request (``digest``: see :meth:`one_shot`)."""
+        # Positional, in Input's field order (quicker than keywords on this per-decision path):
+        # action, url, method, roles, origin, session_age, verified, one_shot, and attrs, the
+        # caller's own copy (stepup.enforcement._Check), which the engine only reads.
         return Input(
-            action=action,
-            url=url,
-            method=self.method,
-            roles=self.roles,
-            origin=self.origin,
-            session_age=self.session_age,
-            verified=self.verified.plain(),
-            one_shot=self.one_shot(digest),
-            attrs=attrs,  # the caller's own copy (stepup.enforcement._Check); the engine only reads it
+            action,
+            url,
+            self.method,
+            self.roles,
+            self.origin,
+            self.session_age,
+            self.verified.plain(),
+            self.one_shot(digest),
+            attrs,
         )
 
 
@@ -344,9 +351,12 @@ def get_context(request: Any) -> RequestContext:
     It is built again when ``request.user`` changed since (a login inside the
     request, or a DRF view's own authentication).
     """
-    user = request_user(request)
+    user = getattr(request, "user", None)
     pending = state(request)
     context = pending.context
+    if context is not None and context.user is user and user is not None:
+        return context
+    user = user if user is not None else AnonymousUser()
     if context is None or context.user is not user:
         context = pending.context = RequestContext(http_request(request), user)
     return context

@@ -207,7 +207,13 @@ def _exempt(func: Any) -> bool:
 def _url_for(context: RequestContext) -> str | None:
     """The URL name to include in a decision: ``None`` for stepup's own views, or when already enforced."""
     name = context.url_name
-    if name is None or context.match is None or is_stepup_view(context.match.func):
+    if name is None:
+        return None
+    own = context.own_view
+    if own is None:
+        match = context.match
+        own = context.own_view = match is None or is_stepup_view(match.func)
+    if own:
         return None
     return None if state(context.request).url_enforced == name else name
 

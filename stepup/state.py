@@ -53,6 +53,10 @@ def state(request: Any) -> RequestState:
     ``request`` is an ``HttpRequest``, a DRF ``Request`` (its wrapped request's
     state), or any object standing in for one.
     """
+    try:
+        return request.__dict__[STATE_ATTR]  # the fast path: set on this very request
+    except (KeyError, AttributeError):
+        pass  # a DRF Request never holds it itself: its wrapped request does
     if not isinstance(request, HttpRequest):
         inner = getattr(request, "_request", None)
         if isinstance(inner, HttpRequest):
