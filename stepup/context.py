@@ -266,6 +266,8 @@ class RequestContext:
     """Decisions already allowed in this request, by action and attributes (``_Check.key``)."""
     own_view: bool | None = None
     """Whether the route is one of stepup's own views (``is_stepup_view``), once known."""
+    _held_none: object = field(default=None, init=False, repr=False)
+    """The grants read (``RequestState.grants``) that :meth:`one_shot` found holding no one-shot grant."""
 
     @cached_property
     def authenticated(self) -> bool:
@@ -306,10 +308,14 @@ class RequestContext:
         single-request grant at all (most requests: none, and no digest to work out).
         """
         if not self.authenticated:
-            return frozenset()
-        user = cast(AbstractBaseUser, self.user)
+            return _NONE
+        user: AbstractBaseUser = self.user  # type: ignore[assignment]  # authenticated: not anonymous
         if callable(digest):
+            loaded = state(self.request).grants
+            if loaded is not None and loaded is self._held_none:
+                return _NONE  # the grants read for this user, already found to hold none
             if not grants.holds_one_shot(self.request, user):
+                self._held_none = state(self.request).grants
                 return _NONE
             digest = digest()
         return grants.one_shot_kinds(self.request, user, digest)

@@ -180,7 +180,9 @@ def decide_input(inp: Input, policies: PolicySet | None = None, *, trace: bool =
     :param trace: explain every policy considered.
     :raises PolicyStoreUnavailable: when no policy set can be loaded.
     """
-    return (policies or store.get_policy_set()).decide(inp, trace=trace)
+    if policies is None:  # not `policies or`: a set's truth is its length, and an empty set is a set
+        policies = store.get_policy_set()
+    return policies.decide(inp, trace=trace)
 
 
 # --- which policies a call covers ------------------------------------------------

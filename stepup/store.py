@@ -378,6 +378,7 @@ class _Store:
     # -- reading --
 
     def get(self) -> PolicySet:
+        """The policy set in force (:data:`get_policy_set`)."""
         if _pending.alias is not None:
             private = self._private()
             if private is not None:
@@ -542,13 +543,13 @@ class _Store:
 _store = _Store()
 
 
-def get_policy_set() -> PolicySet:
-    """The policy set in force for this process (reloaded when the stored state changes).
+get_policy_set: Callable[[], PolicySet] = _store.get
+"""The policy set in force for this process (reloaded when the stored state changes).
 
-    :raises PolicyStoreUnavailable: nothing could be loaded and there is no
-        earlier good set to keep.
-    """
-    return _store.get()
+Raises :class:`~stepup.PolicyStoreUnavailable` when nothing could be loaded
+and there is no earlier good set to keep. The store's own method, not a
+function calling it: it is asked on every decision.
+"""
 
 
 def invalidate() -> None:
