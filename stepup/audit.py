@@ -114,11 +114,21 @@ def is_secret_name(name: str) -> bool:
     spell a secret term (``pw``, ``pin``, ``cvv``, ``card number`` …) or a
     name in ``STEPUP["SECRET_FIELDS"]``.
     """
+    extra = conf.SECRET_FIELDS
+    if len(name) > _CACHED_NAME_LENGTH:  # a posted form's field names are anyone's: never cache a long one
+        return _is_secret_name(name, extra)
+    return _is_secret_name_cached(name, extra)
+
+
+_CACHED_NAME_LENGTH = 80
+
+
+def _is_secret_name(name: str, extra: tuple[str, ...]) -> bool:
     runs = _RUNS.findall(name)
     if any(secret in run.lower() for run in runs for secret in _SECRET_WORDS):
         return True
     words = _words(runs)
-    terms, longest = _terms(conf.SECRET_FIELDS)
+    terms, longest = _terms(extra)
     for start in range(len(words)):
         joined = ""
         for word in words[start:]:
@@ -128,6 +138,10 @@ def is_secret_name(name: str) -> bool:
             if joined in terms:
                 return True
     return False
+
+
+_is_secret_name_cached = functools.lru_cache(maxsize=2048)(_is_secret_name)
+"""Every attribute of a logged decision is asked about: the answer, remembered by name and settings."""
 
 
 def split_secrets(fields: Mapping[str, list[str]]) -> tuple[dict[str, list[str]], list[str]]:

@@ -48,6 +48,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from django.urls import Resolver404, ResolverMatch, resolve
+from django.utils.functional import LazyObject, empty
 
 from stepup import grants
 from stepup.conf import conf
@@ -266,6 +267,8 @@ class RequestContext:
     """Decisions already allowed in this request, by action and attributes (``_Check.key``)."""
     own_view: bool | None = None
     """Whether the route is one of stepup's own views (``is_stepup_view``), once known."""
+    given_user: object = field(default=None, repr=False)
+    """``request.user`` as the context was built for (perhaps Django's lazy proxy of :attr:`user`)."""
     _held_none: object = field(default=None, init=False, repr=False)
     """The grants read (``RequestState.grants``) that :meth:`one_shot` found holding no one-shot grant."""
 
@@ -357,12 +360,23 @@ def get_context(request: Any) -> RequestContext:
     It is built again when ``request.user`` changed since (a login inside the
     request, or a DRF view's own authentication).
     """
-    user = getattr(request, "user", None)
+    given = getattr(request, "user", None)
     pending = state(request)
     context = pending.context
-    if context is not None and context.user is user and user is not None:
-        return context
-    user = user if user is not None else AnonymousUser()
-    if context is None or context.user is not user:
-        context = pending.context = RequestContext(http_request(request), user)
+    if context is None or context.given_user is not given:
+        user = _unwrapped(given) if given is not None else AnonymousUser()
+        context = pending.context = RequestContext(http_request(request), user, given_user=given)
     return context
+
+
+def _unwrapped(user: Any) -> AnyUser:
+    """``request.user`` without the lazy proxies around it (``SimpleLazyObject``).
+
+    Every attribute read through the proxy is a Python call or two, and a
+    protected request reads the user's about a hundred times.
+    """
+    while isinstance(user, LazyObject):  # django-otp's proxy wraps the auth middleware's
+        if user._wrapped is empty:
+            user._setup()
+        user = user._wrapped
+    return user

@@ -150,6 +150,23 @@ def test_the_secret_fields_setting_names_more_secrets(settings):
     }
 
 
+def test_a_secret_name_is_remembered_per_setting_and_a_long_one_never(settings):
+    from stepup.audit import _is_secret_name_cached
+
+    settings.STEPUP = {}
+    assert is_secret_name("memorable_word") is False
+    settings.STEPUP = {"SECRET_FIELDS": ["memorable_word"]}
+    assert (
+        is_secret_name("memorable_word") is True
+    )  # the answer is remembered with the setting it was given under
+    settings.STEPUP = {}
+    assert is_secret_name("memorable_word") is False
+    before = _is_secret_name_cached.cache_info().currsize
+    long_name = "x" * 5000 + "_password"  # a posted form's field names are anyone's
+    assert is_secret_name(long_name) is True
+    assert _is_secret_name_cached.cache_info().currsize == before
+
+
 def test_display_attrs_stringifies():
     assert display_attrs({"n": 5, "f": 1.5, "none": None}) == {"n": "5", "f": "1.5", "none": "None"}
 

@@ -162,6 +162,35 @@ def test_context_is_rebuilt_when_the_user_changes(rf_request, user, other_user):
     assert get_context(request).user is other_user
 
 
+def test_the_context_holds_the_user_behind_the_lazy_proxies(rf_request, user, other_user):
+    """django-otp wraps the auth middleware's SimpleLazyObject in one of its own: both are unwrapped once."""
+    from django.utils.functional import SimpleLazyObject
+
+    request = rf_request("get", "/billing/")
+    loads: list[str] = []
+
+    def load_user() -> Any:
+        loads.append("auth")
+        return user
+
+    inner = SimpleLazyObject(load_user)
+    request.user = SimpleLazyObject(lambda: inner)
+    context = get_context(request)
+    assert context.user is user  # the model instance itself, not a proxy
+    assert get_context(request) is context  # the same proxy on the request: the same context
+    assert loads == ["auth"]
+    request.user = SimpleLazyObject(lambda: other_user)  # a login inside the request
+    assert get_context(request).user is other_user
+
+
+def test_a_request_without_a_user_keeps_one_anonymous_context(rf_request):
+    request = rf_request("get", "/billing/", as_user=None)
+    del request.user
+    context = get_context(request)
+    assert not context.authenticated
+    assert get_context(request) is context
+
+
 def test_roles_are_lazy_and_loaded_once(rf_request, user):
     from django.contrib.auth.models import Group
 
