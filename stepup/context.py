@@ -55,7 +55,7 @@ from stepup.conf import conf
 from stepup.policy.conditions import canonical_ip
 from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision, Input, IPAddress
-from stepup.state import state
+from stepup.state import RequestState, state
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -263,6 +263,8 @@ class RequestContext:
 
     request: HttpRequest
     user: AnyUser
+    pending: RequestState = field(repr=False)
+    """The request's :class:`~stepup.state.RequestState` (the one holding this context)."""
     allowed: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
     """Decisions already allowed in this request, by action and attributes (``_Check.key``)."""
     own_view: bool | None = None
@@ -314,11 +316,11 @@ class RequestContext:
             return _NONE
         user: AbstractBaseUser = self.user  # type: ignore[assignment]  # authenticated: not anonymous
         if callable(digest):
-            loaded = state(self.request).grants
+            loaded = self.pending.grants
             if loaded is not None and loaded is self._held_none:
                 return _NONE  # the grants read for this user, already found to hold none
             if not grants.holds_one_shot(self.request, user):
-                self._held_none = state(self.request).grants
+                self._held_none = self.pending.grants
                 return _NONE
             digest = digest()
         return grants.one_shot_kinds(self.request, user, digest)
@@ -365,7 +367,7 @@ def get_context(request: Any) -> RequestContext:
     context = pending.context
     if context is None or context.given_user is not given:
         user = _unwrapped(given) if given is not None else AnonymousUser()
-        context = pending.context = RequestContext(http_request(request), user, given_user=given)
+        context = pending.context = RequestContext(http_request(request), user, pending, given_user=given)
     return context
 
 

@@ -217,7 +217,7 @@ def _url_for(context: RequestContext) -> str | None:
         own = context.own_view = match is None or is_stepup_view(match.func)
     if own:
         return None
-    return None if state(context.request).url_enforced == name else name
+    return None if context.pending.url_enforced == name else name
 
 
 @lru_cache(maxsize=8)
@@ -266,7 +266,7 @@ class _Check:
         self.client = client  # a DRF Request stays one: signals receive it, its data is fingerprinted
         self.action = action
         self.url = url
-        self.attrs = dict(attrs)
+        self.attrs = {**attrs}  # its own copy (quicker than dict() for a plain dict)
         self.bind_request = bind_request
         self.bound: str | None = None  # the request's fingerprint, once a policy may apply
         self._digest: str | None = None
@@ -369,7 +369,7 @@ def _enforce(context: RequestContext, check: _Check) -> Decision:
 def _allowed(context: RequestContext, check: _Check, decision: Decision) -> None:
     context.allowed[check.key] = decision
     if check.url is not None:
-        state(context.request).url_enforced = check.url
+        context.pending.url_enforced = check.url
 
 
 def _is_login_page(context: RequestContext) -> bool:
@@ -403,13 +403,13 @@ def _consume_one_shot(context: RequestContext, check: _Check) -> bool:
     used = grants.consume_one_shot(context.request, check.digest(), context.user)
     if not used:
         return False
-    pending = state(context.request)
+    pending = context.pending
     pending.one_shot_used = (*pending.one_shot_used, *used)
     return True
 
 
 def _restore_one_shot(context: RequestContext) -> None:
-    pending = state(context.request)
+    pending = context.pending
     used = pending.one_shot_used
     if not used or pending.view_started:
         return
