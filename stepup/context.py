@@ -42,7 +42,7 @@ import ipaddress
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any, cast
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -83,7 +83,7 @@ def resolver_match(request: HttpRequest) -> ResolverMatch | None:
             match = resolve(request.path_info, urlconf=getattr(request, "urlconf", None))
         except Resolver404:
             return None
-    return cast(ResolverMatch, match)
+    return match
 
 
 def url_name(request: HttpRequest) -> str | None:

@@ -378,7 +378,7 @@ class _Store:
     # -- reading --
 
     def get(self) -> PolicySet:
-        """The policy set in force (:data:`get_policy_set`)."""
+        """The policy set in force (:func:`get_policy_set`)."""
         if _pending.alias is not None:
             private = self._private()
             if private is not None:
@@ -386,12 +386,22 @@ class _Store:
         config = _current or _config()
         now = _clock()
         current = self._set
-        if config.notices is None:
+        channel = config.notices
+        if channel is None:
             if now < self._trusted_until and current is not None:
                 return current  # the fast path: what _fresh() says without a notice, inlined
             notice: object = _NO_CACHE
         else:
-            notice = self._read_notice(config, now)
+            if now < self._cache_retry_at:
+                notice = _NO_CACHE  # the cache failed a moment ago: the database is polled meanwhile
+            else:
+                try:
+                    notice = channel.read()  # here, not in a helper: asked on every request
+                except Exception as exc:
+                    notice = self._notices_failed(channel, config.reload_interval, now, exc)
+                else:
+                    if self._cache_down:
+                        self._cache_answers(channel)
             same = notice is not _NO_CACHE and notice == self._notice
             if same and now < self._resync_at and current is not None:
                 return current  # the fast path: no new notice (what _fresh() says, inlined)
@@ -411,29 +421,24 @@ class _Store:
             return True  # the database failed a moment ago: keep the last good set
         return notice == self._notice and now < self._resync_at
 
-    def _read_notice(self, config: _Config, now: float) -> object:
-        notices = config.notices
-        if notices is None or now < self._cache_retry_at:
-            return _NO_CACHE
-        try:
-            notice = notices.read()
-        except Exception as exc:
-            with self._lock:
-                if now >= self._cache_retry_at:
-                    self._cache_retry_at = now + config.reload_interval
-                    self._cache_down = True
-                    logger.error(
-                        "the cache %r is unreachable (%s); polling the database for policy "
-                        "changes every %ss until it answers",
-                        notices.alias,
-                        brief(exc),
-                        config.reload_interval,
-                    )
-            return _NO_CACHE
-        if self._cache_down:
-            self._cache_down = False
-            logger.warning("the cache %r answers again; policy changes are seen at once", notices.alias)
-        return notice
+    def _notices_failed(self, channel: notices.Notices, interval: float, now: float, exc: Exception) -> Any:
+        """Note that the cache failed: the database is polled until it answers again."""
+        with self._lock:
+            if now >= self._cache_retry_at:
+                self._cache_retry_at = now + interval
+                self._cache_down = True
+                logger.error(
+                    "the cache %r is unreachable (%s); polling the database for policy "
+                    "changes every %ss until it answers",
+                    channel.alias,
+                    brief(exc),
+                    interval,
+                )
+        return _NO_CACHE
+
+    def _cache_answers(self, channel: notices.Notices) -> None:
+        self._cache_down = False
+        logger.warning("the cache %r answers again; policy changes are seen at once", channel.alias)
 
     def _refresh(self, config: _Config, notice: object, now: float) -> PolicySet:
         if now < self._db_retry_at:
@@ -543,13 +548,13 @@ class _Store:
 _store = _Store()
 
 
-get_policy_set: Callable[[], PolicySet] = _store.get
-"""The policy set in force for this process (reloaded when the stored state changes).
+def get_policy_set() -> PolicySet:
+    """The policy set in force for this process (reloaded when the stored state changes).
 
-Raises :class:`~stepup.PolicyStoreUnavailable` when nothing could be loaded
-and there is no earlier good set to keep. The store's own method, not a
-function calling it: it is asked on every decision.
-"""
+    :raises PolicyStoreUnavailable: nothing could be loaded and there is no
+        earlier good set to keep.
+    """
+    return _store.get()
 
 
 def invalidate() -> None:
