@@ -16,13 +16,13 @@ from rest_framework.views import APIView
 
 from stepup.openapi import stepup_responses
 from stepup.permissions import StepUpPermission
-from tests.shop.models import BillingProfile, Transfer, normalize_account
+from tests.shop.models import BILLING_FIELDS, BillingProfile, Transfer, normalize_account
 
 
 class BillingSerializer(serializers.ModelSerializer):
     class Meta:
         model = BillingProfile
-        fields = ["company_name", "billing_email", "card_last4", "address"]
+        fields = BILLING_FIELDS
 
 
 class TransferSerializer(serializers.ModelSerializer):

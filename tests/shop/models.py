@@ -22,6 +22,10 @@ def validate_account(value: str) -> None:
         raise ValidationError("Enter an IBAN-style account.", code="invalid")
 
 
+BILLING_FIELDS = ["company_name", "billing_email", "card_last4", "address"]
+"""What the billing page and the billing API edit."""
+
+
 class BillingProfile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     company_name = models.CharField(max_length=200)

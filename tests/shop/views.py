@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic import TemplateView
 
 from stepup import StepUpRequiredMixin, require_stepup
-from tests.shop.models import BillingProfile, Transfer, normalize_account
+from tests.shop.models import BILLING_FIELDS, BillingProfile, Transfer, normalize_account
 
 MANAGED_GROUPS = ("finance", "auditor", "admins")
 MAX_ROWS = 200_000
@@ -26,7 +26,7 @@ MAX_ROWS = 200_000
 class BillingForm(forms.ModelForm):
     class Meta:
         model = BillingProfile
-        fields = ["company_name", "billing_email", "card_last4", "address"]
+        fields = BILLING_FIELDS
 
 
 class TransferForm(forms.ModelForm):
