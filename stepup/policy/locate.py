@@ -18,16 +18,16 @@ Pure Python: nothing here imports Django.
 from __future__ import annotations
 
 import bisect
-import gc
 import json
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from stepup.policy.collector import collector_paused
 
 Format = Literal["yaml", "json"]
 FieldPath = tuple[str | int, ...]
@@ -410,25 +410,13 @@ def _json_item_lines(text: str) -> Lines:
 _EMPTY_FILE = "the file is empty; a policy file starts with 'version: 1'"
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No collections while a file is read: it makes many objects and no garbage."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def locate(text: str, fmt: Format) -> Located:
     """The data of a YAML or JSON text and where each value is; :class:`ParseError` if it can't be read."""
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise ParseError(1, _EMPTY_FILE)
     try:
-        with _gc_paused():
+        with collector_paused():
             return _locate_json(text) if fmt == "json" else _locate_yaml(text)
     except RecursionError:
         raise ParseError(None, "the file is nested too deeply to be a policy file") from None
