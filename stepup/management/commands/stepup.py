@@ -310,7 +310,8 @@ class Command(BaseCommand):
             self.say(f"{change.kind} {change.policy_id}" + (f"  ({change.why})" if change.why else ""))
             for item in change.fields:
                 if change.kind == "create":
-                    self.say(f"    {item.field}: {json.dumps(item.new)}", 2)
+                    if self.verbosity >= 2:  # not formatted for nothing: 10,000 creates have 110,000 fields
+                        self.say(f"    {item.field}: {json.dumps(item.new)}", 2)
                 else:
                     self.say(f"    {item.field}: {json.dumps(item.old)} -> {json.dumps(item.new)}")
         if plan.empty:
