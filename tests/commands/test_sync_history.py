@@ -199,9 +199,9 @@ def test_a_failure_in_the_middle_leaves_policies_and_history_as_they_were(
     call_command("stepup", "sync", str(files[0]), stdout=StringIO())
     before = snapshot()
     calls: list[str] = []
-    bulk_create, bulk_update, raw_delete = (
+    bulk_create, update_rows, raw_delete = (
         QuerySet.bulk_create,
-        QuerySet.bulk_update,
+        QuerySet.update,
         QuerySet._raw_delete,  # type: ignore[attr-defined]
     )
 
@@ -215,9 +215,10 @@ def test_a_failure_in_the_middle_leaves_policies_and_history_as_they_were(
         fail("history insert" if self.model is HistoricalPolicy else "policy insert")
         return result
 
-    def update(self: QuerySet[Any], *args: Any, **kwargs: Any) -> Any:
-        result = bulk_update(self, *args, **kwargs)
-        fail("policy update")
+    def update(self: QuerySet[Any], **kwargs: Any) -> Any:
+        result = update_rows(self, **kwargs)
+        if self.model is Policy:  # not the lock's or the version's UPDATE
+            fail("policy update")
         return result
 
     def delete(self: QuerySet[Any], using: str) -> Any:
@@ -226,7 +227,7 @@ def test_a_failure_in_the_middle_leaves_policies_and_history_as_they_were(
         return result
 
     monkeypatch.setattr(QuerySet, "bulk_create", create)
-    monkeypatch.setattr(QuerySet, "bulk_update", update)
+    monkeypatch.setattr(QuerySet, "update", update)
     monkeypatch.setattr(QuerySet, "_raw_delete", delete)
     with pytest.raises(RuntimeError, match=f"{failing} failed"):
         call_command("stepup", "sync", str(files[1]), stdout=StringIO())
@@ -309,3 +310,17 @@ def _no_request_user() -> Iterator[None]:
     yield
     if hasattr(HistoricalRecords.context, "request"):
         del HistoricalRecords.context.request
+
+
+def test_policies_changed_alike_are_updated_together_and_each_gets_its_history(
+    files: tuple[Path, Path], monkeypatch: Any, tmp_path: Path
+) -> None:
+    sync.sync(load_files([files[0]]), reason="first")
+    alike = tmp_path / "alike.yaml"
+    alike.write_text(BEFORE.replace("max_age: 300", "max_age: 45"))  # "kept" and "changed" alike
+    reference, bulk = both_ways(alike, monkeypatch)
+    assert bulk == reference
+    assert [(r["policy_id"], r["history_type"], r["max_age"]) for r in bulk[1]] == [
+        ("changed", "~", 45),
+        ("kept", "~", 45),
+    ]
