@@ -4,7 +4,7 @@ The database is what is enforced; the files are the source of truth. A plan
 is the field-by-field difference between them; ``sync`` applies a plan in one
 transaction, under a lock, with a history row (and its reason) for every
 change. It writes in bulk (10,000 policies in seconds): the policies with
-``bulk_create``/``bulk_update`` and a plain ``DELETE``, and their history rows,
+``bulk_create``, grouped ``UPDATE``s and a plain ``DELETE``, and their history rows,
 built here as django-simple-history builds them, with ``bulk_create``. No
 ``post_save``/``post_delete`` is sent for these writes; the one version bump
 and change notice per sync is made by :func:`batched_policy_changes`.
