@@ -27,8 +27,6 @@ class SyncRow:
     unchanged_s: float
     update_s: float
     history_rows: int
-    validate_cli_s: float = 0.0  # `stepup validate FILE.yaml`, the whole command
-    sync_cli_s: float = 0.0  # unused: a sync's total is the file's reading plus create_s (run.py)
     recompile_full_s: float = 0.0  # a process compiling every stored policy
     recompile_one_s: float = 0.0  # the same process after one policy changed
 
@@ -106,8 +104,7 @@ def _run(alias: str, label: str, sizes: tuple[int, ...], folder: Path) -> list[S
         assert created >= n
         history = Policy.history.using(alias).count()
         full, one = _recompile_times(alias)
-        validate_cli = _validate_time(n, folder)
-        rows.append(SyncRow(label, n, create, unchanged, update, history, validate_cli, 0.0, full, one))
+        rows.append(SyncRow(label, n, create, unchanged, update, history, full, one))
     return rows
 
 
@@ -133,24 +130,9 @@ def _recompile_times(alias: str) -> tuple[float, float]:
     return full, one
 
 
-def _validate_time(n: int, folder: Path) -> float:
-    """Seconds for ``manage.py stepup validate FILE.yaml``: read, validate, check against the URLconf."""
-    from io import StringIO
-
-    from django.core.management import call_command
-
-    from stepup.policy.loader import dump_policies
-
-    path = folder / f"policies-{n}.yaml"
-    path.write_text(dump_policies(make_policies(n), fmt="yaml"))
-    started = time.perf_counter()
-    call_command("stepup", "validate", str(path), stdout=StringIO(), stderr=StringIO())
-    return time.perf_counter() - started
-
-
 def report(rows: list[SyncRow], loads: list[tuple[int, float, float]]) -> list[str]:
     out = [
-        "(c) stepup sync, seconds for sync itself (plan, lock, one save and one history row per change, "
+        "(c) stepup sync, seconds for sync itself (plan, lock, bulk writes and a history row per change, "
         "commit), the file already read",
         f"{'database':>10} {'policies':>9} {'create all':>11} {'unchanged':>10} {'update 10%':>11} "
         f"{'history rows':>13}",
@@ -160,16 +142,12 @@ def report(rows: list[SyncRow], loads: list[tuple[int, float, float]]) -> list[s
             f"{row.database:>10} {row.size:>9} {row.create_s:>11.2f} {row.unchanged_s:>10.2f} "
             f"{row.update_s:>11.2f} {row.history_rows:>13}"
         )
-    out.append(f"{'':>10} {'policies':>9} {'validate CLI':>13} {'compile all':>12} {'reload, 1 changed':>18}")
+    out.append(f"{'':>10} {'policies':>9} {'compile all':>12} {'reload, 1 changed':>18}")
     for row in rows:
         out.append(
-            f"{row.database:>10} {row.size:>9} {row.validate_cli_s:>13.2f} "
-            f"{row.recompile_full_s:>12.3f} {row.recompile_one_s:>18.3f}"
+            f"{row.database:>10} {row.size:>9} {row.recompile_full_s:>12.3f} {row.recompile_one_s:>18.3f}"
         )
-    out.append(
-        "    validate CLI: the whole `manage.py stepup validate FILE.yaml` (read, validate, URLconf checks); "
-        "compile all / reload: a process compiling every stored policy, and again after one changed"
-    )
+    out.append("    compile all / reload: a process compiling every stored policy, then after one changed")
     out.append("    reading and validating the file first (stepup sync does both), seconds:")
     for n, yaml_s, json_s in loads:
         out.append(f"{'':>10} {n:>9}  YAML {yaml_s:.2f}  JSON {json_s:.2f}")

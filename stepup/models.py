@@ -84,7 +84,8 @@ class Policy(models.Model):
     The columns mirror the policy-file fields so that the history shows a
     diff field by field. Never write these rows with ``loaddata``,
     ``bulk_update`` or ``QuerySet.update()``: simple-history records nothing
-    for raw or bulk writes.
+    for raw or bulk writes. The one exception is :func:`stepup.sync.sync`,
+    which writes in bulk and builds the history rows itself.
     """
 
     policy_id = models.CharField(_("id"), max_length=200, unique=True)

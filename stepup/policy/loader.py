@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from stepup.policy.collector import collector_paused
 from stepup.policy.dump import dump_policies
 from stepup.policy.locate import Format
 from stepup.policy.model import PolicyFile
@@ -52,7 +53,8 @@ def load_files(paths: Sequence[str | Path]) -> PolicyFile:
     A policy id defined in two files, or a missing, unreadable, non-UTF-8 or
     empty file, is an error. :attr:`PolicyFile.sources` holds the paths as given.
     """
-    return merge([_read(path) for path in paths], [str(path) for path in paths])
+    with collector_paused():
+        return merge([_read(path) for path in paths], [str(path) for path in paths])
 
 
 def load_text(text: str, source: str, fmt: Format | None = None) -> PolicyFile:
@@ -61,4 +63,5 @@ def load_text(text: str, source: str, fmt: Format | None = None) -> PolicyFile:
     :param source: the name used in errors (usually the file's path).
     :param fmt: ``"yaml"`` or ``"json"``; by default ``.json`` sources are JSON, others YAML.
     """
-    return merge([parse(text, source, fmt or _format_of(source))], [source])
+    with collector_paused():
+        return merge([parse(text, source, fmt or _format_of(source))], [source])

@@ -1,4 +1,4 @@
-"""The audit features on PostgreSQL: long change reasons, JSON filters, row locks, batched pruning.
+"""The audit features on PostgreSQL: long change reasons, JSON filters, row locks, batched pruning, bulk sync.
 
 SQLite ignores ``varchar`` lengths and ``SELECT … FOR UPDATE`` and has no JSON
 ``contains``; PostgreSQL enforces all three, so the history, admin, prune and
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.postgres
 
 CHOSEN = [
     "tests/audit/test_history.py",
+    "tests/commands/test_sync_history.py",
     "tests/audit/test_prune.py",
     "tests/audit/test_replay.py",
     "tests/audit/test_allowed_log.py",

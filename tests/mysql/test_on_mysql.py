@@ -32,6 +32,7 @@ CHOSEN = [
     "tests/scale/test_store.py",
     "tests/security/test_policy_store.py",
     "tests/commands/test_stepup_command.py",
+    "tests/commands/test_sync_history.py",
     "tests/audit/test_history.py",
     # single-request grants, challenges and backup codes
     "tests/enforcement/test_grants.py",

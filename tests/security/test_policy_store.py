@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection, connections, transaction
+from django.db.models import QuerySet
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -256,21 +257,29 @@ def test_a_sync_interrupted_halfway_changes_nothing(
     )
     path = tmp_path / "policies.yaml"
     path.write_text(changed)
-    original_save = Policy.save
-    saves: list[str] = []
+    # sync writes in bulk: the policies first, then their history rows. Fail at the history.
+    original_update, original_create = QuerySet.update, QuerySet.bulk_create
+    written: list[int] = []
 
-    def failing_save(self: Policy, *args: Any, **kwargs: Any) -> None:
-        saves.append(self.policy_id)
-        if len(saves) == 3:
+    def update(self: QuerySet[Any], **kwargs: Any) -> int:
+        count = original_update(self, **kwargs)
+        if self.model is Policy:
+            written.append(count)
+        return count
+
+    def bulk_create(self: QuerySet[Any], objs: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.model is Policy.history.model:  # type: ignore[attr-defined]
             raise RuntimeError("the database went away halfway")
-        original_save(self, *args, **kwargs)
+        return original_create(self, objs, *args, **kwargs)
 
-    monkeypatch.setattr(Policy, "save", failing_save)
+    monkeypatch.setattr(QuerySet, "update", update)
+    monkeypatch.setattr(QuerySet, "bulk_create", bulk_create)
     with pytest.raises(RuntimeError):
         call_command("stepup", "sync", str(path), stdout=StringIO(), stderr=StringIO())
-    assert len(saves) == 3  # two rows were written before the failure ...
+    assert sum(written) > 0  # rows were written before the failure ...
     assert snapshot() == synced  # ... and rolled back with their history and the version bump
-    monkeypatch.setattr(Policy, "save", original_save)
+    monkeypatch.setattr(QuerySet, "update", original_update)
+    monkeypatch.setattr(QuerySet, "bulk_create", original_create)
     user = django_user_model.objects.create_user("audrey", password="pw")
     from django.contrib.auth.models import Group
 
@@ -287,13 +296,21 @@ def test_a_sync_interrupted_by_a_deletion_changes_nothing(
     path = tmp_path / "policies.yaml"
     path.write_text(ONE_GOOD_POLICY)  # deletes every other policy
 
-    def failing_delete(self: Policy, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("interrupted")
+    original = QuerySet._raw_delete  # type: ignore[attr-defined]
+    deleted: list[int] = []
 
-    monkeypatch.setattr(Policy, "delete", failing_delete)
+    def failing_delete(self: QuerySet[Any], using: str) -> int:  # sync deletes with plain DELETEs
+        count = original(self, using)
+        deleted.append(count)
+        if self.model is Policy:
+            raise RuntimeError("interrupted")
+        return count
+
+    monkeypatch.setattr(QuerySet, "_raw_delete", failing_delete)
     with pytest.raises(RuntimeError):
         call_command("stepup", "sync", str(path), stdout=StringIO(), stderr=StringIO())
-    assert snapshot() == synced
+    assert deleted and deleted[0] > 0  # rows were deleted before the failure ...
+    assert snapshot() == synced  # ... and are back
 
 
 # --- concurrent syncs ---------------------------------------------------------------------------
