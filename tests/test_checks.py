@@ -90,3 +90,14 @@ def test_missing_otp_middleware(settings):
 def test_missing_required_app(settings):
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "simple_history"]
     assert "stepup.E003" in check_ids({}, settings)
+
+
+@pytest.mark.django_db
+def test_the_models_and_their_migrations_agree() -> None:
+    """A model change without its migration fails here, not on a user's database (stepup's own and
+    the test project's: PostgreSQL and MariaDB refuse an unmigrated app's foreign key to a user)."""
+    out = StringIO()
+    try:
+        call_command("makemigrations", "stepup", "shop", check=True, dry_run=True, stdout=out)
+    except SystemExit as exc:
+        pytest.fail(f"makemigrations would write a migration ({exc.code}):\n{out.getvalue()}")
