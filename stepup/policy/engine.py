@@ -257,9 +257,11 @@ class PolicySet:
         return not self._candidates(action, None).uncovered
 
     def may_match(self, action: str | None, url: str | None) -> bool:
-        """Whether any policy (or the uncovered-action default) could apply; no facts needed."""
-        found = self._candidates(action, url)
-        return bool(found.policies) or found.uncovered
+        """Whether any policy (or the uncovered-action default) could apply; no facts needed.
+
+        For an action, always: a policy names it, or the default requirement covers it.
+        """
+        return action is not None or bool(self._candidates(None, url).policies)
 
     def names_url(self, url_name: str) -> bool:
         """Whether some enabled policy's ``match.urls`` names ``url_name`` (asked on every request)."""

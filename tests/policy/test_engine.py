@@ -176,6 +176,27 @@ def test_url_only_requests_have_no_fallback():
     assert d.outcome == "allow"
 
 
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [],
+        [policy(mode="shadow")],
+        [policy(enabled=False)],
+        [policy("u", actions=(), urls=("shop:*",))],
+        [policy(actions=("billing.*",))],
+    ],
+)
+def test_may_match_an_action_always_and_a_url_only_where_a_policy_names_it(specs):
+    """What lets a caller skip reading facts: for an action, a policy or the default always applies."""
+    ps = compile_policies(specs)
+    for action in ("billing.update", "new.action"):
+        assert ps.may_match(action, None) and ps.may_match(action, "shop:home")
+        assert ps.decide(Input(action=action)).policies  # a decision with a policy behind it, always
+    names_shop = any(s.enabled and "shop:*" in s.urls for s in specs)
+    assert ps.may_match(None, "shop:home") is names_shop
+    assert not ps.may_match(None, None)
+
+
 def test_glob_actions_and_urls():
     specs = [
         policy("a", actions=("billing.*",)),
