@@ -167,8 +167,7 @@ def _apply(plan: Plan, rows: dict[str, Policy], *, reason: str, commit: str, usi
 
     ``bulk_create``, ``UPDATE``s of many rows at once and a plain ``DELETE``
     send no ``post_save`` or ``post_delete``, so simple-history records nothing
-    by itself: the
-    history rows are built here as simple-history builds them
+    by itself: the history rows are built here as simple-history builds them
     (``bulk_history_create``: every tracked field, ``history_type`` ``+``,
     ``~`` or ``-``, the reason, the user) and inserted in bulk. The version
     bump those signals would have asked for is made once by
