@@ -398,7 +398,12 @@ def holds_one_shot(request: Any, user: AbstractBaseUser) -> bool:
 
 
 def one_shot_kinds(request: Any, user: AbstractBaseUser, digest: str) -> frozenset[str]:
-    """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``."""
+    """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``.
+
+    An empty ``digest`` binds nothing (a lasting grant's digest is empty): no kinds.
+    """
+    if not digest:
+        return frozenset()
     return frozenset(r.kind for r in _live(_load(request, user)) if r.digest == digest)
 
 
@@ -415,8 +420,8 @@ def consume_one_shot(request: Any, digest: str, user: Any = None) -> tuple[int, 
     from stepup.models import Grant
 
     user = _user_of(request, user)
-    if user is None or not getattr(user, "is_authenticated", False):
-        return ()
+    if not digest or user is None or not getattr(user, "is_authenticated", False):
+        return ()  # an empty digest binds nothing: a lasting grant's digest is empty
     candidates = [r.pk for r in _live(_load(request, user)) if r.digest == digest]
     used: list[int] = []
     t = now()

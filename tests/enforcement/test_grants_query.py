@@ -119,3 +119,13 @@ def test_no_single_request_grant_read_means_none_without_another_read(
     grants.record_verification(request, user, "static", one_shot_digest="d" * 64)
     assert grants.holds_one_shot(request, user) is True
     assert grants.one_shot_kinds(request, user, "d" * 64) == {"static"}
+
+
+def test_an_empty_digest_binds_no_lasting_grant(rf_request: Any, user: Any) -> None:
+    """A lasting grant's digest is empty: asking for the single-request grants of "" finds none
+    and uses up nothing (it found the lasting ``totp`` grant, and used it up, before)."""
+    request = rf_request("post", "/billing/")
+    grants.record_verification(request, user, "totp")
+    assert grants.one_shot_kinds(request, user, "") == frozenset()
+    assert grants.consume_one_shot(request, "", user) == ()
+    assert set(grants.verification_ages(request, user)) == {"totp"}  # still there, still unused
