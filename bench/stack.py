@@ -161,8 +161,10 @@ def decide_cost(user: Any, *, quick: bool) -> tuple[float, float]:
     attrs = {"amount": "120"}
     assert decide(request, "bench.protected", attrs).outcome == "allow"  # loads the context's facts
     policies = store.get_policy_set()
-    inp = get_context(request).input("bench.protected", "bench-protected", attrs, "")
-    assert policies.decide(inp).outcome == "allow"
+    # The input decide() builds: the subject holds no single-request grant, so the digest is
+    # never worked out (a lasting grant's empty digest binds nothing).
+    inp = get_context(request).input("bench.protected", "bench-protected", attrs, lambda: "")
+    assert inp.one_shot == frozenset() and policies.decide(inp).outcome == "allow"
     timed = interleaved_cpu_us(
         {
             "decide": (lambda a: decide(request, "bench.protected", a), attrs),
