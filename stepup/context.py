@@ -55,7 +55,7 @@ from stepup.conf import conf
 from stepup.policy.conditions import canonical_ip
 from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision, Input, IPAddress
-from stepup.state import RequestState, state
+from stepup.state import STATE_ATTR, RequestState, state
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -332,6 +332,11 @@ class RequestContext:
         # Positional, in Input's field order (quicker than keywords on this per-decision path):
         # action, url, method, roles, origin, session_age, verified, one_shot, and attrs, the
         # caller's own copy (stepup.enforcement._Check), which the engine only reads.
+        loaded = self.pending.grants
+        if loaded is not None and loaded is self._held_none:
+            one_shot = _NONE  # what one_shot() answers first, without the call
+        else:
+            one_shot = self.one_shot(digest)
         return Input(
             action,
             url,
@@ -340,7 +345,7 @@ class RequestContext:
             self.origin,
             self.session_age,
             self.verified.plain(),
-            self.one_shot(digest),
+            one_shot,
             attrs,
         )
 
@@ -363,7 +368,10 @@ def get_context(request: Any) -> RequestContext:
     request, or a DRF view's own authentication).
     """
     given = getattr(request, "user", None)
-    pending = state(request)
+    try:
+        pending = request.__dict__[STATE_ATTR]  # state()'s own fast path, without the call
+    except (KeyError, AttributeError):
+        pending = state(request)
     context = pending.context
     if context is None or context.given_user is not given:
         user = _unwrapped(given) if given is not None else AnonymousUser()

@@ -182,7 +182,7 @@ def decide_input(inp: Input, policies: PolicySet | None = None, *, trace: bool =
     """
     if policies is None:  # not `policies or`: a set's truth is its length, and an empty set is a set
         policies = store.get_policy_set()
-    return policies.decide(inp, trace=trace)
+    return policies.decide(inp, trace=True) if trace else policies.decide(inp)  # no keyword: a hot path
 
 
 # --- which policies a call covers ------------------------------------------------
