@@ -333,10 +333,8 @@ class RequestContext:
         # action, url, method, roles, origin, session_age, verified, one_shot, and attrs, the
         # caller's own copy (stepup.enforcement._Check), which the engine only reads.
         loaded = self.pending.grants
-        if loaded is not None and loaded is self._held_none:
-            one_shot = _NONE  # what one_shot() answers first, without the call
-        else:
-            one_shot = self.one_shot(digest)
+        held_none = loaded is not None and loaded is self._held_none  # one_shot()'s first answer
+        one_shot = _NONE if held_none else self.one_shot(digest)
         return Input(
             action,
             url,
