@@ -55,7 +55,7 @@ from stepup.conf import conf
 from stepup.policy.conditions import canonical_ip
 from stepup.policy.engine import ANY_METHOD
 from stepup.policy.model import Decision, Input, IPAddress
-from stepup.state import STATE_ATTR, RequestState, state
+from stepup.state import RequestState, state
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -312,13 +312,13 @@ class RequestContext:
         ``digest`` may be a function, called only when the subject holds any
         single-request grant at all (most requests: none, and no digest to work out).
         """
+        loaded = self.pending.grants
+        if loaded is not None and loaded is self._held_none:
+            return _NONE  # the grants read for this user, already found to hold none (for any digest)
         if not self.authenticated:
             return _NONE
         user: AbstractBaseUser = self.user  # type: ignore[assignment]  # authenticated: not anonymous
         if callable(digest):
-            loaded = self.pending.grants
-            if loaded is not None and loaded is self._held_none:
-                return _NONE  # the grants read for this user, already found to hold none
             if not grants.holds_one_shot(self.request, user):
                 self._held_none = self.pending.grants
                 return _NONE
@@ -332,9 +332,6 @@ class RequestContext:
         # Positional, in Input's field order (quicker than keywords on this per-decision path):
         # action, url, method, roles, origin, session_age, verified, one_shot, and attrs, the
         # caller's own copy (stepup.enforcement._Check), which the engine only reads.
-        loaded = self.pending.grants
-        held_none = loaded is not None and loaded is self._held_none  # one_shot()'s first answer
-        one_shot = _NONE if held_none else self.one_shot(digest)
         return Input(
             action,
             url,
@@ -343,7 +340,7 @@ class RequestContext:
             self.origin,
             self.session_age,
             self.verified.plain(),
-            one_shot,
+            self.one_shot(digest),
             attrs,
         )
 
@@ -366,10 +363,7 @@ def get_context(request: Any) -> RequestContext:
     request, or a DRF view's own authentication).
     """
     given = getattr(request, "user", None)
-    try:
-        pending = request.__dict__[STATE_ATTR]  # state()'s own fast path, without the call
-    except (KeyError, AttributeError):
-        pending = state(request)
+    pending = state(request)
     context = pending.context
     if context is None or context.given_user is not given:
         user = _unwrapped(given) if given is not None else AnonymousUser()

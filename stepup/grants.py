@@ -398,13 +398,18 @@ def holds_one_shot(request: Any, user: AbstractBaseUser) -> bool:
 
 
 def one_shot_kinds(request: Any, user: AbstractBaseUser, digest: str) -> frozenset[str]:
-    """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``.
+    """Factor kinds with an unused, unexpired single-request grant for exactly ``digest``."""
+    return frozenset(r.kind for r in _bound_to(request, user, digest))
 
-    An empty ``digest`` binds nothing (a lasting grant's digest is empty): no kinds.
+
+def _bound_to(request: Any, user: AbstractBaseUser, digest: str) -> list[_Row]:
+    """The subject's unused, unexpired single-request grants for exactly ``digest``.
+
+    An empty ``digest`` binds nothing (a lasting grant's digest is empty): none.
     """
     if not digest:
-        return frozenset()
-    return frozenset(r.kind for r in _live(_load(request, user)) if r.digest == digest)
+        return []
+    return [r for r in _live(_load(request, user)) if r.digest == digest]
 
 
 # --- using single-request grants ------------------------------------------------------------
@@ -420,9 +425,9 @@ def consume_one_shot(request: Any, digest: str, user: Any = None) -> tuple[int, 
     from stepup.models import Grant
 
     user = _user_of(request, user)
-    if not digest or user is None or not getattr(user, "is_authenticated", False):
-        return ()  # an empty digest binds nothing: a lasting grant's digest is empty
-    candidates = [r.pk for r in _live(_load(request, user)) if r.digest == digest]
+    if user is None or not getattr(user, "is_authenticated", False):
+        return ()
+    candidates = [r.pk for r in _bound_to(request, user, digest)]
     used: list[int] = []
     t = now()
     for pk in candidates:
