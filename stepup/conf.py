@@ -17,6 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "RELOAD_INTERVAL": 1.0,
     "CACHE": "default",
     "RESYNC_INTERVAL": 30.0,
+    "GRANT_CACHE": True,
     "ONE_SHOT_TTL": 300,
     "CHALLENGE_TTL": 900,
     "USER_FAILURE_LIMIT": 10,
@@ -68,6 +69,11 @@ class StepUpSettings:
         """The cache alias that carries policy-change notices between processes (``None``: none)."""
         value = self._get("CACHE")
         return str(value) if value else None
+
+    @property
+    def GRANT_CACHE(self) -> bool:
+        """Whether a process keeps the lasting grants it read (:mod:`stepup.grant_cache`)."""
+        return bool(self._get("GRANT_CACHE"))
 
     @property
     def RESYNC_INTERVAL(self) -> float:

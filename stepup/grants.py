@@ -48,7 +48,10 @@ grants and challenges; logging in starts a new subject.
 
 Nothing here is read from the client: a request can't claim verification.
 Reads cost at most one query per request (cached on the request); a request
-whose subject has no id yet costs none.
+whose subject has no id yet costs none, and neither does one whose lasting
+grants this process read a moment ago, while Redis carries the notices that
+void them (:mod:`stepup.grant_cache`: every function here that deletes,
+moves, uses or gives back a grant calls :func:`stepup.grant_cache.changed`).
 
 Why one module of about 550 lines: recording, reading and voiding grants must
 agree on the subject, the epoch and the password digest; they stay together
@@ -75,6 +78,7 @@ from django.db.models import QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils.crypto import salted_hmac
 
+from stepup import grant_cache
 from stepup.conf import conf
 from stepup.state import state
 
@@ -282,7 +286,13 @@ def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
     ):
         return cached.rows
     auth = _auth_digest(user)
-    rows = tuple(_Row(*row) for row in valid_grants(found, user.pk, auth, now()))
+    key = (found, user.pk, auth)
+    made_under = grant_cache.generation()
+    rows = grant_cache.get(key, made_under)
+    if rows is None:
+        rows = tuple(_Row(*row) for row in valid_grants(found, user.pk, auth, now()))
+        if not any(r.digest for r in rows):
+            grant_cache.put(key, made_under, rows)
     password = user.password if _auth_is_the_password(user) else None
     state(request).grants = _Loaded(found, user.pk, auth, rows, password, any(r.digest for r in rows))
     return rows
@@ -433,6 +443,8 @@ def consume_one_shot(request: Any, digest: str, user: Any = None) -> tuple[int, 
     for pk in candidates:
         if Grant.objects.filter(pk=pk, used_at__isnull=True).update(used_at=t) == 1:
             used.append(pk)
+    if used:
+        grant_cache.changed()
     _invalidate(request)
     return tuple(used)
 
@@ -444,6 +456,7 @@ def restore_one_shot(request: Any, ids: Iterable[int]) -> None:
     ids = list(ids)
     if ids:
         Grant.objects.filter(pk__in=ids).update(used_at=None)
+        grant_cache.changed()
     _invalidate(request)
 
 
@@ -492,6 +505,7 @@ def record_verification(
         Grant.objects.bulk_create(rows)
         _trim_one_shot(found)
         prune(t)
+        grant_cache.changed()  # the grants left the old subject
     _invalidate(request)
     if session_bound:
         request.session.cycle_key()
@@ -541,6 +555,7 @@ def clear(request: Any) -> None:
     found = subject(request)
     if found is not None:
         Grant.objects.filter(subject=found).delete()
+        grant_cache.changed()
     _invalidate(request)
 
 
@@ -556,6 +571,7 @@ def _delete_subject(found: str | None) -> None:
     if found is not None:
         Grant.objects.filter(subject=found).delete()
         PendingChallenge.objects.filter(subject=found).delete()
+        grant_cache.changed()
 
 
 def revoke_all(user: AbstractBaseUser) -> None:
@@ -567,3 +583,4 @@ def revoke_all(user: AbstractBaseUser) -> None:
     state, _ = UserState.objects.get_or_create(user_id=user.pk)
     UserState.objects.filter(pk=state.pk).update(grant_epoch=F("grant_epoch") + 1)
     Grant.objects.filter(user_id=user.pk).delete()
+    grant_cache.changed()

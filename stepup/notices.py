@@ -45,6 +45,9 @@ from stepup.exceptions import NoticesUnavailable
 NOTICE_KEY = "stepup:policy-set:notice"
 """The cache key (or, with Redis, the channel, prefixed like a key) that carries change notices."""
 
+GRANTS_PREFIX = b"grants:"
+"""The start of a Redis message saying that grants were voided (:mod:`stepup.grant_cache`), not policies."""
+
 SOCKET_TIMEOUT = 1.0
 """Seconds the Redis subscription waits to connect or for an answer, unless ``OPTIONS`` say otherwise."""
 
@@ -161,10 +164,12 @@ class CacheNotices:
 class RedisNotices:
     """Notices as Redis pub/sub messages, seen by this process through one subscription.
 
-    :meth:`read` returns a counter that goes up with every message and every
-    (re)subscription (notices may have been missed while unsubscribed, so the
-    store reads the version again). It raises :class:`NoticesUnavailable`
-    while there is no live subscription.
+    :meth:`read` returns a counter that goes up with every policy message and
+    every (re)subscription (notices may have been missed while unsubscribed, so
+    the store reads the version again); :meth:`read_grants` one that goes up
+    with every grants message (:meth:`write_grants`) and every
+    (re)subscription, and never goes back, not even in a forked child. Both
+    raise :class:`NoticesUnavailable` while there is no live subscription.
 
     No thread runs while all is well: the requests read the socket. Messages
     leave it only under ``_lock``, and the counter goes up before the lock is
@@ -190,6 +195,7 @@ class RedisNotices:
             **({"db": options["db"]} if "db" in options else {}),
         )
         self._closed = False
+        self._grants = 0
         self._reset()
         _live.add(self)
 
@@ -201,6 +207,7 @@ class RedisNotices:
         self._fd = -1
         self._tls = False
         self._count = 0
+        self._grants += 1  # never back to a value an entry of stepup.grant_cache was made under
         self._error: str | None = "not subscribed yet"
         self._ping_at = float("inf")  # when the next PING (or the check of the last one's PONG) is due
         self._awaiting_pong = False
@@ -229,6 +236,11 @@ class RedisNotices:
                 raise NoticesUnavailable(self._error)
         return self._count
 
+    def read_grants(self) -> int:
+        """What :meth:`read` does, returning the grants counter (see the class doc)."""
+        self.read()
+        return self._grants
+
     def _unsubscribed(self) -> int:
         """Subscribe (the first time, waiting for it: no false "cache down"), or retry in the background."""
         if not self._started and not self._closed:
@@ -248,6 +260,10 @@ class RedisNotices:
         if only_if_missing:
             return  # a message can't be missing: the subscribers count (re)subscriptions themselves
         self._client.publish(self.channel, secrets.randbits(62) + 1)
+
+    def write_grants(self) -> None:
+        """Tell every process that grants were voided (after the change committed)."""
+        self._client.publish(self.channel, GRANTS_PREFIX + str(secrets.randbits(62)).encode())
 
     def close(self) -> None:
         self._closed = True
@@ -280,6 +296,7 @@ class RedisNotices:
             return
         self._pubsub, self._fd, self._tls = pubsub, sock.fileno(), isinstance(sock, ssl.SSLSocket)
         self._count += 1  # notices may have been missed while unsubscribed
+        self._grants += 1
         self._error = None
         self._ping_at, self._awaiting_pong = monotonic() + self.interval, False
         poll = select.poll()
@@ -298,7 +315,11 @@ class RedisNotices:
                 if message is None:
                     break
                 if message["type"] == "message":
-                    self._count += 1
+                    data = message["data"]  # bytes: the client doesn't decode responses
+                    if isinstance(data, bytes) and data.startswith(GRANTS_PREFIX):
+                        self._grants += 1
+                    else:
+                        self._count += 1
                 elif message["type"] == "pong":
                     self._awaiting_pong = False
         except Exception as exc:

@@ -113,6 +113,11 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
         _store.recheck()
 
 
+def change_notices() -> notices.Notices | None:
+    """The notices this process reads (``STEPUP["CACHE"]``), or ``None`` when the cache isn't shared."""
+    return _config().notices
+
+
 def announce_change(*, only_if_missing: bool = False) -> None:
     """Write a fresh notice to the shared cache, so every process re-reads the state row.
 

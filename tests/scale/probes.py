@@ -31,6 +31,8 @@ def _count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any
             QUERIES["version"] += 1
         elif '"stepup_policy"' in sql:
             QUERIES["policies"] += 1
+        elif '"stepup_grant"' in sql:
+            QUERIES["grants"] += 1
     return execute(sql, params, many, context)
 
 

@@ -11,6 +11,11 @@ Commands:
   sessions (cookies) and optionally a confirmed TOTP device (its key).
 - ``policy {"id", ...policy-file fields}`` — create or replace a policy through the ORM.
 - ``delete-policy {"id"}``
+- ``grant {"username", "session"}`` — record a TOTP verification for that
+  session (as the verification page does); returns the rotated session key.
+- ``revoke {"username"}`` — ``stepup.grants.revoke_all`` (a device removed).
+- ``delete-grants {"username"}`` — delete the user's grants behind stepup's
+  back (a bare ``DELETE``): no notice is sent.
 - ``counts {"username"}`` — the user's failure counter, lockout, decision-log
   events and the TOTP device's state.
 - ``sync-race {"locked": bool, "pause": seconds}`` — two threads run ``sync``
@@ -85,6 +90,35 @@ def cmd_user(args: dict[str, Any]) -> dict[str, Any]:
         client.force_login(user)
         result["sessions"].append(client.cookies["sessionid"].value)
     return result
+
+
+def cmd_grant(args: dict[str, Any]) -> dict[str, Any]:
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    from stepup import grants
+
+    user = get_user_model().objects.get(username=args["username"])
+    request = RequestFactory().get("/")
+    request.session = SessionStore(args["session"])
+    request.user = user
+    grants.record_verification(request, user, "totp")
+    request.session.save()
+    return {"session": request.session.session_key}
+
+
+def cmd_revoke(args: dict[str, Any]) -> dict[str, Any]:
+    from stepup import grants
+
+    grants.revoke_all(get_user_model().objects.get(username=args["username"]))
+    return {}
+
+
+def cmd_delete_grants(args: dict[str, Any]) -> dict[str, Any]:
+    from stepup.models import Grant
+
+    user = get_user_model().objects.get(username=args["username"])
+    return {"deleted": Grant.objects.filter(user=user)._raw_delete(using="default")}
 
 
 POLICY_FIELDS = ("description", "decision", "max_age", "enabled", "mode")
@@ -283,6 +317,9 @@ COMMANDS = {
     "policy": cmd_policy,
     "delete-policy": cmd_delete_policy,
     "counts": cmd_counts,
+    "grant": cmd_grant,
+    "revoke": cmd_revoke,
+    "delete-grants": cmd_delete_grants,
     "sync-race": cmd_sync_race,
     "verify-race": cmd_verify_race,
 }
@@ -290,7 +327,7 @@ COMMANDS = {
 
 def run(command: str, args: dict[str, Any]) -> Any:
     # A policy change commits (and is announced) before the test hears about it.
-    atomic = transaction.atomic() if command in ("policy", "delete-policy") else nullcontext()
+    atomic = transaction.atomic() if command in ("policy", "delete-policy", "grant", "revoke") else nullcontext()
     with atomic:
         return COMMANDS[command](args)
 

@@ -1,0 +1,154 @@
+"""Lasting grants a process has read, kept so that a protected request needs no grants query.
+
+Reading a subject's grants is the one query stepup adds to a protected
+request (:func:`stepup.grants.valid_grants`); on PostgreSQL it is about a
+tenth of such a request. So a process keeps what it read, for one subject,
+user and password digest, under these rules:
+
+- **only with Redis notices** (``STEPUP["CACHE"]`` a ``RedisCache``, its
+  subscription live: :class:`stepup.notices.RedisNotices`). Every change that
+  can void a grant (a logout, a login, a verification moving the grants to a
+  new subject, a removed device's ``revoke_all``, a used or given-back
+  single-request grant) calls :func:`changed`: this process forgets
+  everything at once, and once the change commits every other process is
+  told by a Redis message and forgets everything on its next request, as
+  with a policy change (:mod:`stepup.notices`). With any other cache, or
+  while the subscription is down, nothing is kept and every protected
+  request asks the database, as before;
+- **only lasting grants**: a read that found an unused single-request grant
+  is not kept (it is used up by its request);
+- **at most** ``RELOAD_INTERVAL`` **seconds** (default 1): a grant voided
+  without :func:`changed` (rows deleted by hand, or a process that died
+  between its commit and its message) stops counting within that time;
+- grants added are never missed: a verification moves the grants to a new
+  subject, which nothing was kept for;
+- ``STEPUP["GRANT_CACHE"] = False`` turns it off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from time import monotonic
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.db import router, transaction
+from django.dispatch import receiver
+
+from stepup import store
+from stepup.conf import conf
+from stepup.notices import RedisNotices
+
+logger = logging.getLogger("stepup")
+
+MAX_ENTRIES = 10_000
+"""Subjects kept per process; the oldest entry goes first."""
+
+Generation = tuple[RedisNotices, int, int]
+"""What an entry was read under: the subscription, its grants counter, this process's count of changes."""
+
+_entries: dict[tuple[Any, ...], tuple[Generation, float, tuple[Any, ...]]] = {}
+_changes = itertools.count(1)
+_local = 0
+_lock = threading.Lock()
+
+
+def generation() -> Generation | None:
+    """Under what an entry read now would be kept; ``None``: nothing may be kept or used now.
+
+    Asked before the database, so a change that commits while the query runs
+    makes the entry stale.
+    """
+    if not conf.GRANT_CACHE:
+        return None
+    channel = store.change_notices()
+    if not isinstance(channel, RedisNotices):
+        return None
+    try:
+        count = channel.read_grants()
+    except Exception:  # no live subscription: the store logs it and polls the database
+        return None
+    return (channel, count, _local)
+
+
+def get(key: tuple[Any, ...], current: Generation | None) -> tuple[Any, ...] | None:
+    """The rows kept for ``key`` under ``current``, if still good; else ``None``."""
+    if current is None:
+        return None
+    entry = _entries.get(key)
+    if entry is None:
+        return None
+    made_under, at, rows = entry
+    if made_under != current or monotonic() - at >= conf.RELOAD_INTERVAL:
+        return None
+    return rows
+
+
+def put(key: tuple[Any, ...], made_under: Generation | None, rows: tuple[Any, ...]) -> None:
+    """Keep ``rows`` (lasting grants only: the caller checks) read under ``made_under``."""
+    if made_under is None:
+        return
+    with _lock:
+        if made_under[2] != _local:
+            return  # changed here while the database was read
+        if len(_entries) >= MAX_ENTRIES:
+            _entries.pop(next(iter(_entries)), None)
+        _entries[key] = (made_under, monotonic(), rows)
+
+
+def changed() -> None:
+    """Grants may have been voided: forget them here now, and everywhere once the change commits.
+
+    Called by every function of :mod:`stepup.grants` that deletes, moves, uses
+    or gives back a grant, inside its transaction.
+    """
+    from stepup.models import Grant
+
+    _forget()
+    transaction.on_commit(_committed, using=router.db_for_write(Grant), robust=True)
+
+
+def _committed() -> None:
+    _forget()  # a request of this process may have read the old rows before the commit
+    channel = store.change_notices()
+    if not isinstance(channel, RedisNotices):
+        return
+    try:
+        channel.write_grants()
+    except Exception as exc:
+        logger.error(
+            "stepup could not tell the other processes that grants were voided (%s); "
+            "they stop using them within RELOAD_INTERVAL",
+            exc,
+        )
+
+
+def _forget() -> None:
+    global _local
+    with _lock:
+        _local = next(_changes)
+        _entries.clear()
+
+
+def size() -> int:
+    """How many subjects this process keeps grants for."""
+    return len(_entries)
+
+
+@receiver(setting_changed, dispatch_uid="stepup.grant_cache.settings")
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    if setting in ("STEPUP", "CACHES", "SECRET_KEY"):
+        _forget()
+
+
+def _drop_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it
+    _forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
