@@ -152,7 +152,9 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
+@lru_cache(maxsize=1024)
 def _parse_ip(text: str) -> IPAddress | None:
+    """``text`` as an address in its canonical form (cached: the same few peers ask on every request)."""
     try:
         return canonical_ip(ipaddress.ip_address(text.strip()))
     except ValueError:
