@@ -200,8 +200,8 @@ def _summarize_b(runs: list[Any], throughput: dict[str, Any] | None, summary: li
             ok = max(ratio, wall_ratio) <= TARGET_PROTECTED_RATIO and extra <= 1
             summary.append(
                 f"protected route ≤ {TARGET_PROTECTED_RATIO:g}x otp_required (median CPU and wall), ≤ 1 more "
-                f"query ({run.database}, {label}): {_verdict(ok)} ({ratio:.2f}x median CPU, {wall_ratio:.2f}x "
-                f"median wall, {stepup.mean_wall_us / otp.mean_wall_us:.2f}x mean wall; "
+                f"query ({run.database}, {label}): {_verdict(ok)} ({ratio:.2f}x median CPU, "
+                f"{wall_ratio:.2f}x median wall, {stepup.mean_wall_us / otp.mean_wall_us:.2f}x mean wall; "
                 f"{stepup.queries} vs {otp.queries} queries)"
             )
         decide_ratio = run.decide_us / run.engine_us

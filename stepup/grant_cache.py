@@ -22,6 +22,8 @@ user and password digest, under these rules:
   between its commit and its message) stops counting within that time;
 - grants added are never missed: a verification moves the grants to a new
   subject, which nothing was kept for;
+- nothing read by a transaction that changed grants and has not committed
+  yet is kept (it may still roll back);
 - ``STEPUP["GRANT_CACHE"] = False`` turns it off.
 """
 
@@ -35,7 +37,7 @@ from time import monotonic
 from typing import Any
 
 from django.core.signals import setting_changed
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.dispatch import receiver
 
 from stepup import store
@@ -89,7 +91,7 @@ def get(key: tuple[Any, ...], current: Generation | None) -> tuple[Any, ...] | N
 
 def put(key: tuple[Any, ...], made_under: Generation | None, rows: tuple[Any, ...]) -> None:
     """Keep ``rows`` (lasting grants only: the caller checks) read under ``made_under``."""
-    if made_under is None:
+    if made_under is None or _uncommitted_change():
         return
     with _lock:
         if made_under[2] != _local:
@@ -97,6 +99,14 @@ def put(key: tuple[Any, ...], made_under: Generation | None, rows: tuple[Any, ..
         if len(_entries) >= MAX_ENTRIES:
             _entries.pop(next(iter(_entries)), None)
         _entries[key] = (made_under, monotonic(), rows)
+
+
+def _uncommitted_change() -> bool:
+    """Whether this thread's transaction changed grants and has not committed: what it reads may roll back."""
+    from stepup.models import Grant
+
+    connection = connections[router.db_for_write(Grant)]
+    return connection.in_atomic_block and any(entry[1] is _committed for entry in connection.run_on_commit)
 
 
 def changed() -> None:

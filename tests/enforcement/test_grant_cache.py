@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
@@ -26,7 +26,7 @@ from stepup.models import Grant
 from stepup.notices import GRANTS_PREFIX, RedisNotices
 from tests.services import skip_or_fail
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # changes commit, as in a request: kept reads need that
 
 ACTION = "billing.update"
 
@@ -140,7 +140,9 @@ def test_a_change_made_in_this_process_is_seen_at_once(on_redis, verified, user,
     assert outcome_and_reads(verified) == ("step_up", 1)
 
 
-def test_a_used_single_request_grant_given_back_counts_again_at_once(on_redis, rf_request, user, totp, policy):
+def test_a_used_single_request_grant_given_back_counts_again_at_once(
+    on_redis, rf_request, user, totp, policy
+):
     request = rf_request("post", "/billing/")
     digest = "d" * 64
     grants.record_verification(request, user, "totp", one_shot_digest=digest)
@@ -199,3 +201,21 @@ def test_a_forked_child_keeps_none_of_its_parents_grants(on_redis, verified):
     grant_cache._drop_in_child()  # what os.register_at_fork runs in the child
     assert grant_cache.size() == 0
     assert grant_cache.generation() != made_under
+
+
+def test_what_a_transaction_that_changed_grants_reads_is_not_kept_it_may_roll_back(
+    on_redis, rf_request, user, totp, policy
+):
+    policy("billing", actions=[ACTION], max_age=300, factors=["totp"])
+    request = rf_request("post", "/billing/")
+
+    class RolledBack(Exception):
+        pass
+
+    with pytest.raises(RolledBack), transaction.atomic():
+        grants.record_verification(request, user, "totp")
+        assert outcome_and_reads(request) == ("allow", 1)  # its own uncommitted grant
+        assert grant_cache.size() == 0
+        raise RolledBack
+    assert Grant.objects.count() == 0
+    assert outcome_and_reads(request) == ("step_up", 1)  # the session still names the rolled-back subject
