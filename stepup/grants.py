@@ -291,10 +291,13 @@ def _load(request: Any, user: AbstractBaseUser) -> tuple[_Row, ...]:
     rows = grant_cache.get(key, made_under)
     if rows is None:
         rows = tuple(_Row(*row) for row in valid_grants(found, user.pk, auth, now()))
-        if not any(r.digest for r in rows):
+        one_shot = any(r.digest for r in rows)
+        if not one_shot:
             grant_cache.put(key, made_under, rows)
+    else:
+        one_shot = False  # only lasting grants are kept
     password = user.password if _auth_is_the_password(user) else None
-    state(request).grants = _Loaded(found, user.pk, auth, rows, password, any(r.digest for r in rows))
+    state(request).grants = _Loaded(found, user.pk, auth, rows, password, one_shot)
     return rows
 
 

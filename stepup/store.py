@@ -125,7 +125,7 @@ def announce_change(*, only_if_missing: bool = False) -> None:
     the change is committed, and other processes still find it within
     ``RESYNC_INTERVAL`` (or ``RELOAD_INTERVAL`` while their cache is down).
     """
-    notices = _config().notices
+    notices = change_notices()
     if notices is None:
         return
     try:
