@@ -10,8 +10,9 @@ at once, :func:`stepup.audit.record_event`):
 - is **sampled**: ``STEPUP["DECISION_LOG_ALLOWED"]`` is the share of allowed
   decisions logged (default ``1``: every one; ``0``: none). A row sampled at
   a rate below 1 says so in ``facts["sample_rate"]``;
-- **waits** in this process's buffer, and the buffer is written (one
-  ``INSERT`` run for every row with ``executemany``, in one transaction) once
+- **waits** in this process's buffer, and the buffer is written (on
+  PostgreSQL with psycopg 3 one ``COPY``, elsewhere one ``INSERT`` run for
+  every row with ``executemany``; in one transaction) once
   it holds ``STEPUP["DECISION_LOG_BATCH_SIZE"]`` rows (default 100) or its
   oldest row has waited ``STEPUP["DECISION_LOG_FLUSH_INTERVAL"]`` seconds
   (default 1): at the end of
@@ -46,6 +47,7 @@ import os
 import random
 import threading
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any
@@ -147,20 +149,36 @@ def _write(alias: str, batch: list[_Waiting]) -> int:
 
 
 def _insert(alias: str, rows: list[dict[str, Any]]) -> None:
-    """``INSERT`` the rows with one ``executemany``: what ``bulk_create`` writes, without a model
-    instance per row or the ORM compiling the statement per batch (most of a batch's cost).
+    """Write the rows as one statement: what ``bulk_create`` writes, without a model instance
+    per row or the ORM compiling the statement per batch (most of a batch's cost).
 
-    Each value goes through its field's ``get_db_prep_save``, as the ORM does
-    (the user as its key); a field a row leaves out gets the field's default.
+    On PostgreSQL with psycopg 3 that is a ``COPY … FROM STDIN`` (about half
+    the client's and a third of the server's work of an ``INSERT`` per row,
+    which psycopg's client-side binding renders one by one); elsewhere one
+    ``executemany``. Each value goes through its field's ``get_db_prep_save``,
+    as the ORM does (the user as its key); a field a row leaves out gets the
+    field's default.
     """
     connection = connections[alias]
-    fields, sql = _statement(alias)
+    statement = _statement(alias)
     values = [
-        [field.get_db_prep_save(_value(row, name, field), connection) for name, field in fields]
+        [field.get_db_prep_save(_value(row, name, field), connection) for name, field in statement.fields]
         for row in rows
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, values)
+        if statement.copy is None:
+            cursor.executemany(statement.insert, values)
+            return
+        # psycopg's own cursor (Django's wrapper has no copy()); its errors still become Django's,
+        # and the statement is in Django's query log (debug toolbar, assertNumQueries) when it keeps one.
+        logged = (
+            cursor.debug_sql(statement.copy, values, many=True)
+            if connection.queries_logged
+            else nullcontext()
+        )
+        with logged, connection.wrap_database_errors, cursor.cursor.copy(statement.copy) as copy:
+            for row in values:
+                copy.write_row(row)
 
 
 def _value(row: dict[str, Any], name: str, field: Any) -> Any:
@@ -170,20 +188,39 @@ def _value(row: dict[str, Any], name: str, field: Any) -> Any:
     return value.pk if field.is_relation and value is not None else value  # the user: its key
 
 
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    fields: list[tuple[str, Any]]  # the DecisionLog fields a row holds, by the row's key
+    insert: str
+    copy: str | None  # on PostgreSQL with psycopg 3
+
+
 @functools.lru_cache(maxsize=8)
-def _statement(alias: str) -> tuple[list[tuple[str, Any]], str]:
-    """The ``DecisionLog`` fields a row holds (by the row's key) and the ``INSERT`` for ``alias``.
+def _statement(alias: str) -> _Statement:
+    """The ``DecisionLog`` fields a row holds and the statements that write them on ``alias``.
 
     Only the table's and columns' names, quoted by the database's own rules, go into the text.
     """
     from stepup.models import DecisionLog
 
-    quote = connections[alias].ops.quote_name
+    connection = connections[alias]
+    quote = connection.ops.quote_name
     fields: list[Any] = [f for f in DecisionLog._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(quote(f.column) for f in fields)
+    target = f"{quote(DecisionLog._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
     marks = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(DecisionLog._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
-    return [(f.name, f) for f in fields], sql
+    return _Statement(
+        [(f.name, f) for f in fields],
+        f"INSERT INTO {target} VALUES ({marks})",  # noqa: S608
+        f"COPY {target} FROM STDIN" if _copies(connection) else None,
+    )
+
+
+def _copies(connection: Any) -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
 
 
 def _add_groups(batch: list[_Waiting]) -> None:

@@ -59,7 +59,7 @@ def test_no_write_and_no_groups_query_while_the_request_waits(
     assert allowed_log.waiting() == 2 and not allowed_rows()
     with CaptureQueriesContext(connection) as queries:
         assert flush_decision_log() == 2
-    inserts = [q for q in queries.captured_queries if "INSERT INTO" in q["sql"]]  # "2 times: INSERT …"
+    inserts = [q for q in queries.captured_queries if "stepup_decisionlog" in q["sql"]]  # "2 times: INSERT …"
     groups = [q for q in queries.captured_queries if "auth_group" in q["sql"]]
     assert len(inserts) == 1 and len(groups) == 1  # one statement each, for the whole batch
     rows = allowed_rows()
@@ -142,12 +142,15 @@ def test_a_sampled_row_says_at_what_rate(
 def test_a_written_row_holds_what_the_orm_would_have_written(
     logged_in: Client, user: Any, transfers: None, stepup_verified: Any
 ) -> None:
-    """The batch's own INSERT against a save() of the same fields: every column alike, read back."""
+    """The batch's own statement (a COPY on PostgreSQL) against a save() of the same fields:
+    every column alike, read back, with what a COPY's text format must escape."""
     from django.forms.models import model_to_dict
 
+    assert (allowed_log._statement(connection.alias).copy is not None) == (connection.vendor == "postgresql")
+    agent = 'ü\t\\N \\. "x",y\r\n\\'  # tab, \N (COPY's NULL), \., quotes, comma, newline, backslash
     with stepup_verified(logged_in, user, factor="static"):
         response = logged_in.post(
-            "/transfer/", {"amount": "12.50"}, REMOTE_ADDR="2001:db8::7", HTTP_USER_AGENT="ü"
+            "/transfer/", {"amount": "12.50"}, REMOTE_ADDR="2001:db8::7", HTTP_USER_AGENT=agent
         )
         assert response.status_code == 200
     (waiting,) = allowed_log._buffer.rows
@@ -162,6 +165,7 @@ def test_a_written_row_holds_what_the_orm_would_have_written(
         written.facts["verified"]
         and written.attrs["amount"] == "12.50"
         and written.client_ip == "2001:db8::7"
+        and written.user_agent == agent
     )
 
 
@@ -175,6 +179,13 @@ def test_a_database_error_loses_the_batch_loudly_and_breaks_nothing(
         raise DatabaseError("disk full")
 
     monkeypatch.setattr(CursorWrapper, "executemany", broken)
+    if allowed_log._statement(connection.alias).copy is not None:  # PostgreSQL: psycopg's own error
+        import psycopg
+
+        def broken_copy(*args: Any, **kwargs: Any) -> None:
+            raise psycopg.errors.DiskFull("disk full")
+
+        monkeypatch.setattr(psycopg.Cursor, "copy", broken_copy)
     with caplog.at_level(logging.ERROR, logger="stepup"):
         assert flush_decision_log() == 0
     assert "could not store 1 stepup allowed-decision rows" in caplog.text
