@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import logging
 import os
 import random
@@ -54,17 +55,20 @@ from typing import Any
 
 from django.core.signals import request_finished
 from django.db import DatabaseError, connections, router, transaction
+from django.db.models import JSONField
 
 from stepup.conf import conf
 
 logger = logging.getLogger("stepup")
 
 
-@dataclass(slots=True)
-class _Waiting:
-    row: dict[str, Any]  # the DecisionLog's fields: the model instance is made as the batch is written
-    alias: str
-    groups_of: Any  # the user whose group names the row's roles still lack, or None
+_Waiting = tuple[str, Any, tuple[str, ...], tuple[Any, ...]]
+"""A buffered row: (database alias, the key of the user whose group names the roles still
+lack or ``None``, the roles, every other column in :func:`_columns` order with JSON already
+encoded). Only plain values in a plain tuple (strings, numbers, ``None``, a datetime): the
+garbage collector stops tracking such a tuple, so rows waiting for their batch add nothing
+to its full collections. (Waiting as dicts holding the request's user, they tripled a
+gunicorn worker's time in the collector.)"""
 
 
 class _Buffer:
@@ -111,7 +115,20 @@ def add(row: dict[str, Any], *, groups_of: Any = None) -> None:
     ``groups_of``: the user whose group names it still needs."""
     from stepup.models import DecisionLog
 
-    _buffer.add(_Waiting(row, router.db_for_write(DecisionLog), groups_of))
+    values = tuple(_plain(row, name, field) for name, field in _columns())
+    roles = tuple(row.get("roles") or ())
+    keyed = None if groups_of is None else groups_of.pk
+    _buffer.add((router.db_for_write(DecisionLog), keyed, roles, values))
+
+
+def _plain(row: dict[str, Any], name: str, field: Any) -> Any:
+    """The row's value for ``field`` as it waits: the user as its key, JSON as its text."""
+    value = row[name] if name in row else field.get_default()
+    if field.is_relation:
+        return None if value is None else value.pk
+    if isinstance(field, JSONField):
+        return json.dumps(value, cls=field.encoder)  # what the field itself writes
+    return value
 
 
 def waiting() -> int:
@@ -120,12 +137,12 @@ def waiting() -> int:
 
 
 def flush() -> int:
-    """Write every buffered allowed row now, in one ``INSERT`` per database; return how many were written."""
+    """Write every buffered allowed row now, in one statement per database; return how many were written."""
     rows = _buffer.take()
     written = 0
     by_alias: dict[str, list[_Waiting]] = defaultdict(list)
     for item in rows:
-        by_alias[item.alias].append(item)
+        by_alias[item[0]].append(item)
     for alias, batch in by_alias.items():
         written += _write(alias, batch)
     return written
@@ -138,32 +155,39 @@ def discard() -> int:
 
 def _write(alias: str, batch: list[_Waiting]) -> int:
     try:
-        _add_groups(batch)
+        roles = _roles(batch)
         # One transaction for the batch (a savepoint inside the caller's: a failure can't break it).
         with transaction.atomic(using=alias):
-            _insert(alias, [item.row for item in batch])
+            _insert(alias, [(json.dumps(r), item[3]) for r, item in zip(roles, batch, strict=True)])
     except DatabaseError:
         logger.exception("could not store %d stepup allowed-decision rows", len(batch))
         return 0
     return len(batch)
 
 
-def _insert(alias: str, rows: list[dict[str, Any]]) -> None:
-    """Write the rows as one statement: what ``bulk_create`` writes, without a model instance
-    per row or the ORM compiling the statement per batch (most of a batch's cost).
+def _insert(alias: str, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Write the rows (roles as JSON text, the other values) as one statement: what
+    ``bulk_create`` writes, without a model instance per row or the ORM compiling the
+    statement per batch (most of a batch's cost).
 
     On PostgreSQL with psycopg 3 that is a ``COPY … FROM STDIN`` (about half
     the client's and a third of the server's work of an ``INSERT`` per row,
     which psycopg's client-side binding renders one by one); elsewhere one
-    ``executemany``. Each value goes through its field's ``get_db_prep_save``,
-    as the ORM does (the user as its key); a field a row leaves out gets the
-    field's default.
+    ``executemany``. Each value but JSON text goes through its field's
+    ``get_db_prep_save``, as the ORM does.
     """
     connection = connections[alias]
     statement = _statement(alias)
+    prepared = [(field, not isinstance(field, JSONField)) for _, field in _columns()]
     values = [
-        [field.get_db_prep_save(_value(row, name, field), connection) for name, field in statement.fields]
-        for row in rows
+        [
+            roles,
+            *(
+                field.get_db_prep_save(value, connection) if prep else value
+                for (field, prep), value in zip(prepared, plain, strict=True)
+            ),
+        ]
+        for roles, plain in rows
     ]
     with connection.cursor() as cursor:
         if statement.copy is None:
@@ -181,23 +205,24 @@ def _insert(alias: str, rows: list[dict[str, Any]]) -> None:
                 copy.write_row(row)
 
 
-def _value(row: dict[str, Any], name: str, field: Any) -> Any:
-    if name not in row:
-        return field.get_default()
-    value = row[name]
-    return value.pk if field.is_relation and value is not None else value  # the user: its key
+@functools.cache
+def _columns() -> list[tuple[str, Any]]:
+    """The ``DecisionLog`` fields a waiting row holds, by the row's key: every column but the
+    key and ``roles`` (which waits apart, for its group names)."""
+    from stepup.models import DecisionLog
+
+    return [(f.name, f) for f in DecisionLog._meta.concrete_fields if not f.primary_key and f.name != "roles"]
 
 
 @dataclass(frozen=True, slots=True)
 class _Statement:
-    fields: list[tuple[str, Any]]  # the DecisionLog fields a row holds, by the row's key
     insert: str
     copy: str | None  # on PostgreSQL with psycopg 3
 
 
 @functools.lru_cache(maxsize=8)
 def _statement(alias: str) -> _Statement:
-    """The ``DecisionLog`` fields a row holds and the statements that write them on ``alias``.
+    """The statements that write a row (``roles``, then :func:`_columns`) on ``alias``.
 
     Only the table's and columns' names, quoted by the database's own rules, go into the text.
     """
@@ -205,11 +230,10 @@ def _statement(alias: str) -> _Statement:
 
     connection = connections[alias]
     quote = connection.ops.quote_name
-    fields: list[Any] = [f for f in DecisionLog._meta.concrete_fields if not f.primary_key]
-    target = f"{quote(DecisionLog._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-    marks = ", ".join(["%s"] * len(fields))
+    columns = [DecisionLog._meta.get_field("roles"), *(field for _, field in _columns())]
+    target = f"{quote(DecisionLog._meta.db_table)} ({', '.join(quote(f.column) for f in columns)})"
+    marks = ", ".join(["%s"] * len(columns))
     return _Statement(
-        [(f.name, f) for f in fields],
         f"INSERT INTO {target} VALUES ({marks})",  # noqa: S608
         f"COPY {target} FROM STDIN" if _copies(connection) else None,
     )
@@ -223,39 +247,35 @@ def _copies(connection: Any) -> bool:
     return bool(is_psycopg3)
 
 
-def _add_groups(batch: list[_Waiting]) -> None:
-    users = {item.groups_of.pk: item.groups_of for item in batch if item.groups_of is not None}
-    if not users:
-        return
-    names = group_names(list(users.values()))
-    for item in batch:
-        if item.groups_of is not None:
-            item.row["roles"] = sorted({*item.row["roles"], *names.get(item.groups_of.pk, ())})
+def _roles(batch: list[_Waiting]) -> list[list[str]]:
+    """Each row's roles, with the group names of the users that still lack them (one query)."""
+    wanted = {groups_of for _, groups_of, _, _ in batch if groups_of is not None}
+    names = group_names(wanted) if wanted else {}
+    return [sorted({*roles, *names.get(groups_of, ())}) for _, groups_of, roles, _ in batch]
 
 
-def group_names(users: list[Any]) -> dict[Any, set[str]]:
-    """The group names of each user, by primary key: one query per user model with a ``groups`` relation."""
+def group_names(keys: set[Any]) -> dict[Any, set[str]]:
+    """The group names of each user (of ``AUTH_USER_MODEL``) by primary key: one query."""
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
     found: dict[Any, set[str]] = defaultdict(set)
-    by_model: dict[type, list[Any]] = defaultdict(list)
-    for user in users:
-        by_model[user.__class__].append(user)
-    for model, members in by_model.items():
-        field = _groups_field(model)
-        if field is None:  # a custom user model with groups of its own making: ask each user
-            for user in members:
-                groups = getattr(user, "groups", None)
-                if groups is not None:
-                    found[user.pk].update(groups.values_list("name", flat=True))
-            continue
-        through = field.remote_field.through
-        source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
-        pairs = (
-            through._default_manager.using(router.db_for_read(through))
-            .filter(**{f"{source}__in": [user.pk for user in members]})
-            .values_list(source, f"{target}__name")
-        )
-        for pk, name in pairs:
-            found[pk].add(name)
+    field = _groups_field(model)
+    if field is None:  # a custom user model with groups of its own making: ask each user
+        for user in model._default_manager.using(router.db_for_read(model)).filter(pk__in=keys):
+            groups = getattr(user, "groups", None)
+            if groups is not None:
+                found[user.pk].update(groups.values_list("name", flat=True))
+        return found
+    through = field.remote_field.through
+    source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
+    pairs = (
+        through._default_manager.using(router.db_for_read(through))
+        .filter(**{f"{source}__in": keys})
+        .values_list(source, f"{target}__name")
+    )
+    for pk, name in pairs:
+        found[pk].add(name)
     return found
 
 
