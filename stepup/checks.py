@@ -100,11 +100,39 @@ def _check_allauth(raw: dict[str, Any]) -> list[CheckMessage]:
     return allauth_mfa.configuration_problems()
 
 
+def _check_notices(kind: object) -> list[CheckMessage]:
+    """What carries change notices: ``STEPUP["NOTICES"]`` (docs/operations.md)."""
+    from stepup.notices import NOTICES_CHOICES, database_notices_problem
+    from stepup.store import store_alias
+
+    if kind not in NOTICES_CHOICES:
+        return [
+            Error(
+                f'STEPUP[\'NOTICES\'] is {kind!r}; it must be "cache" or "database".',
+                hint='"cache" sends change notices through STEPUP["CACHE"]; "database" through '
+                "PostgreSQL's LISTEN/NOTIFY.",
+                id="stepup.E015",
+            )
+        ]
+    problem = database_notices_problem(store_alias()) if kind == "database" else None
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"STEPUP['NOTICES'] is \"database\", but {problem}.",
+            hint="Use PostgreSQL through psycopg 3 for the database stepup writes policies to, or set "
+            'STEPUP["NOTICES"] = "cache".',
+            id="stepup.E016",
+        )
+    ]
+
+
 def _check_reload(raw: dict[str, Any]) -> list[CheckMessage]:
     """The cache and intervals that carry policy changes between processes (docs/operations.md)."""
-    errors: list[CheckMessage] = []
+    kind = raw.get("NOTICES", DEFAULTS["NOTICES"])
+    errors = _check_notices(kind)
     alias = raw.get("CACHE", DEFAULTS["CACHE"])
-    if alias and alias not in getattr(settings, "CACHES", {"default": {}}):
+    if kind == "cache" and alias and alias not in getattr(settings, "CACHES", {"default": {}}):
         errors.append(
             Warning(
                 _(

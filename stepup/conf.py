@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXIES": [],
     "RELOAD_INTERVAL": 1.0,
     "CACHE": "default",
+    "NOTICES": "cache",
     "RESYNC_INTERVAL": 30.0,
     "GRANT_CACHE": True,
     "ONE_SHOT_TTL": 300,
@@ -69,6 +70,11 @@ class StepUpSettings:
         """The cache alias that carries policy-change notices between processes (``None``: none)."""
         value = self._get("CACHE")
         return str(value) if value else None
+
+    @property
+    def NOTICES(self) -> str:
+        """What carries change notices: ``"cache"`` (``CACHE``) or ``"database"`` (LISTEN/NOTIFY)."""
+        return str(self._get("NOTICES"))
 
     @property
     def GRANT_CACHE(self) -> bool:

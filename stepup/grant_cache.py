@@ -5,13 +5,14 @@ request (:func:`stepup.grants.valid_grants`); on PostgreSQL it is about a
 tenth of such a request. So a process keeps what it read, for one subject,
 user and password digest, under these rules:
 
-- **only with Redis notices** (``STEPUP["CACHE"]`` a ``RedisCache``, its
-  subscription live: :class:`stepup.notices.RedisNotices`). Every change that
+- **only with notices on a subscription** (``STEPUP["CACHE"]`` a
+  ``RedisCache``, or ``STEPUP["NOTICES"] = "database"`` on PostgreSQL), that
+  subscription live (:class:`stepup.notices.SubscribedNotices`). Every change that
   can void a grant (a logout, a login, a verification moving the grants to a
   new subject, a removed device's ``revoke_all``, a used or given-back
   single-request grant) calls :func:`changed`: this process forgets
   everything at once, and once the change commits every other process is
-  told by a Redis message and forgets everything on its next request, as
+  told by a message and forgets everything on its next request, as
   with a policy change (:mod:`stepup.notices`). With any other cache, or
   while the subscription is down, nothing is kept and every protected
   request asks the database, as before;
@@ -42,14 +43,14 @@ from django.dispatch import receiver
 
 from stepup import store
 from stepup.conf import conf
-from stepup.notices import RedisNotices
+from stepup.notices import SubscribedNotices
 
 logger = logging.getLogger("stepup")
 
 MAX_ENTRIES = 10_000
 """Subjects kept per process; the oldest entry goes first."""
 
-Generation = tuple[RedisNotices, int, int]
+Generation = tuple[SubscribedNotices, int, int]
 """What an entry was read under: the subscription, its grants counter, this process's count of changes."""
 
 _entries: dict[tuple[Any, ...], tuple[Generation, float, tuple[Any, ...]]] = {}
@@ -67,7 +68,7 @@ def generation() -> Generation | None:
     if not conf.GRANT_CACHE:
         return None
     channel = store.change_notices()
-    if not isinstance(channel, RedisNotices):
+    if not isinstance(channel, SubscribedNotices):
         return None
     try:
         count = channel.read_grants()
@@ -124,7 +125,7 @@ def changed() -> None:
 def _committed() -> None:
     _forget()  # a request of this process may have read the old rows before the commit
     channel = store.change_notices()
-    if not isinstance(channel, RedisNotices):
+    if not isinstance(channel, SubscribedNotices):
         return
     try:
         channel.write_grants()

@@ -1,30 +1,36 @@
-"""Change notices: how one process tells the others that policies changed.
+"""Change notices: how one process tells the others that policies (or grants) changed.
 
-:mod:`stepup.store` asks :func:`notices_for` for the notices of the shared
-cache (``STEPUP["CACHE"]``) and compares what :meth:`read` returns on every
+:mod:`stepup.store` asks :func:`notices_from_settings` for the notices
+``STEPUP["NOTICES"]`` chooses and compares what :meth:`read` returns on every
 request with what it saw when it last read the policy version from the
 database; a difference makes it read the version again at once.
 
-- **Redis** (Django's ``RedisCache``): :class:`RedisNotices`. The process that
-  committed a change ``PUBLISH``-es on a channel; every process holds one
-  subscription to it. A request only asks the kernel whether the
-  subscription's socket has data (one ``poll`` system call, no round trip to
-  Redis) and reads it when it has, so a change is seen on the first request
-  that starts after its notice arrived. Once per ``RELOAD_INTERVAL`` a
-  request also sends a ``PING``, so a Redis that went silent is noticed too.
-  While there is no subscription, :meth:`RedisNotices.read` raises, the store
-  polls the database, and a short-lived thread tries to subscribe again.
+- **Redis** (``STEPUP["CACHE"]`` a Django ``RedisCache``): :class:`RedisNotices`.
+  The process that committed a change ``PUBLISH``-es on a channel; every
+  process holds one subscription to it.
+- **PostgreSQL** (``STEPUP["NOTICES"] = "database"``): :class:`PostgresNotices`.
+  The process that committed a change sends a ``NOTIFY``; every process holds
+  one connection that has run ``LISTEN``.
+- For both (:class:`SubscribedNotices`), a request only asks the kernel
+  whether the subscription's socket has data (one ``poll`` system call, no
+  round trip) and reads it when it has, so a change is seen on the first
+  request that starts after its notice arrived. Once per ``RELOAD_INTERVAL``
+  a request also sends a ping, so a server that went silent is noticed too.
+  While there is no subscription, :meth:`~SubscribedNotices.read` raises, the
+  store polls the database, and a short-lived thread tries to subscribe again.
 - **Any other shared cache** (Memcached, database, file): :class:`CacheNotices`,
   a random token under :data:`NOTICE_KEY`, rewritten after each change and
   read with one cache ``GET`` per request.
 
 The local-memory and dummy backends are not shared between processes: with
-them there are no notices and the store polls the database.
+them (and ``NOTICES = "cache"``) there are no notices and the store polls the
+database.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import secrets
@@ -45,6 +51,12 @@ from stepup.exceptions import NoticesUnavailable
 NOTICE_KEY = "stepup:policy-set:notice"
 """The cache key (or, with Redis, the channel, prefixed like a key) that carries change notices."""
 
+PG_CHANNEL = "stepup_notices"
+"""The PostgreSQL channel (``LISTEN``/``NOTIFY``) that carries change notices."""
+
+NOTICES_CHOICES = ("cache", "database")
+"""The values of ``STEPUP["NOTICES"]``."""
+
 GRANTS_PREFIX = b"grants:"
 """The start of a Redis message saying that grants were voided (:mod:`stepup.grant_cache`), not policies."""
 
@@ -57,6 +69,7 @@ MIN_PING_INTERVAL = 0.25
 
 class Notices(Protocol):
     alias: str
+    label: str  # what a log message calls it: "the cache 'default'"
 
     def read(self) -> object:
         """A value that changes whenever a notice arrives (``None``: the cache holds none)."""
@@ -90,8 +103,23 @@ def shared_cache(alias: str | None) -> BaseCache | None:
     return cache
 
 
-_subscriptions: dict[tuple[str, str, str, float], RedisNotices] = {}
+_subscriptions: dict[tuple[str, str, str, float], SubscribedNotices] = {}
 _subscriptions_lock = threading.Lock()
+
+
+def notices_from_settings(kind: str, cache: str | None, database: str, *, interval: float) -> Notices | None:
+    """The notices ``STEPUP["NOTICES"]`` (``kind``) chooses, or ``None``: the store polls the database.
+
+    ``"cache"``: those of the cache ``cache`` (:func:`notices_for`);
+    ``"database"``: PostgreSQL's ``LISTEN``/``NOTIFY`` on ``database``
+    (:func:`database_notices`). Anything else (system check ``stepup.E015``)
+    means none.
+    """
+    if kind == "cache":
+        return notices_for(cache, interval=interval)
+    if kind == "database":
+        return database_notices(database, interval=interval)
+    return None
 
 
 def notices_for(alias: str | None, *, interval: float) -> Notices | None:
@@ -107,11 +135,44 @@ def notices_for(alias: str | None, *, interval: float) -> Notices | None:
     if server is None:
         return CacheNotices(alias)
     url, options = server
-    key = (alias, url, cache.make_key(NOTICE_KEY), interval)
+    channel = cache.make_key(NOTICE_KEY)
+    return _subscription(
+        ("redis", alias, url + "\0" + channel, interval),
+        lambda: RedisNotices(alias, url, options, channel, interval=interval),
+    )
+
+
+def database_notices(alias: str, *, interval: float) -> SubscribedNotices | None:
+    """The ``LISTEN``/``NOTIFY`` notices of database ``alias``; ``None`` unless PostgreSQL on psycopg 3.
+
+    One :class:`PostgresNotices` (one listening connection) per process and database.
+    """
+    problem = database_notices_problem(alias)
+    if problem is not None:
+        return None  # reported by the stepup.E016 system check
+    return _subscription(("database", alias, "", interval), lambda: PostgresNotices(alias, interval=interval))
+
+
+def database_notices_problem(alias: str) -> str | None:
+    """Why database ``alias`` can't carry notices, or ``None`` when it can."""
+    from django.db import connections
+
+    try:
+        connection = connections[alias]
+    except Exception:
+        return f"there is no database {alias!r} in DATABASES"
+    if connection.vendor != "postgresql":
+        return f"the database {alias!r} is {connection.vendor}, not PostgreSQL"
+    if getattr(getattr(connection, "Database", None), "__name__", "") != "psycopg":
+        return f"the database {alias!r} is reached through psycopg2; LISTEN/NOTIFY notices need psycopg 3"
+    return None
+
+
+def _subscription(key: tuple[str, str, str, float], make: Any) -> SubscribedNotices:
     with _subscriptions_lock:
         notices = _subscriptions.get(key)
         if notices is None:
-            notices = _subscriptions[key] = RedisNotices(alias, url, options, key[2], interval=interval)
+            notices = _subscriptions[key] = make()
     return notices
 
 
@@ -146,6 +207,7 @@ class CacheNotices:
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
+        self.label = f"the cache {alias!r}"
 
     def read(self) -> object:
         return caches[self.alias].get(NOTICE_KEY)  # caches[] gives each thread its own client
@@ -161,8 +223,8 @@ class CacheNotices:
         pass
 
 
-class RedisNotices:
-    """Notices as Redis pub/sub messages, seen by this process through one subscription.
+class SubscribedNotices:
+    """Notices as messages on a subscription this process holds (Redis pub/sub, PostgreSQL ``LISTEN``).
 
     :meth:`read` returns a counter that goes up with every policy message and
     every (re)subscription (notices may have been missed while unsubscribed, so
@@ -175,25 +237,27 @@ class RedisNotices:
     leave it only under ``_lock``, and the counter goes up before the lock is
     released, so a request that finds the socket empty and the lock free has
     seen every notice that reached this process before it looked. Once per
-    ``interval`` a request sends a ``PING``; a ``PONG`` still missing one
-    interval later means Redis is silent (a partition, a frozen server) and
-    the subscription is dropped. Re-subscribing happens in a short-lived
-    thread, never in a request, so an unreachable Redis never slows one down.
+    ``interval`` a request sends a ping without waiting for its answer; an
+    answer still missing one interval later means the server is silent (a
+    partition, a frozen server) and the subscription is dropped. Subscribing
+    again happens in a short-lived thread, never in a request, so an
+    unreachable server never slows one down.
+
+    A subclass says how to subscribe, read, ping and close (the hooks at the
+    end) and how to send a notice.
     """
 
-    def __init__(self, alias: str, url: str, options: dict[str, Any], channel: str, *, interval: float):
-        import redis
+    server = "the server"
+    """What the errors call the server that carries the messages."""
 
+    ping_name = "ping"
+    """What the errors call a ping."""
+
+    def __init__(self, alias: str, label: str, *, interval: float, timeout: float) -> None:
         self.alias = alias
-        self.channel = channel
+        self.label = label
         self.interval = max(interval, MIN_PING_INTERVAL)
-        self._timeout = float(options.get("socket_timeout") or SOCKET_TIMEOUT)
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=self._timeout,
-            socket_connect_timeout=options.get("socket_connect_timeout") or self._timeout,
-            **({"db": options["db"]} if "db" in options else {}),
-        )
+        self._timeout = timeout
         self._closed = False
         self._grants = 0
         self._reset()
@@ -202,14 +266,14 @@ class RedisNotices:
     def _reset(self) -> None:
         """Nothing subscribed (at start, and in a child process after ``fork``)."""
         self._lock = threading.Lock()
-        self._pubsub: Any = None
+        self._connection: Any = None  # the subscription, None while unsubscribed
         self._poll: Any = None  # a poll object on the subscription's socket, None while unsubscribed
         self._fd = -1
         self._tls = False
         self._count = 0
         self._grants += 1  # never back to a value an entry of stepup.grant_cache was made under
         self._error: str | None = "not subscribed yet"
-        self._ping_at = float("inf")  # when the next PING (or the check of the last one's PONG) is due
+        self._ping_at = float("inf")  # when the next ping (or the check of the last one's answer) is due
         self._awaiting_pong = False
         self._started = False
         self._retry_lock = threading.Lock()
@@ -257,13 +321,14 @@ class RedisNotices:
         raise NoticesUnavailable(self._error or "not subscribed")
 
     def write(self, *, only_if_missing: bool = False) -> None:
+        """Tell every process that policies changed (after the change committed)."""
         if only_if_missing:
             return  # a message can't be missing: the subscribers count (re)subscriptions themselves
-        self._client.publish(self.channel, secrets.randbits(62) + 1)
+        self._send(str(secrets.randbits(62) + 1).encode())
 
     def write_grants(self) -> None:
         """Tell every process that grants were voided (after the change committed)."""
-        self._client.publish(self.channel, GRANTS_PREFIX + str(secrets.randbits(62)).encode())
+        self._send(GRANTS_PREFIX + str(secrets.randbits(62)).encode())
 
     def close(self) -> None:
         self._closed = True
@@ -276,25 +341,11 @@ class RedisNotices:
         if self._closed:
             return
         try:
-            pubsub = self._client.pubsub()
-            pubsub.subscribe(self.channel)
-            deadline = monotonic() + self._timeout
-            while True:
-                message = pubsub.get_message(timeout=max(deadline - monotonic(), 0.0))
-                if message is not None and message["type"] == "subscribe":
-                    break
-                if monotonic() >= deadline:
-                    raise NoticesUnavailable("Redis did not confirm the subscription in time")
+            connection, fd, tls = self._subscribe()
         except Exception as exc:
             self._error = brief(exc)
             return
-        connection = pubsub.connection  # typed Optional since redis 8; set once subscribed
-        sock = getattr(connection, "_sock", None)
-        if sock is None:
-            pubsub.close()
-            self._error = "Redis gave the subscription no socket"
-            return
-        self._pubsub, self._fd, self._tls = pubsub, sock.fileno(), isinstance(sock, ssl.SSLSocket)
+        self._connection, self._fd, self._tls = connection, fd, tls
         self._count += 1  # notices may have been missed while unsubscribed
         self._grants += 1
         self._error = None
@@ -303,36 +354,29 @@ class RedisNotices:
         poll.register(self._fd, select.POLLIN)
         self._poll = poll  # last: read() takes a poll object as "subscribed"
 
+    def _received(self, data: object) -> None:
+        """Count one message (the subclass's :meth:`_drain` calls it for each)."""
+        if isinstance(data, bytes) and data.startswith(GRANTS_PREFIX):
+            self._grants += 1
+        else:
+            self._count += 1
+
     def _drain_or_fail(self) -> None:
-        if self._pubsub is None:
+        if self._connection is None:
             return
-        connection = self._pubsub.connection
         try:
-            # A reply can arrive in pieces (split across TCP segments): once part of one is
-            # here, wait for the rest. Reading with a timeout of 0 would take that for a dead Redis.
-            while connection.can_read(timeout=0):
-                message = self._pubsub.get_message(timeout=self._timeout)
-                if message is None:
-                    break
-                if message["type"] == "message":
-                    data = message["data"]  # bytes: the client doesn't decode responses
-                    if isinstance(data, bytes) and data.startswith(GRANTS_PREFIX):
-                        self._grants += 1
-                    else:
-                        self._count += 1
-                elif message["type"] == "pong":
-                    self._awaiting_pong = False
+            self._drain(self._connection)
         except Exception as exc:
             self._unsubscribe(brief(exc))
 
     def _ping_or_fail(self) -> None:
-        if self._pubsub is None or monotonic() < self._ping_at:
+        if self._connection is None or monotonic() < self._ping_at:
             return
         if self._awaiting_pong:
-            self._unsubscribe(f"Redis did not answer a PING within {self.interval:g}s")
+            self._unsubscribe(f"{self.server} did not answer a {self.ping_name} within {self.interval:g}s")
             return
         try:
-            self._pubsub.ping()
+            self._ping(self._connection)
         except Exception as exc:
             self._unsubscribe(brief(exc))
             return
@@ -340,12 +384,12 @@ class RedisNotices:
 
     def _unsubscribe(self, error: str) -> None:
         self._poll = None  # first: read() stops trusting the socket
-        pubsub, self._pubsub, self._fd, self._error = self._pubsub, None, -1, error
-        if pubsub is not None:
+        connection, self._connection, self._fd, self._error = self._connection, None, -1, error
+        if connection is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
-                pubsub.close()
+                self._disconnect(connection)
 
-    # -- re-subscribing --
+    # -- subscribing again --
 
     def _retry_in_background(self) -> None:
         """At most one attempt per ``interval``, each in a thread of its own that ends with it."""
@@ -367,12 +411,172 @@ class RedisNotices:
 
     def _retry(self) -> None:
         with self._lock:
-            if self._pubsub is None:
+            if self._connection is None:
                 self._subscribe_or_fail()
+
+    # -- what a subclass provides --
+
+    def _subscribe(self) -> tuple[Any, int, bool]:
+        """Subscribe within ``_timeout``: the connection, its socket's descriptor, whether it is TLS."""
+        raise NotImplementedError
+
+    def _drain(self, connection: Any) -> None:
+        """Read what arrived: :meth:`_received` each message; an answered ping sets ``_awaiting_pong`` False.
+
+        Raises when the connection is lost.
+        """
+        raise NotImplementedError
+
+    def _ping(self, connection: Any) -> None:
+        """Send a ping, without waiting for its answer."""
+        raise NotImplementedError
+
+    def _disconnect(self, connection: Any) -> None:
+        raise NotImplementedError
+
+    def _send(self, payload: bytes) -> None:
+        """Send ``payload`` to every subscriber."""
+        raise NotImplementedError
+
+
+class RedisNotices(SubscribedNotices):
+    """Notices as Redis pub/sub messages on ``channel`` (:class:`SubscribedNotices`), pinged by ``PING``."""
+
+    server = "Redis"
+    ping_name = "PING"
+
+    def __init__(self, alias: str, url: str, options: dict[str, Any], channel: str, *, interval: float):
+        import redis
+
+        timeout = float(options.get("socket_timeout") or SOCKET_TIMEOUT)
+        self.channel = channel
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=options.get("socket_connect_timeout") or timeout,
+            **({"db": options["db"]} if "db" in options else {}),
+        )
+        super().__init__(alias, f"the cache {alias!r}", interval=interval, timeout=timeout)
+
+    def _subscribe(self) -> tuple[Any, int, bool]:
+        pubsub = self._client.pubsub()
+        try:
+            pubsub.subscribe(self.channel)
+            deadline = monotonic() + self._timeout
+            while True:
+                message = pubsub.get_message(timeout=max(deadline - monotonic(), 0.0))
+                if message is not None and message["type"] == "subscribe":
+                    break
+                if monotonic() >= deadline:
+                    raise NoticesUnavailable("Redis did not confirm the subscription in time")
+            connection = pubsub.connection  # typed Optional since redis 8; set once subscribed
+            sock = getattr(connection, "_sock", None)
+            if sock is None:
+                raise NoticesUnavailable("Redis gave the subscription no socket")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+            raise
+        return pubsub, sock.fileno(), isinstance(sock, ssl.SSLSocket)
+
+    def _drain(self, pubsub: Any) -> None:
+        connection = pubsub.connection
+        # A reply can arrive in pieces (split across TCP segments): once part of one is
+        # here, wait for the rest. Reading with a timeout of 0 would take that for a dead Redis.
+        while connection.can_read(timeout=0):
+            message = pubsub.get_message(timeout=self._timeout)
+            if message is None:
+                break
+            if message["type"] == "message":
+                self._received(message["data"])  # bytes: the client doesn't decode responses
+            elif message["type"] == "pong":
+                self._awaiting_pong = False
+
+    def _ping(self, pubsub: Any) -> None:
+        pubsub.ping()
+
+    def _disconnect(self, pubsub: Any) -> None:
+        pubsub.close()
+
+    def _send(self, payload: bytes) -> None:
+        self._client.publish(self.channel, payload)
+
+
+class PostgresNotices(SubscribedNotices):
+    """Notices as PostgreSQL ``NOTIFY`` messages on :data:`PG_CHANNEL` (:class:`SubscribedNotices`).
+
+    The subscription is a connection of its own (psycopg 3, made from
+    ``DATABASES[alias]`` as Django makes its own), in autocommit, that has run
+    ``LISTEN``. It also listens on a channel no other process knows, and its
+    ping is a ``NOTIFY`` there: the answer proves that notifications still
+    reach this connection, not only that the server answers (behind a pooler
+    in transaction mode, which drops them, the subscription keeps failing and
+    the processes poll the database). A notice is sent with ``pg_notify()`` on
+    Django's connection to ``alias``: inside a transaction PostgreSQL delivers
+    it when that transaction commits, and never when it rolls back.
+    """
+
+    server = "PostgreSQL"
+    ping_name = "NOTIFY to itself"
+
+    def __init__(self, alias: str, *, interval: float) -> None:
+        self.channel = PG_CHANNEL
+        self._ping_channel = ""
+        label = f"the LISTEN/NOTIFY notices of the database {alias!r}"
+        super().__init__(alias, label, interval=interval, timeout=SOCKET_TIMEOUT)
+
+    def _subscribe(self) -> tuple[Any, int, bool]:
+        import psycopg
+        from django.db import connections
+
+        params = connections[self.alias].get_connection_params()
+        params.setdefault("connect_timeout", max(2, math.ceil(self._timeout)))  # libpq: whole seconds, >= 2
+        connection = psycopg.Connection.connect(**params, autocommit=True)
+        try:
+            ping_channel = f"stepup_ping_{os.getpid()}_{secrets.token_hex(6)}"
+            connection.execute(f'LISTEN "{self.channel}"')
+            connection.execute(f'LISTEN "{ping_channel}"')
+            pgconn = connection.pgconn
+            pgconn.nonblocking = 1  # a ping is sent without waiting
+        except BaseException:
+            connection.close()
+            raise
+        self._ping_channel = ping_channel
+        return connection, pgconn.socket, bool(pgconn.ssl_in_use)
+
+    def _drain(self, connection: Any) -> None:
+        from psycopg import OperationalError, pq
+
+        pgconn = connection.pgconn
+        pgconn.consume_input()  # raises when the server closed the connection
+        if pgconn.status != pq.ConnStatus.OK:
+            raise OperationalError("the connection to PostgreSQL is lost")
+        while not pgconn.is_busy() and pgconn.get_result() is not None:
+            pass  # the results of the pings' NOTIFY commands
+        ping_channel = self._ping_channel.encode()
+        while (notify := pgconn.notifies()) is not None:
+            if notify.relname == ping_channel:
+                self._awaiting_pong = False
+            else:
+                self._received(notify.extra)
+
+    def _ping(self, connection: Any) -> None:
+        pgconn = connection.pgconn
+        pgconn.send_query(f'NOTIFY "{self._ping_channel}"'.encode())
+        pgconn.flush()
+
+    def _disconnect(self, connection: Any) -> None:
+        connection.close()
+
+    def _send(self, payload: bytes) -> None:
+        from django.db import connections
+
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [self.channel, payload.decode()])
 
 
 _start_lock = threading.Lock()
-_live: weakref.WeakSet[RedisNotices] = weakref.WeakSet()
+_live: weakref.WeakSet[SubscribedNotices] = weakref.WeakSet()
 
 
 def _forget_subscriptions_in_child() -> None:
@@ -380,7 +584,12 @@ def _forget_subscriptions_in_child() -> None:
     global _start_lock, _subscriptions_lock
     _start_lock, _subscriptions_lock = threading.Lock(), threading.Lock()  # a parent thread may hold them
     for notices in list(_live):
+        if notices._connection is not None:
+            _inherited.append(notices._connection)  # never used nor closed here: it is the parent's
         notices._reset()
+
+
+_inherited: list[Any] = []
 
 
 if hasattr(os, "register_at_fork"):

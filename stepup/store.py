@@ -7,12 +7,14 @@ transaction (:mod:`stepup.sync`). A set is identified by the pair
 (:class:`SetState`): a flushed or restored database sets the version back,
 and later changes reach the same number with other policies.
 
-- **With a shared cache** (``STEPUP["CACHE"]``, default ``"default"``, when it
-  is Redis, Memcached or any backend other than the local-memory and dummy
-  ones): after a change commits, the committing process sends a notice
-  (:mod:`stepup.notices`: a Redis ``PUBLISH``, or a fresh token in the cache).
-  Every request checks for notices without a query (with Redis, without even
-  a round trip); a notice this process has not seen makes it read the
+- **With notices**: a shared cache (``STEPUP["CACHE"]``, default
+  ``"default"``, when it is Redis, Memcached or any backend other than the
+  local-memory and dummy ones), or PostgreSQL's ``LISTEN``/``NOTIFY``
+  (``STEPUP["NOTICES"] = "database"``). After a change commits, the
+  committing process sends a notice (:mod:`stepup.notices`: a Redis
+  ``PUBLISH``, a PostgreSQL ``NOTIFY``, or a fresh token in the cache).
+  Every request checks for notices without a query (with Redis and
+  PostgreSQL, without even a round trip); a notice this process has not seen makes it read the
   state from the database at once, so a committed change is enforced by
   every process from its next request on. The database is still asked every
   ``STEPUP["RESYNC_INTERVAL"]`` seconds, in case a notice was lost.
@@ -29,9 +31,9 @@ Fail closed, as OPA keeps its last bundle:
   with no good set at all, :class:`PolicyStoreUnavailable` is raised and
   :mod:`stepup.enforcement` challenges declared actions and refuses unsafe
   methods with 503;
-- the cache can't be read (with Redis: the subscription is lost, or Redis
-  leaves a ``PING`` unanswered): the process polls the database every
-  ``RELOAD_INTERVAL`` until the cache answers again;
+- the notices can't be read (a subscription is lost, or leaves a ping
+  unanswered): the process polls the database every ``RELOAD_INTERVAL``
+  until they answer again;
 - a stored row that no longer validates is replaced by a stricter stand-in
   (same targets, no conditions, ``max_age: 0`` or ``deny``) and never
   disables the other policies.
@@ -90,7 +92,9 @@ class _Config:
     def __init__(self) -> None:
         self.reload_interval = conf.RELOAD_INTERVAL
         self.resync_interval = conf.RESYNC_INTERVAL
-        self.notices = notices.notices_for(conf.CACHE, interval=self.reload_interval)
+        self.notices = notices.notices_from_settings(
+            conf.NOTICES, conf.CACHE, store_alias(), interval=self.reload_interval
+        )
 
 
 _current: _Config | None = None
@@ -114,7 +118,7 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
 
 
 def change_notices() -> notices.Notices | None:
-    """The notices this process reads (``STEPUP["CACHE"]``), or ``None`` when the cache isn't shared."""
+    """The notices this process reads (``STEPUP["NOTICES"]``), or ``None``: it polls the database."""
     return _config().notices
 
 
@@ -132,9 +136,9 @@ def announce_change(*, only_if_missing: bool = False) -> None:
         notices.write(only_if_missing=only_if_missing)
     except Exception as exc:
         logger.error(
-            "could not publish a policy change to the cache %r (%s); other processes "
+            "could not publish a policy change to %s (%s); other processes "
             "will notice it within STEPUP['RESYNC_INTERVAL'] (%ss)",
-            notices.alias,
+            notices.label,
             brief(exc),
             conf.RESYNC_INTERVAL,
         )
@@ -433,9 +437,9 @@ class _Store:
                 self._cache_retry_at = now + interval
                 self._cache_down = True
                 logger.error(
-                    "the cache %r is unreachable (%s); polling the database for policy "
+                    "%s is unreachable (%s); polling the database for policy "
                     "changes every %ss until it answers",
-                    channel.alias,
+                    channel.label,
                     brief(exc),
                     interval,
                 )
@@ -443,7 +447,7 @@ class _Store:
 
     def _cache_answers(self, channel: notices.Notices) -> None:
         self._cache_down = False
-        logger.warning("the cache %r answers again; policy changes are seen at once", channel.alias)
+        logger.warning("%s answers again; policy changes are seen at once", channel.label)
 
     def _refresh(self, config: _Config, notice: object, now: float) -> PolicySet:
         if now < self._db_retry_at:

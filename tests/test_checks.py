@@ -47,6 +47,9 @@ def test_default_settings_pass(settings):
         ({"STEPUP": {"SECRET_FIELDS": "pin"}}, "stepup.E012", "must be a list of field names"),
         ({"STEPUP": {"SECRET_FIELDS": ["pin", "--"]}}, "stepup.E012", "'--' is not a field name"),
         ({"STEPUP": {"SECRET_FIELDS": [None]}}, "stepup.E012", "None is not a field name"),
+        ({"STEPUP": {"NOTICES": "redis"}}, "stepup.E015", "it must be \"cache\" or \"database\""),
+        ({"STEPUP": {"NOTICES": "database"}}, "stepup.E016", "the database 'default' is sqlite, not PostgreSQL"),
+        ({"STEPUP": {"CACHE": "nowhere"}}, "stepup.W003", "'nowhere', which is not in CACHES"),
     ],
 )
 def test_misconfiguration_is_reported(settings, changes, check_id, words):
@@ -101,3 +104,25 @@ def test_the_models_and_their_migrations_agree() -> None:
         call_command("makemigrations", "stepup", "shop", check=True, dry_run=True, stdout=out)
     except SystemExit as exc:
         pytest.fail(f"makemigrations would write a migration ({exc.code}):\n{out.getvalue()}")
+
+
+def test_a_cache_alias_is_not_checked_when_the_database_carries_the_notices(settings, monkeypatch):
+    from stepup import notices
+
+    monkeypatch.setattr(notices, "database_notices_problem", lambda alias: None)  # as on PostgreSQL
+    output = check_ids({"STEPUP": {"NOTICES": "database", "CACHE": "nowhere"}}, settings)
+    assert "stepup." not in output
+
+
+def test_psycopg2_cannot_carry_database_notices(monkeypatch):
+    from types import SimpleNamespace
+
+    from django.db import connections
+
+    from stepup import notices
+
+    fake = SimpleNamespace(vendor="postgresql", Database=SimpleNamespace(__name__="psycopg2"))
+    monkeypatch.setitem(connections._connections.__dict__, "pg2", fake)  # type: ignore[attr-defined]
+    assert "psycopg2" in (notices.database_notices_problem("pg2") or "")
+    assert notices.database_notices("pg2", interval=1.0) is None  # the store polls the database
+    assert "no database 'missing'" in (notices.database_notices_problem("missing") or "")

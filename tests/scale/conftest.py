@@ -13,10 +13,11 @@ end; Redis keys live under a prefix of their own, deleted at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,28 +44,41 @@ def _missing() -> str | None:
     return None
 
 
+NOTICE_KINDS = ("redis", "database")
+"""What carries change notices between the processes of a scenario: Redis, or PostgreSQL's LISTEN/NOTIFY
+(``STEPUP["NOTICES"] = "database"``, with a local-memory cache and no Redis at all)."""
+
+across_notices = pytest.mark.parametrize("pair", NOTICE_KINDS, indirect=True)
+"""Run a test that uses ``pair`` once with each kind of notices."""
+
+
 @dataclass
 class ScaleEnv:
     database: FreshDatabase
     redis_url: str
     prefix: str
     logs: Path
-    _worker: Worker | None = None
+    notices: str = "redis"
+    """The notices of the processes started now (the ``pair`` fixture sets it for its test)."""
+    _workers: dict[str, Worker] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a process of the demo project against the test's services."""
+        by_redis = self.notices == "redis"
         base = {
             "DATABASE_URL": self.database.url,
-            "REDIS_URL": self.redis_url,
+            "REDIS_URL": self.redis_url if by_redis else "",
             "CACHE_KEY_PREFIX": self.prefix,
+            "SCALE_STEPUP_NOTICES": "cache" if by_redis else "database",
         }
         return process_env(base, **extra)
 
     def worker(self, command: str, args: dict[str, Any] | None = None) -> Any:
         """Run a :mod:`tests.scale.worker` command in the run's worker process (another process)."""
-        if self._worker is None:
-            self._worker = Worker(self.env(), self.logs / "worker.log")
-        return self._worker.call(command, args)
+        worker = self._workers.get(self.notices)
+        if worker is None:
+            worker = self._workers[self.notices] = Worker(self.env(), self.logs / f"worker-{self.notices}.log")
+        return worker.call(command, args)
 
     def server(self, name: str, **extra: str) -> Server:
         return Server(name, self.env(**extra), self.logs / f"{name}.log")
@@ -95,8 +109,8 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleEnv]:
         run_manage(env.env(), "stepup", "sync", "--reason", "tests/scale")
         yield env
     finally:
-        if env._worker is not None:
-            env._worker.close()
+        for worker in env._workers.values():
+            worker.close()
         database.drop()
         client = env.redis()
         keys = list(client.scan_iter(match=f"{env.prefix}:*"))
@@ -105,17 +119,38 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleEnv]:
 
 
 @pytest.fixture(scope="session")
-def pair(scale: ScaleEnv) -> Iterator[tuple[Server, Server]]:
-    """Two servers sharing the database and Redis, each a gunicorn process with 8 threads.
+def pairs(scale: ScaleEnv) -> Iterator[Callable[[], tuple[Server, Server]]]:
+    """``pairs()``: the pair of servers for ``scale.notices``, started the first time it is asked for."""
+    started: dict[str, tuple[Server, Server]] = {}
+    with contextlib.ExitStack() as stack:
 
-    Their database poll and resync are an hour apart, so that only the
-    notice through Redis can explain a change they pick up.
+        def pair_for_notices() -> tuple[Server, Server]:
+            kind = scale.notices
+            if kind not in started:
+                hour = "3600"
+                a = scale.server(f"a-{kind}", SCALE_RELOAD_INTERVAL=hour, SCALE_RESYNC_INTERVAL=hour)
+                b = scale.server(f"b-{kind}", SCALE_RELOAD_INTERVAL=hour, SCALE_RESYNC_INTERVAL=hour)
+                stack.enter_context(running(a, b))
+                started[kind] = (a, b)
+            return started[kind]
+
+        yield pair_for_notices
+
+
+@pytest.fixture
+def pair(request: pytest.FixtureRequest, scale: ScaleEnv, pairs) -> Iterator[tuple[Server, Server]]:
+    """Two servers sharing the database and the notices, each a gunicorn process with 8 threads.
+
+    Their database poll and resync are an hour apart, so that only a notice
+    can explain a change they pick up. The notices go through Redis, or with
+    :data:`across_notices` through each kind in turn; while the test runs,
+    ``scale.worker`` and ``scale.server`` use the same kind.
     """
-    hour = "3600"
-    a = scale.server("a", SCALE_RELOAD_INTERVAL=hour, SCALE_RESYNC_INTERVAL=hour)
-    b = scale.server("b", SCALE_RELOAD_INTERVAL=hour, SCALE_RESYNC_INTERVAL=hour)
-    with running(a, b):
-        yield a, b
+    scale.notices = getattr(request, "param", "redis")
+    try:
+        yield pairs()
+    finally:
+        scale.notices = "redis"
 
 
 def _delete_stale_keys(client: Any) -> None:

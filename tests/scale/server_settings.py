@@ -44,6 +44,7 @@ STEPUP = {
     "RESYNC_INTERVAL": float(os.environ.get("SCALE_RESYNC_INTERVAL", "30")),
     "USER_FAILURE_LIMIT": int(os.environ.get("SCALE_USER_FAILURE_LIMIT", "1000")),
     "CACHE": os.environ.get("SCALE_STEPUP_CACHE", "default") or None,
+    "NOTICES": os.environ.get("SCALE_STEPUP_NOTICES", "cache"),
     "GRANT_CACHE": os.environ.get("SCALE_GRANT_CACHE", "1") == "1",
 }
 

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.scale.conftest import across_notices
 from tests.scale.harness import Server, eventually, running
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -53,11 +54,12 @@ def allowed(server: Server, session: str) -> bool:
     return response.status == 200 and response.body == "ran action"
 
 
+@across_notices
 def test_a_kept_grant_costs_no_query_and_a_revocation_elsewhere_ends_it_on_the_next_request(
     scale, pair, needs_totp
 ):
     a, b = pair
-    session = verified_session(scale, "cache-revoke")
+    session = verified_session(scale, f"cache-revoke-{scale.notices}")
     for server in (a, b):
         for _ in range(8):  # each of the 8 threads may serve one, and the first of each reads
             assert allowed(server, session), server.name
@@ -67,19 +69,20 @@ def test_a_kept_grant_costs_no_query_and_a_revocation_elsewhere_ends_it_on_the_n
             assert allowed(server, session), server.name
     assert {server.name: grants_queries(server) for server in (a, b)} == before, "kept grants were read again"
 
-    scale.worker("revoke", {"username": "cache-revoke"})  # committed and announced when this returns
+    scale.worker("revoke", {"username": f"cache-revoke-{scale.notices}"})  # committed and announced when this returns
     for server in (b, a):
         assert not allowed(server, session), f"{server.name} still used a revoked grant"
         assert grants_queries(server) > before[server.name]
 
 
+@across_notices
 def test_a_verification_elsewhere_moves_the_grants_and_the_old_session_key_keeps_none(
     scale, pair, needs_totp
 ):
     a, b = pair
-    first = verified_session(scale, "cache-rotate")
+    first = verified_session(scale, f"cache-rotate-{scale.notices}")
     assert allowed(b, first)
-    second = scale.worker("grant", {"username": "cache-rotate", "session": first})["session"]
+    second = scale.worker("grant", {"username": f"cache-rotate-{scale.notices}", "session": first})["session"]
     assert second != first
     assert not allowed(b, first), "the old session key still carried the grant"
     assert allowed(b, second)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.scale.conftest import across_notices
 from tests.scale.harness import ROOT, Server, eventually, run_manage, running, totp_code
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -37,9 +38,10 @@ def warm(*servers: Server, path: str = GUARDED, session: str | None = None) -> N
             assert response.body.startswith("ran ")
 
 
+@across_notices
 def test_a_change_committed_elsewhere_is_enforced_by_every_server_on_its_next_request(scale, pair):
     a, b = pair
-    session = scale.worker("user", {"username": "hot-orm", "sessions": 1})["sessions"][0]
+    session = scale.worker("user", {"username": f"hot-orm-{scale.notices}", "sessions": 1})["sessions"][0]
     warm(a, b, session=session)
     versions = {a.stats()["version"], b.stats()["version"]}
     assert len(versions) == 1
@@ -57,9 +59,10 @@ def test_a_change_committed_elsewhere_is_enforced_by_every_server_on_its_next_re
         assert (response.status, response.body) == (200, "ran guarded"), server.name
 
 
+@across_notices
 def test_a_policy_added_in_the_admin_of_one_server_is_enforced_by_the_other(scale, pair):
     a, b = pair
-    admin = scale.worker("user", {"username": "scale-admin", "sessions": 1, "totp": True, "superuser": True})
+    admin = scale.worker("user", {"username": f"scale-admin-{scale.notices}", "sessions": 1, "totp": True, "superuser": True})
     warm(a, b)
     # The built-in policy: changing policies in the admin needs a recent second factor.
     verified = a.request(
@@ -103,6 +106,7 @@ def test_a_policy_added_in_the_admin_of_one_server_is_enforced_by_the_other(scal
     assert b.request("GET", GUARDED).status == 200
 
 
+@across_notices
 def test_a_sync_from_the_command_line_is_enforced_on_the_next_request(scale, pair, tmp_path: Path):
     a, b = pair
     warm(a, b)
@@ -124,6 +128,7 @@ def test_a_sync_from_the_command_line_is_enforced_on_the_next_request(scale, pai
         assert server.request("GET", GUARDED).status == 200, server.name
 
 
+@across_notices
 def test_requests_on_routes_no_policy_matches_run_no_sql(scale, pair):
     a, _ = pair
     warm(a, path="/probe/open/")

@@ -124,7 +124,7 @@ class Attempts:
         def recorded() -> None:
             started = time.monotonic()
             attempt()
-            self.calls.append((started, threading.current_thread().name, subscription._pubsub is not None))
+            self.calls.append((started, threading.current_thread().name, subscription._connection is not None))
 
         subscription._subscribe_or_fail = recorded  # type: ignore[method-assign]
 
@@ -151,7 +151,7 @@ def wait_readable(subscription: RedisNotices, timeout: float = 2.0) -> None:
 
 
 def local_port(subscription: RedisNotices) -> int:
-    return int(subscription._pubsub.connection._sock.getsockname()[1])
+    return int(subscription._connection.connection._sock.getsockname()[1])
 
 
 def client_id(redis: Any, subscription: RedisNotices) -> str:
