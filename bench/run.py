@@ -182,6 +182,8 @@ def _summarize_b(runs: list[Any], throughput: dict[str, Any] | None, summary: li
         cases = [("local-memory cache", v)]
         if run.redis:
             cases.append(("Redis carrying change notices", run.redis))
+        if run.listen:
+            cases.append(("LISTEN/NOTIFY carrying change notices", run.listen))
         for label, timings in cases:
             for route in ("minimal view", "demo home page"):
                 with_, without = timings[f"{route}, with stepup"], timings[f"{route}, without"]

@@ -52,6 +52,7 @@ class StackRun:
     database: str
     variants: dict[str, Timing]
     redis: dict[str, Timing] = field(default_factory=dict)  # every variant again, notices on Redis
+    listen: dict[str, Timing] = field(default_factory=dict)  # again, notices by PostgreSQL LISTEN/NOTIFY
     decide_us: float = 0.0  # decide(request, action, attrs), the request's context loaded (CPU)
     engine_us: float = 0.0  # PolicySet.decide on the same input (CPU)
     redis_get_us: float | None = None
@@ -187,6 +188,8 @@ def decide_cost(user: Any, *, quick: bool) -> tuple[float, float]:
 
 
 def run(label: str, *, quick: bool = False, redis_url: str | None = None) -> StackRun:
+    from django.conf import settings
+
     user = setup()
     requests = 1000 if quick else 5000
     with_client, without_client = _client(user, stepup=True), _client(user, stepup=False)
@@ -194,9 +197,12 @@ def run(label: str, *, quick: bool = False, redis_url: str | None = None) -> Sta
     assert with_client.get("/bench/protected-otp/").status_code == 200
     result = StackRun(label, _measure(_calls(with_client, without_client, protected=True), requests))
     result.decide_us, result.engine_us = decide_cost(user, quick=quick)
+    calls = _calls(with_client, without_client, protected=True)
     if redis_url:
-        result.redis = _with_redis(redis_url, _calls(with_client, without_client, protected=True), requests)
+        result.redis = _with_redis(redis_url, calls, requests)
         result.redis_get_us = redis_round_trip_us(redis_url)
+    if label == "PostgreSQL":
+        result.listen = _with_notices({"STEPUP": {**settings.STEPUP, "NOTICES": "database"}}, calls, requests)
     for client in (with_client, without_client):
         client.stepup_verified.__exit__(None, None, None)  # now, not when the interpreter shuts down
     return result
@@ -228,20 +234,29 @@ def _with_redis(redis_url: str, calls: dict[str, tuple[Any, str]], requests: int
     """
     import secrets
 
-    from django.test import override_settings
-
-    from stepup import notices, store
-
     redis = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": f"stepup-bench-{secrets.token_hex(4)}",
     }
-    with override_settings(CACHES={"default": redis}):
+    return _with_notices({"CACHES": {"default": redis}}, calls, requests)
+
+
+def _with_notices(
+    overrides: dict[str, Any], calls: dict[str, tuple[Any, str]], requests: int
+) -> dict[str, Timing]:
+    """Every variant again under ``overrides``, which must make the notices a subscription."""
+    from django.test import override_settings
+
+    from stepup import notices, store
+
+    with override_settings(**overrides):
         store.invalidate()
         for client, path in calls.values():
             client.get(path)
-        assert isinstance(store._config().notices, notices.RedisNotices)
+        channel = store._config().notices
+        assert isinstance(channel, notices.SubscribedNotices), channel
+        channel.read()  # subscribed: a failure would leave the store polling and the figures meaningless
         timed = _measure(calls, requests)
     store.invalidate()
     return timed
@@ -259,9 +274,12 @@ def report(runs: list[StackRun]) -> list[str]:
         out.append(f"{'variant':>34} {'wall':>9} {'CPU':>9} {'mean':>9} {'SQL':>4}")
         for name, t in run.variants.items():
             out.append(f"{name:>34} {t.wall_us:>9.1f} {t.cpu_us:>9.1f} {t.mean_wall_us:>9.1f} {t.queries:>4}")
-        for name, t in run.redis.items():
-            name = f"{name} (Redis)"
-            out.append(f"{name:>34} {t.wall_us:>9.1f} {t.cpu_us:>9.1f} {t.mean_wall_us:>9.1f} {t.queries:>4}")
+        for suffix, timings in (("Redis", run.redis), ("NOTIFY", run.listen)):
+            for name, t in timings.items():
+                name = f"{name} ({suffix})"
+                out.append(
+                    f"{name:>34} {t.wall_us:>9.1f} {t.cpu_us:>9.1f} {t.mean_wall_us:>9.1f} {t.queries:>4}"
+                )
         out.append(
             f"    decide(request, action, attrs) on a loaded context: {run.decide_us:.2f} µs CPU; the engine "
             f"alone on the same input: {run.engine_us:.2f} µs"
@@ -297,7 +315,8 @@ def main(argv: list[str]) -> None:
 def parse(text: str) -> StackRun:
     data = json.loads(text.strip().splitlines()[-1])
     data["variants"] = {k: Timing(**v) for k, v in data["variants"].items()}
-    data["redis"] = {k: Timing(**v) for k, v in data["redis"].items()}
+    for key in ("redis", "listen"):
+        data[key] = {k: Timing(**v) for k, v in data[key].items()}
     return StackRun(**data)
 
 

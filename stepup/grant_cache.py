@@ -5,17 +5,25 @@ request (:func:`stepup.grants.valid_grants`); on PostgreSQL it is about a
 tenth of such a request. So a process keeps what it read, for one subject,
 user and password digest, under these rules:
 
-- **only with notices on a subscription** (``STEPUP["CACHE"]`` a
-  ``RedisCache``, or ``STEPUP["NOTICES"] = "database"`` on PostgreSQL), that
-  subscription live (:class:`stepup.notices.SubscribedNotices`). Every change that
-  can void a grant (a logout, a login, a verification moving the grants to a
-  new subject, a removed device's ``revoke_all``, a used or given-back
-  single-request grant) calls :func:`changed`: this process forgets
-  everything at once, and once the change commits every other process is
-  told by a message and forgets everything on its next request, as
-  with a policy change (:mod:`stepup.notices`). With any other cache, or
-  while the subscription is down, nothing is kept and every protected
-  request asks the database, as before;
+- **only while something tells this process of changes made elsewhere**:
+  - notices on a subscription (``STEPUP["CACHE"]`` a ``RedisCache``, or
+    ``STEPUP["NOTICES"] = "database"`` on PostgreSQL), that subscription
+    live (:class:`stepup.notices.SubscribedNotices`). Every change that can
+    void a grant (a logout, a login, a verification moving the grants to a
+    new subject, a removed device's ``revoke_all``, a used or given-back
+    single-request grant) calls :func:`changed`: this process forgets
+    everything at once, and once the change commits every other process is
+    told by a message and forgets everything on its next request, as with
+    a policy change (:mod:`stepup.notices`);
+  - or, on SQLite, the database file itself: ``PRAGMA data_version`` (a few
+    microseconds, no query in Django's log) changes whenever any other
+    connection, of this process or another, commits anything. An entry is
+    used only on the connection it was read on, while that number is the
+    same; a commit elsewhere (a revocation, but also a session saved) makes
+    the next protected request read the grants again.
+
+  Otherwise (another database without notices, or a subscription that is
+  down) nothing is kept and every protected request asks the database;
 - **only lasting grants**: a read that found an unused single-request grant
   is not kept (it is used up by its request);
 - **at most** ``RELOAD_INTERVAL`` **seconds** (default 1): a grant voided
@@ -50,8 +58,9 @@ logger = logging.getLogger("stepup")
 MAX_ENTRIES = 10_000
 """Subjects kept per process; the oldest entry goes first."""
 
-Generation = tuple[SubscribedNotices, int, int]
-"""What an entry was read under: the subscription, its grants counter, this process's count of changes."""
+Generation = tuple[object, int, int]
+"""What an entry was read under: the subscription and its grants counter (or the SQLite connection and its
+``data_version``), and this process's count of changes."""
 
 _entries: dict[tuple[Any, ...], tuple[Generation, float, tuple[Any, ...]]] = {}
 _changes = itertools.count(1)
@@ -69,12 +78,27 @@ def generation() -> Generation | None:
         return None
     channel = store.change_notices()
     if not isinstance(channel, SubscribedNotices):
-        return None
+        return _sqlite_generation()
     try:
         count = channel.read_grants()
     except Exception:  # no live subscription: the store logs it and polls the database
         return None
     return (channel, count, _local)
+
+
+def _sqlite_generation() -> Generation | None:
+    """On SQLite, the grants connection's ``data_version``: it changes when any other connection commits."""
+    from stepup.models import Grant
+
+    connection = connections[router.db_for_read(Grant)]
+    raw = connection.connection
+    if raw is None or connection.vendor != "sqlite":
+        return None  # not connected yet in this thread (the query connects), or no such number
+    try:
+        (version,) = raw.execute("PRAGMA data_version").fetchone()
+    except Exception:  # a closed or broken connection: read the database, as without a cache
+        return None
+    return (raw, int(version), _local)
 
 
 def get(key: tuple[Any, ...], current: Generation | None) -> tuple[Any, ...] | None:

@@ -47,8 +47,12 @@ def test_default_settings_pass(settings):
         ({"STEPUP": {"SECRET_FIELDS": "pin"}}, "stepup.E012", "must be a list of field names"),
         ({"STEPUP": {"SECRET_FIELDS": ["pin", "--"]}}, "stepup.E012", "'--' is not a field name"),
         ({"STEPUP": {"SECRET_FIELDS": [None]}}, "stepup.E012", "None is not a field name"),
-        ({"STEPUP": {"NOTICES": "redis"}}, "stepup.E015", "it must be \"cache\" or \"database\""),
-        ({"STEPUP": {"NOTICES": "database"}}, "stepup.E016", "the database 'default' is sqlite, not PostgreSQL"),
+        ({"STEPUP": {"NOTICES": "redis"}}, "stepup.E015", 'it must be "cache" or "database"'),
+        (
+            {"STEPUP": {"NOTICES": "database"}},
+            "stepup.E016",
+            "the database 'default' is sqlite, not PostgreSQL",
+        ),
         ({"STEPUP": {"CACHE": "nowhere"}}, "stepup.W003", "'nowhere', which is not in CACHES"),
     ],
 )

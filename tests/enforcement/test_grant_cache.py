@@ -2,7 +2,8 @@
 
 Across real processes: ``tests/scale/test_grant_cache.py``. Here, in one
 process against a real Redis, each rule of the module doc: kept only with
-Redis notices and a live subscription, never a single-request grant, never
+Redis notices and a live subscription (or, on SQLite, while no other
+connection committed), never a single-request grant, never
 past a password change, forgotten at once by a change made here and on the
 next request by a notice from elsewhere.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import select
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -84,11 +86,50 @@ def test_with_redis_notices_the_next_request_reads_no_grants(on_redis, verified)
     assert outcome_and_reads(verified) == ("allow", 0)
 
 
-def test_with_a_local_memory_cache_every_request_reads_the_grants(verified):
+def test_without_notices_grants_are_kept_only_on_sqlite(verified):
+    """Without notices only SQLite can tell of commits made elsewhere (``PRAGMA data_version``).
+
+    This test runs on PostgreSQL too (tests/audit/test_postgres.py), where every request reads.
+    """
     assert store.change_notices() is None
-    for _ in range(3):
-        assert outcome_and_reads(verified) == ("allow", 1)
-    assert grant_cache.size() == 0
+    kept = connection.vendor == "sqlite"
+    assert outcome_and_reads(verified) == ("allow", 1)
+    for _ in range(2):
+        assert outcome_and_reads(verified) == ("allow", 0 if kept else 1)
+    assert grant_cache.size() == (1 if kept else 0)
+
+
+def another_sqlite_connection() -> sqlite3.Connection:
+    """A connection of its own to the test database, as another process (or thread) has."""
+    params = connection.get_connection_params()
+    return sqlite3.connect(params["database"], uri=True)
+
+
+def test_on_sqlite_a_commit_by_another_connection_is_seen_on_the_next_request(verified):
+    assert outcome_and_reads(verified) == ("allow", 1)
+    assert outcome_and_reads(verified) == ("allow", 0)
+    other = another_sqlite_connection()
+    try:
+        other.execute("DELETE FROM stepup_grant")  # a revocation elsewhere, with no notice at all
+        other.commit()
+    finally:
+        other.close()
+    assert outcome_and_reads(verified) == ("step_up", 1)
+
+
+def test_on_sqlite_any_commit_elsewhere_reads_the_grants_again_and_a_commit_here_does_not(verified, user):
+    assert outcome_and_reads(verified) == ("allow", 1)
+    user.first_name = "Erin"
+    user.save()  # this connection: data_version stays, and nothing a grant depends on changed
+    assert outcome_and_reads(verified) == ("allow", 0)
+    other = another_sqlite_connection()
+    try:
+        other.execute("UPDATE auth_user SET last_name = 'E.'")  # not a grant: read again all the same
+        other.commit()
+    finally:
+        other.close()
+    assert outcome_and_reads(verified) == ("allow", 1)
+    assert outcome_and_reads(verified) == ("allow", 0)
 
 
 def test_turned_off_every_request_reads_the_grants(on_redis, verified, settings):
@@ -219,3 +260,4 @@ def test_what_a_transaction_that_changed_grants_reads_is_not_kept_it_may_roll_ba
         raise RolledBack
     assert Grant.objects.count() == 0
     assert outcome_and_reads(request) == ("step_up", 1)  # the session still names the rolled-back subject
+

@@ -77,7 +77,9 @@ class ScaleEnv:
         """Run a :mod:`tests.scale.worker` command in the run's worker process (another process)."""
         worker = self._workers.get(self.notices)
         if worker is None:
-            worker = self._workers[self.notices] = Worker(self.env(), self.logs / f"worker-{self.notices}.log")
+            worker = self._workers[self.notices] = Worker(
+                self.env(), self.logs / f"worker-{self.notices}.log"
+            )
         return worker.call(command, args)
 
     def server(self, name: str, **extra: str) -> Server:

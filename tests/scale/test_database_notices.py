@@ -245,7 +245,9 @@ def test_a_silent_server_fails_after_an_unanswered_ping_and_recovers(make, datab
 
     proxy.freeze()
     elapsed = eventually(timed.fails, timeout=3 * INTERVAL + 1, interval=0.05)
-    assert elapsed <= 2 * INTERVAL + 0.3, elapsed  # a ping within an interval, then an interval without answer
+    assert elapsed <= 2 * INTERVAL + 0.3, (
+        elapsed
+    )  # a ping within an interval, then an interval without answer
     assert "PostgreSQL did not answer a NOTIFY to itself" in error_of(subscription)
     started = time.monotonic()
     while time.monotonic() - started < 3 * INTERVAL:

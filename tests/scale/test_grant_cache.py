@@ -69,7 +69,9 @@ def test_a_kept_grant_costs_no_query_and_a_revocation_elsewhere_ends_it_on_the_n
             assert allowed(server, session), server.name
     assert {server.name: grants_queries(server) for server in (a, b)} == before, "kept grants were read again"
 
-    scale.worker("revoke", {"username": f"cache-revoke-{scale.notices}"})  # committed and announced when this returns
+    scale.worker(
+        "revoke", {"username": f"cache-revoke-{scale.notices}"}
+    )  # committed and announced when this returns
     for server in (b, a):
         assert not allowed(server, session), f"{server.name} still used a revoked grant"
         assert grants_queries(server) > before[server.name]
@@ -89,7 +91,9 @@ def test_a_verification_elsewhere_moves_the_grants_and_the_old_session_key_keeps
     assert allowed(a, second)
 
 
-def test_without_a_notice_a_grant_deleted_by_hand_stops_counting_within_the_reload_interval(scale, needs_totp):
+def test_without_a_notice_a_grant_deleted_by_hand_stops_counting_within_the_reload_interval(
+    scale, needs_totp
+):
     server = scale.server("grant-cache-1s", SCALE_RELOAD_INTERVAL="1", SCALE_RESYNC_INTERVAL="3600")
     with running(server):
         session = verified_session(scale, "cache-by-hand")

@@ -62,7 +62,9 @@ def test_a_change_committed_elsewhere_is_enforced_by_every_server_on_its_next_re
 @across_notices
 def test_a_policy_added_in_the_admin_of_one_server_is_enforced_by_the_other(scale, pair):
     a, b = pair
-    admin = scale.worker("user", {"username": f"scale-admin-{scale.notices}", "sessions": 1, "totp": True, "superuser": True})
+    admin = scale.worker(
+        "user", {"username": f"scale-admin-{scale.notices}", "sessions": 1, "totp": True, "superuser": True}
+    )
     warm(a, b)
     # The built-in policy: changing policies in the admin needs a recent second factor.
     verified = a.request(
