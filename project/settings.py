@@ -144,6 +144,9 @@ STEPUP = {
     # ENROLL_URL is left out: step-up sends a user with no second factor to stepup's own
     # device pages ("stepup:devices"), which the demo uses as its Security page.
 }
+# PostgreSQL without Redis: STEPUP_NOTICES=database carries change notices by LISTEN/NOTIFY.
+if os.environ.get("STEPUP_NOTICES"):
+    STEPUP["NOTICES"] = os.environ["STEPUP_NOTICES"]
 
 # The demo's REST API (/api/): session and token clients, guarded by the same policies.
 REST_FRAMEWORK = {

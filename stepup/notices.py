@@ -54,6 +54,9 @@ NOTICE_KEY = "stepup:policy-set:notice"
 PG_CHANNEL = "stepup_notices"
 """The PostgreSQL channel (``LISTEN``/``NOTIFY``) that carries change notices."""
 
+APPLICATION_NAME = "stepup-notices"
+"""The ``application_name`` of each process's ``LISTEN`` connection."""
+
 NOTICES_CHOICES = ("cache", "database")
 """The values of ``STEPUP["NOTICES"]``."""
 
@@ -522,7 +525,7 @@ class PostgresNotices(SubscribedNotices):
     def __init__(self, alias: str, *, interval: float) -> None:
         self.channel = PG_CHANNEL
         self._ping_channel = ""
-        label = f"the LISTEN/NOTIFY notices of the database {alias!r}"
+        label = f"PostgreSQL's LISTEN/NOTIFY on the database {alias!r}"
         super().__init__(alias, label, interval=interval, timeout=SOCKET_TIMEOUT)
 
     def _subscribe(self) -> tuple[Any, int, bool]:
@@ -531,6 +534,7 @@ class PostgresNotices(SubscribedNotices):
 
         params = connections[self.alias].get_connection_params()
         params.setdefault("connect_timeout", max(2, math.ceil(self._timeout)))  # libpq: whole seconds, >= 2
+        params["application_name"] = APPLICATION_NAME  # what pg_stat_activity shows for it
         connection = psycopg.Connection.connect(**params, autocommit=True)
         try:
             ping_channel = f"stepup_ping_{os.getpid()}_{secrets.token_hex(6)}"

@@ -238,3 +238,36 @@ def test_a_malformed_row_becomes_a_stricter_stand_in_and_the_others_stay(scale, 
     finally:
         scale.worker("delete-policy", {"id": "scale-broken"})
         scale.worker("delete-policy", {"id": "scale-action-deny"})
+
+
+def test_a_lost_listen_connection_falls_back_to_polling_and_listens_again(scale, pair_database_notices):
+    """``NOTICES = "database"``: the server's LISTEN connection is terminated by PostgreSQL
+    (a restart, an idle-connection killer). No error page; the database is polled every
+    interval meanwhile; a background thread listens again and notices are seen at once."""
+    server = pair_database_notices
+    deny = guarded_deny("scale-listen-lost-deny", "scale test: denied while the LISTEN connection is gone")
+    with running(server):
+        assert server.request("GET", GUARDED).status == 200
+        listening = scale.worker("listeners")
+        assert len(listening) == 1, listening  # one per process (gunicorn: one worker here)
+        scale.worker("terminate", {"pids": listening})
+        responses = hammer(server, "GET", GUARDED, seconds=2 * INTERVAL)
+        assert {r.status for r in responses} == {200}  # no error page
+        log = server.log()
+        assert "PostgreSQL's LISTEN/NOTIFY on the database 'default' is unreachable" in log, log[-3000:]
+
+        wait_until_the_cache_answers(server)
+        assert scale.worker("listeners") not in ([], listening)  # a new connection listens
+        scale.worker("policy", deny)  # a NOTIFY: seen at once, the database poll is an hour off
+        eventually(lambda: server.request("GET", GUARDED).status == 403, timeout=INTERVAL, interval=0.01)
+        delete_and_see_it_by_notice(scale, server, deny["id"])
+
+
+@pytest.fixture
+def pair_database_notices(scale) -> Iterator[Server]:
+    """A server whose notices go through LISTEN/NOTIFY (and the worker's too), no Redis at all."""
+    scale.notices = "database"
+    try:
+        yield scale.server("listen-lost", SCALE_RELOAD_INTERVAL=str(INTERVAL), SCALE_RESYNC_INTERVAL="3600")
+    finally:
+        scale.notices = "redis"

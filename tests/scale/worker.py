@@ -145,6 +145,30 @@ def cmd_delete_policy(args: dict[str, Any]) -> dict[str, Any]:
     return {"version": store.current_state().label}  # as the servers' policy sets carry it
 
 
+def cmd_listeners(args: dict[str, Any]) -> list[int]:
+    """Backend pids of the other processes' LISTEN connections (``NOTICES = "database"``)."""
+    from django.db import connection
+
+    channel = store.change_notices()
+    own = getattr(getattr(channel, "_connection", None), "info", None)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'stepup-notices' AND pid <> %s ORDER BY pid",
+            [own.backend_pid if own is not None else 0],
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def cmd_terminate(args: dict[str, Any]) -> dict[str, Any]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for pid in args["pids"]:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    return {}
+
+
 def cmd_counts(args: dict[str, Any]) -> dict[str, Any]:
     user = get_user_model().objects.get(username=args["username"])
     state = UserState.objects.filter(user=user).first()
@@ -322,6 +346,8 @@ COMMANDS = {
     "delete-grants": cmd_delete_grants,
     "sync-race": cmd_sync_race,
     "verify-race": cmd_verify_race,
+    "listeners": cmd_listeners,
+    "terminate": cmd_terminate,
 }
 
 
