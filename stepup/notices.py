@@ -38,6 +38,7 @@ import select
 import ssl
 import threading
 import weakref
+from collections.abc import Callable
 from time import monotonic
 from typing import Any, Protocol
 
@@ -171,7 +172,9 @@ def database_notices_problem(alias: str) -> str | None:
     return None
 
 
-def _subscription(key: tuple[str, str, str, float], make: Any) -> SubscribedNotices:
+def _subscription(
+    key: tuple[str, str, str, float], make: Callable[[], SubscribedNotices]
+) -> SubscribedNotices:
     with _subscriptions_lock:
         notices = _subscriptions.get(key)
         if notices is None:
@@ -546,7 +549,7 @@ class PostgresNotices(SubscribedNotices):
             connection.close()
             raise
         self._ping_channel = ping_channel
-        return connection, pgconn.socket, bool(pgconn.ssl_in_use)
+        return connection, pgconn.socket, bool(getattr(pgconn, "ssl_in_use", True))  # unknown: read always
 
     def _drain(self, connection: Any) -> None:
         from psycopg import OperationalError, pq
