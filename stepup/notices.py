@@ -520,10 +520,26 @@ class PostgresNotices(SubscribedNotices):
     the processes poll the database). A notice is sent with ``pg_notify()`` on
     Django's connection to ``alias``: inside a transaction PostgreSQL delivers
     it when that transaction commits, and never when it rolls back.
+
+    A listener that stops reading holds back PostgreSQL's whole notification
+    queue (it can't be truncated past what a listener has not read), and only
+    requests read it: a process that stops serving them (an idle worker, a
+    shell that decided once) must not listen on. So the connection sets
+    ``idle_session_timeout`` (PostgreSQL 14 and later) to :attr:`idle_timeout`:
+    unpinged that long, the server closes it, and the process's next read
+    polls the database and connects again in the background.
     """
 
     server = "PostgreSQL"
     ping_name = "NOTIFY to itself"
+
+    min_idle_timeout = 60.0
+    """The least ``idle_session_timeout``, in seconds, of the connection (see the class doc)."""
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds without a ping before PostgreSQL closes the connection: three intervals, at least 60."""
+        return max(self.min_idle_timeout, 3 * self.interval)
 
     def __init__(self, alias: str, *, interval: float) -> None:
         self.channel = PG_CHANNEL
@@ -544,6 +560,9 @@ class PostgresNotices(SubscribedNotices):
             connection.execute(f'LISTEN "{self.channel}"')
             connection.execute(f'LISTEN "{ping_channel}"')
             pgconn = connection.pgconn
+            if pgconn.server_version >= 140000:
+                milliseconds = min(int(self.idle_timeout * 1000), 2**31 - 1)
+                connection.execute(f"SET idle_session_timeout = {milliseconds}")
             pgconn.nonblocking = 1  # a ping is sent without waiting
         except BaseException:
             connection.close()
@@ -556,6 +575,10 @@ class PostgresNotices(SubscribedNotices):
 
         pgconn = connection.pgconn
         pgconn.consume_input()  # raises when the server closed the connection
+        probe = select.poll()  # not self._poll: read() may be polling it right now, outside the lock
+        probe.register(pgconn.socket, select.POLLIN)
+        if probe.poll(0):
+            pgconn.consume_input()  # a server that closes says why first: the end may follow it
         if pgconn.status != pq.ConnStatus.OK:
             raise OperationalError("the connection to PostgreSQL is lost")
         while not pgconn.is_busy() and pgconn.get_result() is not None:

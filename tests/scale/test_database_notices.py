@@ -349,3 +349,38 @@ def test_one_subscription_per_process_and_database_and_close_all_ends_them(scale
     assert "closed" in error_of(shared)
     assert notices.database_notices(alias, interval=INTERVAL) is not shared
     notices.close_all()
+
+
+def test_a_connection_no_request_pings_is_closed_by_the_server_and_made_again_on_demand(
+    make, other, monkeypatch
+):
+    """A process that stops serving requests must not hold back PostgreSQL's notification queue:
+    unpinged for ``idle_timeout``, its connection is closed by the server (idle_session_timeout)."""
+    monkeypatch.setattr(PostgresNotices, "min_idle_timeout", 0.5)
+    subscription = make(interval=0.1)  # raised to the least interval, 0.25 s: idle_timeout max(0.5, 0.75)
+    assert subscription.idle_timeout == 0.75
+    before = subscription.read()
+    pid = backend_pid(subscription)
+
+    def alive() -> bool:
+        row = other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+        return bool(row[0])
+
+    notify(other, "while idle")  # unread: it waits in the socket, as an idle process leaves it
+    eventually(lambda: not alive(), timeout=3, interval=0.05)  # no request, no ping: closed by the server
+    assert fails(subscription)  # the next request learns it at once, and polls the database
+    eventually(lambda: not fails(subscription), timeout=3, interval=0.02)  # connected again, in a thread
+    assert backend_pid(subscription) != pid
+    assert subscription.read() > before  # what it may have missed counts as a notice
+
+
+def test_requests_that_keep_pinging_keep_the_connection(make, other, monkeypatch):
+    monkeypatch.setattr(PostgresNotices, "min_idle_timeout", 0.5)
+    subscription = make(interval=0.1)
+    subscription.read()
+    pid = backend_pid(subscription)
+    until = time.monotonic() + 3 * subscription.idle_timeout
+    while time.monotonic() < until:
+        assert not fails(subscription)  # a ping every 0.25 s, answered
+        time.sleep(0.02)
+    assert backend_pid(subscription) == pid
