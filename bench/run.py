@@ -151,32 +151,42 @@ def section_b(quick: bool, postgres_url: str | None, redis_url: str | None, summ
     from bench import stack
 
     runs: list[stack.StackRun] = []
-    throughput: dict[str, Any] | None = None
+    throughputs: list[dict[str, Any]] = []
     with contextlib.ExitStack() as resources:
         databases = _databases(resources, postgres_url)
         for label, url in databases:
             args = [label, *(["--quick"] if quick else []), *(["--redis", redis_url] if redis_url else [])]
             runs.append(stack.parse(_child("bench.stack", url, *args)))
-        # Throughput on the database several processes share: PostgreSQL when there is one.
-        label, url = databases[-1]
-        with contextlib.ExitStack() as fresh:
-            if label == "PostgreSQL":
-                assert postgres_url is not None
-                url = fresh.enter_context(FreshPostgres(postgres_url)).url
-            else:
-                url = f"sqlite:///{Path(fresh.enter_context(tempfile.TemporaryDirectory())) / 'g.sqlite3'}"
-            args = [*(["--quick"] if quick else []), *(["--redis", redis_url] if redis_url else [])]
-            throughput = json.loads(_child("bench.throughput", url, *args))
-            throughput["database"] = label
-    _summarize_b(runs, throughput, summary)
+        # Throughput on the database several processes share: PostgreSQL when there is one, with
+        # Redis carrying the notices, and again with PostgreSQL's LISTEN/NOTIFY instead.
+        label, _ = databases[-1]
+        notices = [["--redis", redis_url]] if redis_url else [[]]
+        if label == "PostgreSQL":
+            notices.append(["--notices", "database"])
+        for kind in notices:
+            with contextlib.ExitStack() as fresh:
+                if label == "PostgreSQL":
+                    assert postgres_url is not None
+                    url = fresh.enter_context(FreshPostgres(postgres_url)).url
+                else:
+                    url = (
+                        f"sqlite:///{Path(fresh.enter_context(tempfile.TemporaryDirectory())) / 'g.sqlite3'}"
+                    )
+                throughput = json.loads(
+                    _child("bench.throughput", url, *(["--quick"] if quick else []), *kind)
+                )
+                throughput["database"] = label
+                throughputs.append(throughput)
+    _summarize_b(runs, throughputs, summary)
     out = stack.report(runs)
-    out += _report_throughput(throughput)
+    for throughput in throughputs:
+        out += _report_throughput(throughput)
     if not postgres_url:
         out.append("    PostgreSQL: skipped (set STEPUP_BENCH_DATABASE_URL or STEPUP_TEST_DATABASE_URL)")
     return out
 
 
-def _summarize_b(runs: list[Any], throughput: dict[str, Any] | None, summary: list[str]) -> None:
+def _summarize_b(runs: list[Any], throughputs: list[dict[str, Any]], summary: list[str]) -> None:
     for run in runs:
         v = run.variants
         cases = [("local-memory cache", v)]
@@ -223,23 +233,21 @@ def _summarize_b(runs: list[Any], throughput: dict[str, Any] | None, summary: li
             f"{_verdict(decide_ratio <= TARGET_DECIDE_RATIO)} "
             f"({run.decide_us:.2f} µs vs {run.engine_us:.2f} µs, {decide_ratio:.1f}x)"
         )
-    if throughput is not None:
+    for throughput in throughputs:
         rps = throughput["rps"]
         ratio = rps["require_stepup"] / rps["otp_required"]
         summary.append(
-            f"gunicorn throughput ≥ {TARGET_THROUGHPUT:g}x otp_required ({throughput['database']}"
-            f"{', Redis' if throughput['redis'] else ''}): {_verdict(ratio >= TARGET_THROUGHPUT)} "
+            f"gunicorn throughput ≥ {TARGET_THROUGHPUT:g}x otp_required ({throughput['database']}, "
+            f"{throughput['notices']}): {_verdict(ratio >= TARGET_THROUGHPUT)} "
             f"({rps['require_stepup']:.0f} vs {rps['otp_required']:.0f} requests/s, {ratio:.2f}x)"
         )
 
 
-def _report_throughput(throughput: dict[str, Any] | None) -> list[str]:
-    if throughput is None:
-        return []
+def _report_throughput(throughput: dict[str, Any]) -> list[str]:
     rps, errors = throughput["rps"], throughput["errors"]
     return [
-        f"(b) gunicorn, 2 sync workers, {throughput['database']}"
-        f"{' and Redis notices' if throughput['redis'] else ''}, persistent database connections; "
+        f"(b) gunicorn, 2 sync workers, {throughput['database']}, notices: {throughput['notices']}, "
+        f"persistent database connections; "
         f"{throughput['clients']} client threads on loopback in this process, "
         f"{throughput['seconds']:.0f} s per route in alternating rounds",
         *(

@@ -28,5 +28,11 @@ if os.environ.get("BENCH_REDIS_URL"):  # the gunicorn runs: notices between the 
             "KEY_PREFIX": os.environ.get("BENCH_REDIS_PREFIX", "stepup-bench"),
         }
     }
-STEPUP = {**STEPUP, "POLICY_FILES": [], "RELOAD_INTERVAL": 1.0}
+# BENCH_NOTICES=database (the gunicorn runs without Redis): PostgreSQL's LISTEN/NOTIFY carries the notices.
+STEPUP = {
+    **STEPUP,
+    "POLICY_FILES": [],
+    "RELOAD_INTERVAL": 1.0,
+    "NOTICES": os.environ.get("BENCH_NOTICES", "cache"),
+}
 LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": {"stepup": {"level": "ERROR"}}}

@@ -2,13 +2,15 @@
 
 gunicorn runs :mod:`bench.wsgi` with 2 sync workers (:mod:`bench.gunicorn_conf`)
 on the run's database, with Redis carrying policy-change notices when a Redis
-URL is given. A load generator in this process (``CLIENTS`` threads on
-loopback, one connection per request, as a sync worker wants) sends one
-signed-in user's requests to each route in turn, ``ROUNDS`` times
-``SECONDS`` each, alternating which goes first; requests per second are summed
-per route. The generator shares the 2 CPUs with the workers, alike for both
-routes. Run as ``python -m bench.throughput [--quick] [--redis URL]`` with
-``BENCH_DATABASE_URL`` set; prints the figures as JSON (run by ``bench/run.py``).
+URL is given, or PostgreSQL's LISTEN/NOTIFY with ``--notices database``. A
+load generator in this process (``CLIENTS`` threads on loopback, one
+connection per request, as a sync worker wants) sends one signed-in user's
+requests to each route in turn, ``ROUNDS`` times ``SECONDS`` each,
+alternating which goes first; requests per second are summed per route. The
+generator shares the 2 CPUs with the workers, alike for both routes. Run as
+``python -m bench.throughput [--quick] [--redis URL | --notices database]``
+with ``BENCH_DATABASE_URL`` set; prints the figures as JSON (run by
+``bench/run.py``).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def _signed_in_cookie() -> str:
 _signed_in: list[Any] = []
 
 
-def run(*, quick: bool, redis_url: str | None) -> dict[str, Any]:
+def run(*, quick: bool, redis_url: str | None, notices: str = "cache") -> dict[str, Any]:
     cookie = _signed_in_cookie()
     from django.db import connections
 
@@ -102,6 +104,7 @@ def run(*, quick: bool, redis_url: str | None) -> dict[str, Any]:
     if redis_url:
         env["BENCH_REDIS_URL"] = redis_url
         env["BENCH_REDIS_PREFIX"] = f"stepup-bench-{os.getpid()}"
+    env["BENCH_NOTICES"] = notices
     gunicorn = Path(sys.executable).with_name("gunicorn")
     server = subprocess.Popen(
         [str(gunicorn), "-c", str(ROOT / "bench" / "gunicorn_conf.py")],
@@ -143,7 +146,7 @@ def run(*, quick: bool, redis_url: str | None) -> dict[str, Any]:
         "errors": {name: bad for name, (_, bad) in totals.items()},
         "clients": CLIENTS,
         "seconds": elapsed,
-        "redis": bool(redis_url),
+        "notices": "LISTEN/NOTIFY" if notices == "database" else "Redis" if redis_url else "none",
         "allowed_rows": _allowed_rows(),
     }
 
@@ -166,7 +169,8 @@ def main(argv: list[str]) -> None:
     logging.getLogger("stepup").setLevel(logging.ERROR)
     call_command("migrate", verbosity=0)
     redis_url = argv[argv.index("--redis") + 1] if "--redis" in argv else None
-    result = run(quick="--quick" in argv, redis_url=redis_url)
+    notices = argv[argv.index("--notices") + 1] if "--notices" in argv else "cache"
+    result = run(quick="--quick" in argv, redis_url=redis_url, notices=notices)
     for client in _signed_in:
         client.stepup_verified.__exit__(None, None, None)
     from django.db import connections
