@@ -62,7 +62,7 @@ NOTICES_CHOICES = ("cache", "database")
 """The values of ``STEPUP["NOTICES"]``."""
 
 GRANTS_PREFIX = b"grants:"
-"""The start of a Redis message saying that grants were voided (:mod:`stepup.grant_cache`), not policies."""
+"""How a message (Redis, or a NOTIFY payload) that grants were voided starts (:mod:`stepup.grant_cache`)."""
 
 SOCKET_TIMEOUT = 1.0
 """Seconds the Redis subscription waits to connect or for an answer, unless ``OPTIONS`` say otherwise."""

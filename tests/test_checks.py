@@ -121,12 +121,10 @@ def test_a_cache_alias_is_not_checked_when_the_database_carries_the_notices(sett
 def test_psycopg2_cannot_carry_database_notices(monkeypatch):
     from types import SimpleNamespace
 
-    from django.db import connections
-
     from stepup import notices
 
     fake = SimpleNamespace(vendor="postgresql", Database=SimpleNamespace(__name__="psycopg2"))
-    monkeypatch.setitem(connections._connections.__dict__, "pg2", fake)  # type: ignore[attr-defined]
+    monkeypatch.setattr("django.db.connections", {"pg2": fake})  # what notices looks databases up in
     assert "psycopg2" in (notices.database_notices_problem("pg2") or "")
     assert notices.database_notices("pg2", interval=1.0) is None  # the store polls the database
     assert "no database 'missing'" in (notices.database_notices_problem("missing") or "")

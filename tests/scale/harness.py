@@ -498,3 +498,43 @@ def eventually(check: Any, timeout: float, interval: float = 0.02) -> float:
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not true after {timeout}s")
         time.sleep(interval)
+
+
+# --- a subscription's read(), as a request calls it (stepup.notices.SubscribedNotices) -------------
+
+
+def fails(subscription: Any) -> bool:
+    """Whether ``subscription.read()`` raises ``NoticesUnavailable`` (the store then polls the database)."""
+    from stepup.exceptions import NoticesUnavailable
+
+    try:
+        subscription.read()
+    except NoticesUnavailable:
+        return True
+    return False
+
+
+def error_of(subscription: Any) -> str:
+    """The error ``subscription.read()`` raises now (it must raise)."""
+    from stepup.exceptions import NoticesUnavailable
+
+    try:
+        subscription.read()
+    except NoticesUnavailable as exc:
+        return str(exc)
+    raise AssertionError("read() did not fail")
+
+
+class Timed:
+    """:func:`fails` of a subscription, keeping how long the slowest ``read()`` took."""
+
+    def __init__(self, subscription: Any) -> None:
+        self.subscription = subscription
+        self.slowest = 0.0
+
+    def fails(self) -> bool:
+        started = time.monotonic()
+        try:
+            return fails(self.subscription)
+        finally:
+            self.slowest = max(self.slowest, time.monotonic() - started)

@@ -25,10 +25,9 @@ import pytest
 from django.db import connections, transaction
 
 from stepup import notices
-from stepup.exceptions import NoticesUnavailable
 from stepup.notices import PG_CHANNEL, PostgresNotices
 from tests.scale.conftest import postgres_address
-from tests.scale.harness import TcpProxy, eventually
+from tests.scale.harness import TcpProxy, Timed, error_of, eventually, fails
 
 pytestmark = [pytest.mark.postgres]
 
@@ -101,41 +100,12 @@ def notify(connection: Any, payload: str, channel: str = PG_CHANNEL) -> None:
     connection.execute("SELECT pg_notify(%s, %s)", [channel, payload])
 
 
-def fails(subscription: PostgresNotices) -> bool:
-    try:
-        subscription.read()
-    except NoticesUnavailable:
-        return True
-    return False
-
-
-def error_of(subscription: PostgresNotices) -> str:
-    with pytest.raises(NoticesUnavailable) as raised:
-        subscription.read()
-    return str(raised.value)
-
-
 def backend_pid(subscription: PostgresNotices) -> int:
     return int(subscription._connection.info.backend_pid)
 
 
 def retry_threads(subscription: PostgresNotices) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == f"stepup-notices-{subscription.alias}"]
-
-
-class Timed:
-    """``fails()`` of a subscription, keeping how long the slowest read took."""
-
-    def __init__(self, subscription: PostgresNotices) -> None:
-        self.subscription = subscription
-        self.slowest = 0.0
-
-    def fails(self) -> bool:
-        started = time.monotonic()
-        try:
-            return fails(self.subscription)
-        finally:
-            self.slowest = max(self.slowest, time.monotonic() - started)
 
 
 # --- reading notices ---------------------------------------------------------------------

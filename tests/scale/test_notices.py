@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 
 from stepup import notices
-from stepup.exceptions import NoticesUnavailable
 from stepup.notices import RedisNotices
 from tests.scale.conftest import redis_address
-from tests.scale.harness import TcpProxy, eventually, with_address
+from tests.scale.harness import TcpProxy, Timed, error_of, eventually, fails, with_address
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -85,35 +84,6 @@ def through(proxy: TcpProxy, scale) -> str:
     return with_address(scale.redis_url, "127.0.0.1", proxy.port)
 
 
-def fails(subscription: RedisNotices) -> bool:
-    try:
-        subscription.read()
-    except NoticesUnavailable:
-        return True
-    return False
-
-
-def error_of(subscription: RedisNotices) -> str:
-    with pytest.raises(NoticesUnavailable) as raised:
-        subscription.read()
-    return str(raised.value)
-
-
-class Timed:
-    """``read()`` of a subscription, keeping how long the slowest call took."""
-
-    def __init__(self, subscription: RedisNotices) -> None:
-        self.subscription = subscription
-        self.slowest = 0.0
-
-    def fails(self) -> bool:
-        started = time.monotonic()
-        try:
-            return fails(self.subscription)
-        finally:
-            self.slowest = max(self.slowest, time.monotonic() - started)
-
-
 class Attempts:
     """Every attempt to subscribe (``_subscribe_or_fail``) from now on: when, in which thread, and whether it did."""
 
@@ -124,7 +94,9 @@ class Attempts:
         def recorded() -> None:
             started = time.monotonic()
             attempt()
-            self.calls.append((started, threading.current_thread().name, subscription._connection is not None))
+            self.calls.append(
+                (started, threading.current_thread().name, subscription._connection is not None)
+            )
 
         subscription._subscribe_or_fail = recorded  # type: ignore[method-assign]
 
