@@ -52,6 +52,8 @@ machine; split, the fail-closed transitions would be spread over modules.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -187,7 +189,8 @@ def load_policy_set(
 
 
 Stamps = dict[str, tuple[Any, ...]]
-"""``policy_id`` -> the content columns of the row a set compiled (:data:`CONTENT_COLUMNS`)."""
+"""``policy_id`` -> the content columns of the row a set compiled (:data:`CONTENT_COLUMNS`), JSON
+columns as the database's text."""
 
 CONTENT_COLUMNS = (
     "policy_id",
@@ -214,21 +217,25 @@ def reload_policy_set(
 ) -> tuple[PolicySet, Stamps]:
     """:func:`load_policy_set`, validating and compiling only the rows whose content changed.
 
-    Every row's content columns are read (plain values, no model instances)
-    and compared with those ``previous`` was compiled from (``stamps``): an
-    unchanged row keeps its spec and compiled form, a new or changed one is
-    validated and compiled, a deleted one is dropped. The content itself is
-    compared, not a timestamp, so a row changed behind the ORM's back (raw
-    SQL, a restored backup) is seen too. Without ``stamps`` every row is
+    Every row's content columns are read (plain values, no model instances;
+    the JSON columns as the database's text, decoded only for a row that
+    changed: decoding all of them was most of a reload) and compared with
+    those ``previous`` was compiled from (``stamps``): an unchanged row keeps
+    its spec and compiled form, a new or changed one is validated and
+    compiled, a deleted one is dropped. The content itself is compared, not a
+    timestamp, so a row changed behind the ORM's back (raw SQL, a restored
+    backup) is seen too; the same content written as other text counts as a
+    change, which only costs a recompile. Without ``stamps`` every row is
     validated and compiled.
     """
     from stepup.models import Policy
 
     alias = using or store_alias()
     earlier = stamps if previous is not None and stamps is not None else {}
+    columns, decode = _stamp_columns()
     specs: list[PolicySpec] = []
     now: Stamps = {}
-    for values in Policy.objects.using(alias).order_by().values_list(*CONTENT_COLUMNS):
+    for values in Policy.objects.using(alias).order_by().values_list(*columns):
         policy_id = values[0]
         now[policy_id] = values
         kept = (
@@ -240,7 +247,8 @@ def reload_policy_set(
             specs.append(kept)
             continue
         last_good = previous.specs.get(policy_id) if previous is not None else None
-        row = Policy(**dict(zip(CONTENT_COLUMNS, values, strict=True)))
+        content = (json.loads(v) if i in decode and v is not None else v for i, v in enumerate(values))
+        row = Policy(**dict(zip(CONTENT_COLUMNS, content, strict=True)))
         spec = spec_from_row(policy_id, row.to_dict(), last_good=last_good)
         if spec is not None:
             specs.append(spec)
@@ -248,6 +256,19 @@ def reload_policy_set(
         specs, default_max_age=conf.DEFAULT_MAX_AGE, version=state.label, reuse=previous
     )
     return policy_set, now
+
+
+@functools.cache
+def _stamp_columns() -> tuple[list[Any], frozenset[int]]:
+    """:data:`CONTENT_COLUMNS` to read, JSON ones cast to text; the positions of those to decode."""
+    from django.db.models import JSONField, TextField
+    from django.db.models.functions import Cast
+
+    from stepup.models import Policy
+
+    json_columns = {n for n in CONTENT_COLUMNS if isinstance(Policy._meta.get_field(n), JSONField)}
+    columns = [Cast(n, TextField()) if n in json_columns else n for n in CONTENT_COLUMNS]
+    return columns, frozenset(i for i, n in enumerate(CONTENT_COLUMNS) if n in json_columns)
 
 
 def spec_from_row(

@@ -23,6 +23,7 @@ CHOSEN = [
     "tests/audit/test_allowed_log.py",
     "tests/audit/test_query_budget.py",
     "tests/enforcement/test_grants_query.py",
+    "tests/scale/test_incremental_reload.py",
     "tests/enforcement/test_grant_cache.py::test_without_notices_grants_are_kept_only_on_sqlite",
     "tests/audit/test_admin_stepup.py::test_every_write_path_works_after_a_fresh_step_up",
     "tests/audit/test_decision_log.py::test_the_admin_lists_filters_and_never_shows_a_secret",

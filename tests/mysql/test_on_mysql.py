@@ -30,6 +30,7 @@ PREFIX = "test_stepup_mysql_"
 CHOSEN = [
     # the policy store and sync
     "tests/scale/test_store.py",
+    "tests/scale/test_incremental_reload.py",
     "tests/security/test_policy_store.py",
     "tests/commands/test_stepup_command.py",
     "tests/commands/test_sync_history.py",

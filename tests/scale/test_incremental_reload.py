@@ -90,3 +90,37 @@ def test_invalidate_recompiles_everything(counted: dict[str, list[str]]) -> None
     store.invalidate()
     store.get_policy_set()
     assert len(counted["validated"]) == 5
+
+
+def test_a_json_column_changed_behind_the_orms_back_is_seen_and_only_its_row_is_compiled(
+    counted: dict[str, list[str]],
+) -> None:
+    """The JSON columns are compared as the database's text, not decoded: a change there still counts."""
+    policies(5)
+    store.get_policy_set()
+    counted["validated"].clear()
+    Policy.objects.filter(policy_id="p003").update(actions=["act.moved"], factors=["webauthn"])
+    PolicySetState.objects.filter(pk=1).update(version=F("version") + 1, generation=new_generation())
+    store._store.recheck()
+    reloaded = store.get_policy_set()
+    assert counted["validated"] == ["p003"]
+    assert (reloaded.specs["p003"].actions, reloaded.specs["p003"].factors) == (("act.moved",), ("webauthn",))
+    assert reloaded.decide(Input(action="act.3", method="POST")).policies == ("stepup.default",)
+    assert reloaded.decide(Input(action="act.moved", method="POST")).policies == ("p003",)
+
+
+def test_the_same_content_written_as_other_text_decides_alike(counted: dict[str, list[str]]) -> None:
+    from django.db import connection
+
+    policies(5)
+    before = store.get_policy_set()
+    counted["validated"].clear()
+    table = connection.ops.quote_name(Policy._meta.db_table)
+    with connection.cursor() as cursor:  # what a hand-written UPDATE leaves: other spacing, same JSON
+        cursor.execute(f"UPDATE {table} SET actions = %s WHERE policy_id = %s", ['[ "act.4" ]', "p004"])
+    PolicySetState.objects.filter(pk=1).update(version=F("version") + 1, generation=new_generation())
+    store._store.recheck()
+    reloaded = store.get_policy_set()
+    assert counted["validated"] in ([], ["p004"])  # other text is a recompile at most (PostgreSQL's jsonb: none)
+    assert reloaded.specs == before.specs
+    assert decisions(reloaded, 5) == decisions(before, 5)
