@@ -538,3 +538,14 @@ class Timed:
             return fails(self.subscription)
         finally:
             self.slowest = max(self.slowest, time.monotonic() - started)
+
+
+def close_all_checked(subscriptions: list[Any]) -> None:
+    """Close every subscription, then check that no retry thread outlived its ``close()``."""
+    for subscription in subscriptions:
+        subscription.close()
+    for subscription in subscriptions:
+        retrying = subscription._retrying
+        if isinstance(retrying, threading.Thread) and retrying.is_alive():
+            retrying.join(5)
+            assert not retrying.is_alive(), "a retry thread outlived its subscription's close()"

@@ -27,7 +27,7 @@ from django.db import connections, transaction
 from stepup import notices
 from stepup.notices import PG_CHANNEL, PostgresNotices
 from tests.scale.conftest import postgres_address
-from tests.scale.harness import TcpProxy, Timed, error_of, eventually, fails
+from tests.scale.harness import TcpProxy, Timed, close_all_checked, error_of, eventually, fails
 
 pytestmark = [pytest.mark.postgres]
 
@@ -70,13 +70,7 @@ def make(database) -> Iterator[Callable[..., PostgresNotices]]:
         return subscription
 
     yield make
-    for subscription in made:
-        subscription.close()
-    for subscription in made:
-        retrying = subscription._retrying
-        if isinstance(retrying, threading.Thread) and retrying.is_alive():
-            retrying.join(5)
-            assert not retrying.is_alive(), "a retry thread outlived its subscription's close()"
+    close_all_checked(made)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import pytest
 from stepup import notices
 from stepup.notices import RedisNotices
 from tests.scale.conftest import redis_address
-from tests.scale.harness import TcpProxy, Timed, error_of, eventually, fails, with_address
+from tests.scale.harness import TcpProxy, Timed, close_all_checked, error_of, eventually, fails, with_address
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -64,13 +64,7 @@ def make(scale, channel) -> Iterator[Callable[..., RedisNotices]]:
         return subscription
 
     yield make
-    for subscription in made:
-        subscription.close()
-    for subscription in made:
-        retrying = subscription._retrying
-        if isinstance(retrying, threading.Thread) and retrying.is_alive():
-            retrying.join(5)
-            assert not retrying.is_alive(), "a retry thread outlived its subscription's close()"
+    close_all_checked(made)
 
 
 @pytest.fixture
